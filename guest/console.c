@@ -14,10 +14,15 @@
 static enum console_mode mode = CONSOLE_OUTB;
 static volatile u32 console_lock;
 
+static bool muted;
 static char line[512];
 static size_t line_len;
 
 void console_set_mode(enum console_mode m) { mode = m; }
+
+/* Drops TG lines while set: the tables are read for SMP and the exits even
+ * when their report was not asked for. */
+void tg_mute(bool on) { muted = on; }
 
 static void uart_write(const char *s, size_t n)
 {
@@ -52,7 +57,8 @@ void console_puts(const char *s) { console_write(s, strlen(s)); }
 static void put(char c)
 {
 	if (line_len == sizeof(line)) {
-		uart_write(line, line_len);
+		if (!muted)
+			uart_write(line, line_len);
 		line_len = 0;
 	}
 	line[line_len++] = c;
@@ -100,6 +106,7 @@ void tg_begin(const char *record)
 void tg_begin_forced(const char *record)
 {
 	__atomic_store_n(&console_lock, 1, __ATOMIC_SEQ_CST);
+	muted = false;
 	line_len = 0;
 	puts_raw("TG ");
 	puts_raw(record);
@@ -151,7 +158,8 @@ void tg_str(const char *k, const void *bytes, size_t len)
 void tg_end(void)
 {
 	put('\n');
-	uart_write(line, line_len);
+	if (!muted)
+		uart_write(line, line_len);
 	line_len = 0;
 	unlock();
 }

@@ -222,42 +222,73 @@ static void exit_begin(const char *how, const char *via, u64 value)
 	tg_end();
 }
 
+static bool is(const char *s, size_t len, const char *word)
+{
+	return len == strlen(word) && !memcmp(s, word, len);
+}
+
+static const char *const known_tests[] = { "boot", "acpi", "smp", "exception" };
+static const char *const known_exits[] = { "poweroff", "reset", "kbd-reset", "triple-fault", "halt" };
+
 static __attribute__((noreturn)) void leave(const char *how, size_t how_len, const struct acpi_info *acpi)
 {
-	if (how_len == 8 && !memcmp(how, "poweroff", 8)) {
+	if (is(how, how_len, "poweroff")) {
 		u8 typ = acpi->s5_found ? acpi->slp_typ_s5 : SLP_TYP_S5_DEFAULT;
 		u8 v = (u8)((typ << SLP_TYP_SHIFT) | SLP_EN);
 		exit_begin("poweroff", acpi->s5_found ? "sleep_control" : "sleep_control,s5_source=default", v);
 		if (!acpi->fadt_found || !gas_write8(&acpi->sleep_control, v))
 			halt_with("no-sleep-control-register");
 		wait_for_exit("poweroff");
-	} else if (how_len == 5 && !memcmp(how, "reset", 5)) {
+	} else if (is(how, how_len, "reset")) {
 		exit_begin("reset", "reset_reg", acpi->reset_value);
 		if (!acpi->fadt_found || !gas_write8(&acpi->reset_reg, acpi->reset_value))
 			halt_with("no-reset-register");
 		wait_for_exit("reset");
-	} else if (how_len == 9 && !memcmp(how, "kbd-reset", 9)) {
+	} else if (is(how, how_len, "kbd-reset")) {
 		exit_begin("kbd-reset", "i8042", I8042_CMD_RESET_PULSE);
 		for (u32 i = 0; i < I8042_WAIT_READS && (inb(I8042_STATUS) & I8042_STATUS_IBF); i++)
 			;
 		outb(I8042_COMMAND, I8042_CMD_RESET_PULSE);
 		wait_for_exit("kbd-reset");
-	} else if (how_len == 12 && !memcmp(how, "triple-fault", 12)) {
+	} else if (is(how, how_len, "triple-fault")) {
 		exit_begin("triple-fault", "null-idt", 0);
 		load_null_idt();
 		__asm__ volatile("ud2");
 		wait_for_exit("triple-fault");
-	} else if (how_len == 4 && !memcmp(how, "halt", 4)) {
-		halt_with("requested");
 	}
-	tg_begin("error");
-	tg_word("what", "unknown-exit");
-	tg_str("value", how, how_len);
-	tg_end();
-	halt_with("bad-config");
+	halt_with("requested");
 }
 
-static const char *const known_tests[] = { "boot", "acpi", "smp", "exception" };
+/* Refuses a bad tg.test / tg.exit before doing anything, rather than skip silently. */
+static void check_config(const char *tests, size_t tests_len, const char *how, size_t how_len)
+{
+	for (size_t i = 0; i < tests_len;) {
+		size_t j = i;
+		while (j < tests_len && tests[j] != ',')
+			j++;
+		bool known = false;
+		for (size_t k = 0; k < ARRAY_SIZE(known_tests); k++)
+			known |= is(tests + i, j - i, known_tests[k]);
+		if (!known) {
+			tg_begin("error");
+			tg_word("what", "unknown-test");
+			tg_str("value", tests + i, j - i);
+			tg_end();
+			halt_with("bad-config");
+		}
+		i = j + 1;
+	}
+	bool known = false;
+	for (size_t k = 0; k < ARRAY_SIZE(known_exits); k++)
+		known |= is(how, how_len, known_exits[k]);
+	if (!known) {
+		tg_begin("error");
+		tg_word("what", "unknown-exit");
+		tg_str("value", how, how_len);
+		tg_end();
+		halt_with("bad-config");
+	}
+}
 
 void tg_main(const u8 *bp)
 {
@@ -270,7 +301,7 @@ void tg_main(const u8 *bp)
 	u64 cmdline_addr = read_cmdline(bp, &terminated);
 	size_t len;
 	const char *v = cmdline_value(cmdline, "tg.console", &len);
-	if (v && len == 5 && !memcmp(v, "outsb", 5))
+	if (v && is(v, len, "outsb"))
 		console_set_mode(CONSOLE_OUTSB);
 
 	const char *tests = "boot,acpi,smp";
@@ -291,29 +322,15 @@ void tg_main(const u8 *bp)
 	tg_str("test", tests, tests_len);
 	tg_str("exit", how, how_len);
 	tg_end();
-	/* Refuse unknown test names rather than silently skip them. */
-	for (size_t i = 0; i < tests_len;) {
-		size_t j = i;
-		while (j < tests_len && tests[j] != ',')
-			j++;
-		bool known = false;
-		for (size_t k = 0; k < ARRAY_SIZE(known_tests); k++)
-			known |= j - i == strlen(known_tests[k]) && !memcmp(tests + i, known_tests[k], j - i);
-		if (!known) {
-			tg_begin("error");
-			tg_word("what", "unknown-test");
-			tg_str("value", tests + i, j - i);
-			tg_end();
-			halt_with("bad-config");
-		}
-		i = j + 1;
-	}
+	check_config(tests, tests_len, how, how_len);
 
 	if (list_has(tests, tests_len, "boot"))
 		report_boot_params(bp, cmdline_addr, terminated);
 
 	static struct acpi_info acpi;
+	tg_mute(!list_has(tests, tests_len, "acpi"));
 	acpi_probe(bp, &acpi);
+	tg_mute(false);
 	if (list_has(tests, tests_len, "smp"))
 		smp_boot(&acpi, bp);
 	if (list_has(tests, tests_len, "exception"))

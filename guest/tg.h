@@ -92,6 +92,7 @@ bool list_has(const char *list, size_t len, const char *word);
 /* ---- console.c: COM1 output and the TG line protocol ---- */
 enum console_mode { CONSOLE_OUTB, CONSOLE_OUTSB };
 void console_set_mode(enum console_mode mode);
+void tg_mute(bool on);
 void console_write(const char *s, size_t n);
 void console_puts(const char *s);
 /* One protocol line: "TG <record> key=value ...\n", emitted atomically across CPUs. */
