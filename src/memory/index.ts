@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './guest-memory.js';
 export * from './alloc.js';
+export * from './mmap-backing.js';

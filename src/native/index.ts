@@ -1,0 +1,2 @@
+export * from './libc.js';
+export * from './kvm-abi.js';
