@@ -20,7 +20,7 @@ function missingTools(): string | undefined {
   if (!present()) {
     if (process.getuid?.() === 0) {
       const apt = (...args: string[]) => spawnSync('apt-get', args, { stdio: 'ignore', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
-      if (!apt('install', '-y', 'acpica-tools')) apt('update') && apt('install', '-y', 'acpica-tools');
+      if (!apt('install', '-y', 'acpica-tools') && apt('update')) apt('install', '-y', 'acpica-tools');
     }
   }
   toolsChecked = present() ? undefined : 'acpica-tools (iasl, acpiexec) is not installed and `apt-get install -y acpica-tools` did not install it';
