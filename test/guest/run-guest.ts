@@ -2,7 +2,7 @@
  * Runs a test guest through the typevisor CLI, as a user would, and collects
  * the TG report from its serial console.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { GuestReport } from './protocol.js';
@@ -44,9 +44,19 @@ export function kvmMissing(): string | undefined {
   }
 }
 
-/** Why the CLI cannot run yet, or undefined. */
+let cliProbe: string | undefined | null = null;
+
+/** Why the CLI cannot run (not built, or `typevisor version` fails), or undefined. */
 export function cliMissing(): string | undefined {
-  return existsSync(CLI_MAIN) ? undefined : `${CLI_MAIN} is not built`;
+  if (cliProbe !== null) return cliProbe;
+  if (!existsSync(CLI_MAIN)) {
+    cliProbe = `${CLI_MAIN} is not built`;
+  } else {
+    const r = spawnSync(process.execPath, [CLI_BIN, 'version'], { encoding: 'utf8', timeout: 10_000 });
+    const why = r.stderr.split('\n').find((l) => /Error|error:/.test(l)) ?? r.stderr.split('\n')[0];
+    cliProbe = r.status === 0 ? undefined : `the typevisor CLI does not run yet: ${why?.trim() ?? `status ${r.status}`}`;
+  }
+  return cliProbe;
 }
 
 /** A halted guest never ends the VM by itself; stop the VMM once it says so. */
