@@ -137,6 +137,7 @@ export function decompressXz(input: Uint8Array): Uint8Array {
     expect(dataSize > 0 && dataStart + dataSize <= indexStart, 'xz block size in the index is inconsistent');
     const blockEnd = dataStart + Math.ceil(dataSize / 4) * 4 + csize;
     expect(blockEnd <= indexStart, 'xz block overruns the index');
+    for (let p = dataStart + dataSize; p < blockEnd - csize; p++) expect(input[p] === 0, 'xz block padding is not zero');
 
     const last = filters[filters.length - 1]!;
     if (last.id !== FILTER_LZMA2) throw new XzUnsupportedError(`xz filter chain ends in filter 0x${last.id.toString(16)}, not LZMA2`);
