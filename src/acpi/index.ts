@@ -6,7 +6,7 @@ import type { GuestMemory } from '../memory/index.js';
 import { ACPI_ADDR, ACPI_SIZE } from '../arch/x86_64/layout.js';
 import { scope, termList } from './aml.js';
 import { sleepStatesAml } from './devices.js';
-import { AcpiError, buildDsdt, buildFadt, buildMadt, buildRsdp, buildXsdt, RSDP_SIZE, type FadtOptions } from './tables.js';
+import { AcpiError, buildDsdt, buildFadt, buildMadt, buildRsdp, buildXsdt, FADT_SIZE, RSDP_SIZE, TABLE_HEADER_SIZE, type FadtOptions } from './tables.js';
 
 export * from './aml.js';
 export * from './devices.js';
@@ -38,6 +38,9 @@ export interface AcpiResult {
   tables: AcpiTableInfo[];
 }
 
+/** The XSDT lists the FADT and the MADT. */
+const XSDT_ENTRIES = 2;
+
 const align = (n: number): number => Math.ceil(n / TABLE_ALIGN) * TABLE_ALIGN;
 
 /**
@@ -51,10 +54,8 @@ export function buildAcpi(memory: GuestMemory, config: AcpiConfig): AcpiResult {
 
   const rsdpAddr = ACPI_ADDR;
   const xsdtAddr = align(rsdpAddr + RSDP_SIZE);
-  const xsdtLength = buildXsdt([0, 0]).length;
-  const fadtAddr = align(xsdtAddr + xsdtLength);
-  const fadt = buildFadt({ dsdtAddr: 0, i8042: config.i8042, cmosRtc: config.cmosRtc });
-  const madtAddr = align(fadtAddr + fadt.length);
+  const fadtAddr = align(xsdtAddr + TABLE_HEADER_SIZE + 8 * XSDT_ENTRIES);
+  const madtAddr = align(fadtAddr + FADT_SIZE);
   const dsdtAddr = align(madtAddr + madt.length);
   const end = dsdtAddr + dsdt.length;
   if (end > ACPI_ADDR + ACPI_SIZE) {
