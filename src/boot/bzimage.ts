@@ -85,6 +85,7 @@ function versionString(v: number): string {
 /** Reads and validates the setup header of a 64-bit-capable bzImage. */
 export function parseSetupHeader(image: Uint8Array): SetupHeader {
   if (!isBzImage(image)) throw new BootError('not-a-kernel', 'not a bzImage: "HdrS" magic missing at offset 0x202');
+  if (image.length < HDR_VERSION + 2) throw new BootError('truncated', `truncated bzImage: ${image.length} bytes, the setup header alone needs ${HDR_END_2_12}`);
   const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
   const version = dv.getUint16(HDR_VERSION, true);
   if (version < MIN_64BIT_PROTOCOL) {
