@@ -1,0 +1,80 @@
+import { Vmm } from '../vmm/vmm.js';
+import { VmmError } from '../vmm/errors.js';
+import { parseSize } from '../vmm/size.js';
+import { DEFAULT_CMDLINE, type EngineChoice } from '../vmm/config.js';
+import { attachConsole } from '../backends/terminal.js';
+
+export const RUN_OPTIONS = {
+  kernel: { type: 'string' },
+  initrd: { type: 'string' },
+  cmdline: { type: 'string' },
+  cpus: { type: 'string' },
+  memory: { type: 'string' },
+  engine: { type: 'string' },
+} as const;
+
+export const RUN_USAGE = `usage: typevisor run --kernel <bzImage|vmlinux> [options]
+
+options:
+  --kernel PATH     kernel image: a bzImage (compressed payloads are decompressed on the host)
+                    or a vmlinux ELF64
+  --initrd PATH     initial ramdisk
+  --cmdline TEXT    kernel command line (default: "${DEFAULT_CMDLINE}")
+  --cpus N          virtual CPUs (default 1)
+  --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB (default 512M)
+  --engine NAME     auto | kvm | soft (default auto: KVM where guest kernel code runs
+                    natively, the soft engine otherwise)
+
+On a terminal the guest's serial console is interactive: Ctrl-A X quits, Ctrl-A C sends
+Ctrl-Alt-Del, Ctrl-A H lists the keys. Exit status: 0 when the guest powers off or resets,
+1 when the VMM fails, 2 for a bad command line, 3 when the guest crashes its CPU (triple
+fault), 4 when the engine fails.
+`;
+
+export interface RunValues {
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  cpus?: string;
+  memory?: string;
+  engine?: string;
+}
+
+function parseCpus(text: string): number {
+  if (!/^\d+$/.test(text.trim())) throw new VmmError('invalid-config', `--cpus "${text}" is not a whole number`);
+  return Number(text);
+}
+
+function parseEngine(text: string): EngineChoice {
+  if (text === 'auto' || text === 'kvm' || text === 'soft') return text;
+  throw new VmmError('invalid-config', `--engine "${text}" is not one of auto, kvm, soft`);
+}
+
+export async function runCommand(values: RunValues, stderr: NodeJS.WritableStream): Promise<number> {
+  if (!values.kernel) throw new VmmError('invalid-config', '--kernel is required (a bzImage or vmlinux to boot)');
+  const vmm = new Vmm({ log: (line) => stderr.write(`typevisor: ${line}\n`) });
+  vmm.configureMachine({
+    ...(values.cpus !== undefined && { vcpuCount: parseCpus(values.cpus) }),
+    ...(values.memory !== undefined && { memBytes: parseSize(values.memory, '--memory') }),
+    ...(values.engine !== undefined && { engine: parseEngine(values.engine) }),
+  });
+  vmm.configureBootSource({
+    kernelPath: values.kernel,
+    ...(values.initrd !== undefined && { initrdPath: values.initrd }),
+    ...(values.cmdline !== undefined && { cmdline: values.cmdline }),
+  });
+  await vmm.start();
+  const machine = vmm.runningMachine!;
+  const console = attachConsole({
+    input: process.stdin,
+    output: process.stdout,
+    serial: machine.serial,
+    onQuit: () => void vmm.stop(),
+    onCtrlAltDel: () => vmm.sendCtrlAltDel(),
+  });
+  machine.setSerialOutput((bytes) => console.write(bytes));
+  const report = await vmm.exited();
+  await console.close();
+  stderr.write(`typevisor: ${report.message}\n`);
+  return report.status;
+}

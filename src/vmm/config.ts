@@ -1,0 +1,59 @@
+import os from 'node:os';
+import { VmmError } from './errors.js';
+import { MIN_MEMORY, MiB } from '../arch/x86_64/layout.js';
+import { formatSize } from './size.js';
+
+export type EngineChoice = 'auto' | 'kvm' | 'soft';
+
+/** The machine: CPUs, memory, engine (Firecracker's machine-config, plus our engine choice). */
+export interface MachineConfig {
+  vcpuCount: number;
+  memBytes: number;
+  engine: EngineChoice;
+}
+
+/** What to boot (Firecracker's boot-source). */
+export interface BootSourceConfig {
+  kernelPath: string;
+  initrdPath?: string;
+  /** Kernel command line; the default is DEFAULT_CMDLINE. */
+  cmdline?: string;
+}
+
+export interface VmConfig {
+  machine: MachineConfig;
+  boot?: BootSourceConfig;
+}
+
+export const DEFAULT_MACHINE: MachineConfig = { vcpuCount: 1, memBytes: 512 * MiB, engine: 'auto' };
+
+/**
+ * Serial console on COM1; reboot through the ACPI reset register (the VMM
+ * sees it and exits); on panic, reboot after 1 s so a dead guest ends the VM.
+ */
+export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=acpi panic=1';
+
+/** The most vCPUs the machine model describes (MADT xAPIC entries carry 8-bit APIC IDs). */
+export const MAX_VCPUS = 255;
+
+/** Checks a machine configuration; throws a VmmError naming the bad value. */
+export function validateMachine(m: MachineConfig, hostMemBytes = os.totalmem()): void {
+  if (!Number.isInteger(m.vcpuCount) || m.vcpuCount < 1) {
+    throw new VmmError('invalid-config', `vCPU count must be at least 1 (got ${m.vcpuCount})`);
+  }
+  if (m.vcpuCount > MAX_VCPUS) {
+    throw new VmmError('invalid-config', `vCPU count ${m.vcpuCount} is above the machine's limit of ${MAX_VCPUS}`);
+  }
+  if (!Number.isSafeInteger(m.memBytes) || m.memBytes < MIN_MEMORY) {
+    throw new VmmError('invalid-config', `memory must be at least ${formatSize(MIN_MEMORY)} (got ${formatSize(Math.max(0, m.memBytes))})`);
+  }
+  if (m.memBytes % 4096 !== 0) {
+    throw new VmmError('invalid-config', `memory must be a multiple of 4 KiB (got ${m.memBytes} bytes)`);
+  }
+  if (m.memBytes > hostMemBytes) {
+    throw new VmmError('invalid-config', `memory ${formatSize(m.memBytes)} is more than this host has (${formatSize(hostMemBytes)})`);
+  }
+  if (!['auto', 'kvm', 'soft'].includes(m.engine)) {
+    throw new VmmError('invalid-config', `unknown engine "${String(m.engine)}" (choose auto, kvm or soft)`);
+  }
+}

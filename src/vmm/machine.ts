@@ -1,0 +1,133 @@
+import { readFile, stat } from 'node:fs/promises';
+import { Bus } from '../bus/index.js';
+import type { EngineVm, VmStop } from '../engine/engine.js';
+import { allocateGuestMemory, type GuestMemory } from '../memory/index.js';
+import * as layout from '../arch/x86_64/layout.js';
+import { buildAcpi } from '../acpi/index.js';
+import { prepareLinuxBoot } from '../boot/index.js';
+import { VmmError } from './errors.js';
+import { DEFAULT_CMDLINE, type MachineConfig, type BootSourceConfig } from './config.js';
+import { BusDispatcher } from './dispatcher.js';
+import { selectEngine } from './engines.js';
+import { LegacyDevices } from './legacy-devices.js';
+import { formatSize } from './size.js';
+
+export interface MachineOptions {
+  /** One-line notices from the VMM (engine choice, unclaimed I/O…). */
+  log?: (line: string) => void;
+}
+
+async function readInput(path: string, what: string): Promise<Uint8Array> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new VmmError('bad-file', `${what} ${path} is not a regular file`);
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    if (e instanceof VmmError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new VmmError('bad-file', `${what} ${path} does not exist`);
+    if (code === 'EACCES') throw new VmmError('bad-file', `${what} ${path} is not readable (permission denied)`);
+    throw new VmmError('bad-file', `cannot read ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * One x86-64 PC-like machine: RAM, the legacy devices, ACPI, a booted kernel,
+ * and an engine running its vCPUs. Knows nothing of front ends; knows engines
+ * only through the Engine interface.
+ */
+export class Machine {
+  private constructor(
+    readonly engineName: string,
+    readonly memory: GuestMemory,
+    private readonly vm: EngineVm,
+    private readonly legacy: LegacyDevices,
+    private readonly dispatcher: BusDispatcher,
+    private readonly releaseEngine: () => void,
+  ) {}
+
+  static async build(config: { machine: MachineConfig; boot: BootSourceConfig }, options: MachineOptions = {}): Promise<Machine> {
+    const log = options.log ?? (() => {});
+    const { machine, boot } = config;
+    const kernel = await readInput(boot.kernelPath, 'kernel');
+    const initrd = boot.initrdPath !== undefined ? await readInput(boot.initrdPath, 'initrd') : undefined;
+    if (initrd && initrd.length >= machine.memBytes) {
+      throw new VmmError('invalid-config', `initrd ${boot.initrdPath} (${formatSize(initrd.length)}) is larger than guest memory (${formatSize(machine.memBytes)})`);
+    }
+
+    const { engine, note } = await selectEngine(machine.engine);
+    if (note) log(note);
+    if (machine.vcpuCount > engine.maxCpus()) {
+      throw new VmmError('invalid-config', `vCPU count ${machine.vcpuCount} is above the ${engine.name} engine's limit of ${engine.maxCpus()} here`);
+    }
+
+    const memory = allocateGuestMemory(layout.ramRanges(machine.memBytes), engine.memoryBacking());
+    const pioBus = new Bus('pio');
+    const mmioBus = new Bus('mmio');
+    const legacy = new LegacyDevices();
+    const acpi = buildAcpi(memory, { cpus: machine.vcpuCount, devices: LegacyDevices.aml() });
+    let bootInfo;
+    try {
+      bootInfo = prepareLinuxBoot(memory, {
+        kernel,
+        ...(initrd && { initrd }),
+        cmdline: boot.cmdline ?? DEFAULT_CMDLINE,
+        rsdpAddr: acpi.rsdpAddr,
+        memBytes: machine.memBytes,
+      });
+    } catch (e) {
+      if (e instanceof Error && !(e instanceof VmmError)) throw new VmmError('bad-file', e.message);
+      throw e;
+    }
+    const dispatcher = new BusDispatcher(pioBus, mmioBus, (what) => log(what));
+    const release = () => engine.close?.();
+    let vm: EngineVm;
+    try {
+      vm = await engine.createVm({ memory, cpus: machine.vcpuCount, boot: bootInfo.cpu, dispatcher });
+    } catch (e) {
+      release();
+      throw e;
+    }
+    legacy.attach(pioBus, vm, machine.memBytes);
+    return new Machine(engine.name, memory, vm, legacy, dispatcher, release);
+  }
+
+  /** The COM1 UART, for a console backend to feed input into. */
+  get serial() {
+    return this.legacy.serial;
+  }
+
+  /** Where guest serial output goes (default: nowhere until a console is attached). */
+  setSerialOutput(sink: (bytes: Uint8Array) => void): void {
+    this.legacy.setSerialOutput(sink);
+  }
+
+  run(): Promise<VmStop> {
+    return this.vm.run();
+  }
+
+  requestStop(stop: VmStop): void {
+    this.vm.requestStop(stop);
+  }
+
+  pause(): Promise<void> {
+    return this.vm.pause();
+  }
+
+  resume(): void {
+    this.vm.resume();
+  }
+
+  sendCtrlAltDel(): void {
+    this.legacy.sendCtrlAltDel();
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.vm.stats(), pioExits: this.dispatcher.pioExits, mmioExits: this.dispatcher.mmioExits };
+  }
+
+  async close(): Promise<void> {
+    await this.vm.close();
+    this.releaseEngine();
+  }
+}

@@ -1,0 +1,192 @@
+import { EventEmitter } from 'node:events';
+import type { VmStop } from '../engine/engine.js';
+import { VmmError } from './errors.js';
+import { DEFAULT_MACHINE, validateMachine, type BootSourceConfig, type MachineConfig, type VmConfig } from './config.js';
+import { Machine, type MachineOptions } from './machine.js';
+import { describeStop } from './exit-status.js';
+
+/**
+ * The one internal action API. Every front end (CLI, REST API, web console,
+ * library users) drives a VM through these actions; each is checked against
+ * the VM's phase here, once, so the front ends only parse.
+ */
+export type VmmAction =
+  | { kind: 'configure-machine'; config: Partial<MachineConfig> }
+  | { kind: 'configure-boot-source'; boot: BootSourceConfig }
+  | { kind: 'start' }
+  | { kind: 'pause' }
+  | { kind: 'resume' }
+  | { kind: 'send-ctrl-alt-del' }
+  | { kind: 'stop' };
+
+export type VmPhase = 'not-started' | 'starting' | 'running' | 'paused' | 'stopped';
+
+export interface VmExitReport {
+  stop: VmStop;
+  status: number;
+  message: string;
+}
+
+export interface VmDescription {
+  phase: VmPhase;
+  config: VmConfig;
+  engine?: string;
+  startedAt?: Date;
+  stats?: Record<string, number>;
+}
+
+export interface VmmEvents {
+  phase: [VmPhase];
+  exit: [VmExitReport];
+}
+
+/** One VM and its life: configure → start → (pause ⇄ resume) → stopped. */
+export class Vmm extends EventEmitter<VmmEvents> {
+  private machineConfig: MachineConfig = { ...DEFAULT_MACHINE };
+  private bootSource: BootSourceConfig | undefined;
+  private machine: Machine | undefined;
+  private phaseValue: VmPhase = 'not-started';
+  private startedAt: Date | undefined;
+  private exitReport: Promise<VmExitReport> | undefined;
+
+  constructor(private readonly options: MachineOptions = {}) {
+    super();
+  }
+
+  get phase(): VmPhase {
+    return this.phaseValue;
+  }
+
+  /** The running machine (for front ends that attach a console), once started. */
+  get runningMachine(): Machine | undefined {
+    return this.machine;
+  }
+
+  private setPhase(p: VmPhase): void {
+    this.phaseValue = p;
+    this.emit('phase', p);
+  }
+
+  private requirePhase(action: string, ...allowed: VmPhase[]): void {
+    if (!allowed.includes(this.phaseValue)) {
+      throw new VmmError('wrong-phase', `${action} is not allowed while the VM is ${this.phaseValue}`);
+    }
+  }
+
+  configureMachine(config: Partial<MachineConfig>): void {
+    this.requirePhase('configuring the machine', 'not-started');
+    const next = { ...this.machineConfig, ...config };
+    validateMachine(next);
+    this.machineConfig = next;
+  }
+
+  configureBootSource(boot: BootSourceConfig): void {
+    this.requirePhase('configuring the boot source', 'not-started');
+    if (!boot.kernelPath) throw new VmmError('invalid-config', 'a kernel image path is required');
+    this.bootSource = { ...boot };
+  }
+
+  describe(): VmDescription {
+    const d: VmDescription = { phase: this.phaseValue, config: this.config() };
+    if (this.machine) {
+      d.engine = this.machine.engineName;
+      d.stats = this.machine.stats();
+    }
+    if (this.startedAt) d.startedAt = this.startedAt;
+    return d;
+  }
+
+  config(): VmConfig {
+    return this.bootSource ? { machine: { ...this.machineConfig }, boot: { ...this.bootSource } } : { machine: { ...this.machineConfig } };
+  }
+
+  /**
+   * Builds the machine and starts the vCPUs. Resolves once the guest runs;
+   * `exited()` resolves when it stops.
+   */
+  async start(): Promise<void> {
+    this.requirePhase('starting the VM', 'not-started');
+    if (!this.bootSource) throw new VmmError('invalid-config', 'no boot source: give a kernel image before starting');
+    this.setPhase('starting');
+    try {
+      this.machine = await Machine.build({ machine: this.machineConfig, boot: this.bootSource }, this.options);
+    } catch (e) {
+      this.setPhase('not-started');
+      throw e;
+    }
+    this.startedAt = new Date();
+    this.setPhase('running');
+    const machine = this.machine;
+    this.exitReport = machine.run().then(
+      async (stop) => {
+        await machine.close();
+        const report = { stop, ...describeStop(stop) };
+        this.setPhase('stopped');
+        this.emit('exit', report);
+        return report;
+      },
+      async (e: unknown) => {
+        await machine.close().catch(() => {});
+        const stop: VmStop = { reason: 'engine-error', cpu: -1, message: e instanceof Error ? e.message : String(e) };
+        const report = { stop, ...describeStop(stop) };
+        this.setPhase('stopped');
+        this.emit('exit', report);
+        return report;
+      },
+    );
+  }
+
+  /** Resolves when the VM has stopped, with why and the process exit status. */
+  exited(): Promise<VmExitReport> {
+    if (!this.exitReport) throw new VmmError('wrong-phase', 'the VM has not been started');
+    return this.exitReport;
+  }
+
+  async pause(): Promise<void> {
+    this.requirePhase('pausing', 'running', 'paused');
+    if (this.phaseValue === 'paused') return;
+    await this.machine!.pause();
+    this.setPhase('paused');
+  }
+
+  resume(): void {
+    this.requirePhase('resuming', 'running', 'paused');
+    if (this.phaseValue === 'running') return;
+    this.machine!.resume();
+    this.setPhase('running');
+  }
+
+  sendCtrlAltDel(): void {
+    this.requirePhase('sending Ctrl-Alt-Del', 'running', 'paused');
+    this.machine!.sendCtrlAltDel();
+  }
+
+  /** Stops the VM from the host side; resolves with the exit report. */
+  async stop(): Promise<VmExitReport> {
+    this.requirePhase('stopping', 'running', 'paused', 'stopped');
+    this.machine!.requestStop({ reason: 'host-stop' });
+    if (this.phaseValue === 'paused') this.machine!.resume();
+    return this.exited();
+  }
+
+  /** Carries out one action; the entry point of the REST API and web console. */
+  async dispatch(action: VmmAction): Promise<void> {
+    switch (action.kind) {
+      case 'configure-machine':
+        return this.configureMachine(action.config);
+      case 'configure-boot-source':
+        return this.configureBootSource(action.boot);
+      case 'start':
+        return this.start();
+      case 'pause':
+        return this.pause();
+      case 'resume':
+        return this.resume();
+      case 'send-ctrl-alt-del':
+        return this.sendCtrlAltDel();
+      case 'stop':
+        await this.stop();
+        return;
+    }
+  }
+}
