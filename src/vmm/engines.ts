@@ -49,20 +49,20 @@ export async function probeKvm(engine: KvmEngine): Promise<KvmProbe> {
   memory.write(HIMEM_START, probeCode());
   let started = 0n;
   let elapsed = 0n;
-  let stopVm: (() => void) | undefined;
+  const stopper: { stop?: () => void } = {};
   const dispatcher: ExitDispatcher = {
     pio(_cpu, port, _data, isWrite) {
       if (!isWrite) return;
       if (port === PORT_PROBE_START) started = process.hrtime.bigint();
       if (port === PORT_PROBE_END) {
         elapsed = process.hrtime.bigint() - started;
-        stopVm?.();
+        stopper.stop?.();
       }
     },
     mmio() {},
   };
   const vm = await engine.createVm({ memory, cpus: 1, boot: bootCpuState(memory, HIMEM_START, ZERO_PAGE_ADDR), dispatcher });
-  stopVm = () => vm.requestStop({ reason: 'host-stop' });
+  stopper.stop = () => vm.requestStop({ reason: 'host-stop' });
   const timeout = setTimeout(() => vm.requestStop({ reason: 'host-stop' }), 5000);
   try {
     await vm.run();
