@@ -78,7 +78,8 @@ export async function probeKvm(engine: KvmEngine): Promise<KvmProbe> {
 
 function openKvm(): KvmEngine {
   try {
-    return new KvmEngine();
+    const devicePath = process.env.TYPEVISOR_KVM_DEVICE;
+    return new KvmEngine(devicePath ? { devicePath } : {});
   } catch (e) {
     if (e instanceof EngineUnavailableError) throw new VmmError('engine-unavailable', `kvm engine: ${e.message}`);
     throw e;
