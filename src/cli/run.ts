@@ -73,7 +73,16 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
     onCtrlAltDel: () => vmm.sendCtrlAltDel(),
   });
   machine.setSerialOutput((bytes) => console.write(bytes));
+  // SIGINT reaches us only when the console is not in raw mode (in raw mode
+  // Ctrl-C is a byte for the guest); SIGTERM/SIGHUP come from supervisors.
+  const onSignal = (signal: NodeJS.Signals) => {
+    stderr.write(`typevisor: ${signal}: stopping the VM\n`);
+    if (vmm.phase !== 'stopped') void vmm.stop();
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
   const report = await vmm.exited();
+  for (const s of signals) process.off(s, onSignal);
   await console.close();
   stderr.write(`typevisor: ${report.message}\n`);
   return report.status;
