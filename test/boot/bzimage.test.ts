@@ -142,3 +142,17 @@ test('loadKernel on a vmlinux ELF', () => {
   assert.equal(r.initrdAddrMax, 0x37ffffff);
   assert.equal(r.protocolVersion, 0x020f);
 });
+
+test('random header corruption yields a BootError or a load, never another exception', () => {
+  const base = gzImage();
+  for (let seed = 1; seed <= 300; seed++) {
+    const img = base.slice();
+    const r = pseudoRandom(24, seed);
+    for (let k = 0; k < 6; k++) img[0x1f1 + (((r[k * 3]! << 8) | r[k * 3 + 1]!) % 0x7b)] = r[k * 3 + 2]!;
+    try {
+      loadKernel(mem(32 * MiB), img);
+    } catch (e) {
+      assert.ok(e instanceof BootError, `seed ${seed}: ${String(e)}`);
+    }
+  }
+});
