@@ -98,10 +98,63 @@ export interface RtcState {
   regB: number;
   /** Guest time minus host time, in milliseconds, while the clock runs. */
   offsetMs: number;
-  /** Guest time (ms since the epoch) held while register B's SET bit stops the clock; null otherwise. */
-  frozenMs: number | null;
+  /** The calendar held while register B's SET bit stops the clock; null while it runs. */
+  frozen: RtcTime | null;
   /** All 128 CMOS bytes; the clock and control registers in it are not used. */
   cmos: number[];
+}
+
+/**
+ * The calendar fields as the chip holds them, each within its own range but
+ * not necessarily a real date together (the guest writes them one at a time;
+ * a 31 in February is clamped when the clock starts).
+ */
+export interface RtcTime {
+  second: number;
+  minute: number;
+  /** 0–23. */
+  hour: number;
+  /** 1–31. */
+  day: number;
+  /** 1–12. */
+  month: number;
+  /** Full year, 0–9999. */
+  year: number;
+}
+
+const FIELD_LIMITS: Record<keyof RtcTime, [number, number]> = {
+  second: [0, 59],
+  minute: [0, 59],
+  hour: [0, 23],
+  day: [1, 31],
+  month: [1, 12],
+  year: [0, 9999],
+};
+
+function daysInMonth(year: number, month: number): number {
+  const d = new Date(0);
+  d.setUTCFullYear(year, month, 0);
+  return d.getUTCDate();
+}
+
+/** Milliseconds since the epoch of `t`, the day clamped into its month. */
+function timeToMs(t: RtcTime): number {
+  const d = new Date(0);
+  d.setUTCFullYear(t.year, t.month - 1, Math.min(t.day, daysInMonth(t.year, t.month)));
+  d.setUTCHours(t.hour, t.minute, t.second, 0);
+  return d.getTime();
+}
+
+function msToTime(ms: number): RtcTime {
+  const d = new Date(ms);
+  return {
+    second: d.getUTCSeconds(),
+    minute: d.getUTCMinutes(),
+    hour: d.getUTCHours(),
+    day: d.getUTCDate(),
+    month: d.getUTCMonth() + 1,
+    year: d.getUTCFullYear(),
+  };
 }
 
 export interface RtcOptions {
@@ -122,7 +175,7 @@ export class Rtc implements BusDevice {
   private regA = REG_A_DEFAULT;
   private regB = REG_B_DEFAULT;
   private offsetMs = 0;
-  private frozenMs: number | null = null;
+  private frozen: RtcTime | null = null;
   private cmos = new Uint8Array(CMOS_SIZE);
 
   constructor(options: RtcOptions) {
@@ -147,7 +200,7 @@ export class Rtc implements BusDevice {
       regA: this.regA,
       regB: this.regB,
       offsetMs: this.offsetMs,
-      frozenMs: this.frozenMs,
+      frozen: this.frozen && { ...this.frozen },
       cmos: [...this.cmos],
     };
   }
@@ -159,25 +212,45 @@ export class Rtc implements BusDevice {
     const regA = r.int('regA', 0x7f);
     const regB = r.int('regB', 0xff);
     const offsetMs = r.num('offsetMs');
-    const frozenMs = (state as { frozenMs?: unknown }).frozenMs === null ? null : r.num('frozenMs');
-    if ((regB & REG_B_SET) !== 0 !== (frozenMs !== null)) r.fail('frozenMs', 'must be set exactly when register B has SET');
+    const rawFrozen = (state as { frozen?: unknown }).frozen;
+    let frozen: RtcTime | null = null;
+    if (rawFrozen !== null) {
+      const f = new StateReader('rtc.frozen', rawFrozen);
+      const field = (k: keyof RtcTime): number => {
+        const [lo, hi] = FIELD_LIMITS[k];
+        const v = f.int(k, hi);
+        if (v < lo) f.fail(k, `must be at least ${lo}`);
+        return v;
+      };
+      frozen = { second: field('second'), minute: field('minute'), hour: field('hour'), day: field('day'), month: field('month'), year: field('year') };
+    }
+    if ((regB & REG_B_SET) !== 0 !== (frozen !== null)) r.fail('frozen', 'must be set exactly when register B has SET');
     const cmos = r.bytes('cmos', CMOS_SIZE, true);
     this.index = index;
     this.regA = regA;
     this.regB = regB;
     this.offsetMs = offsetMs;
-    this.frozenMs = frozenMs;
+    this.frozen = frozen;
     this.cmos = Uint8Array.from(cmos);
   }
 
-  /** Guest time in milliseconds since the epoch. */
-  private guestMs(): number {
-    return this.frozenMs ?? this.now().getTime() + this.offsetMs;
+  /** The running guest clock in milliseconds since the epoch. */
+  private runningMs(): number {
+    return this.now().getTime() + this.offsetMs;
   }
 
-  private setGuestMs(ms: number): void {
-    if (this.frozenMs !== null) this.frozenMs = ms;
-    else this.offsetMs = ms - this.now().getTime();
+  private currentTime(): RtcTime {
+    return this.frozen ? { ...this.frozen } : msToTime(this.runningMs());
+  }
+
+  /** Makes `t` the guest's time, keeping the running clock's position within the second. */
+  private setTime(t: RtcTime): void {
+    if (this.frozen) {
+      this.frozen = t;
+      return;
+    }
+    const subSecond = ((this.runningMs() % 1000) + 1000) % 1000;
+    this.offsetMs = timeToMs(t) + subSecond - this.now().getTime();
   }
 
   private encode(v: number): number {
@@ -192,33 +265,33 @@ export class Rtc implements BusDevice {
 
   private updateInProgress(): boolean {
     if (this.regB & REG_B_SET || (this.regA & REG_A_DV_MASK) !== REG_A_DV_RUNNING) return false;
-    const ms = ((this.guestMs() % 1000) + 1000) % 1000;
+    const ms = ((this.runningMs() % 1000) + 1000) % 1000;
     return ms >= 1000 - UIP_LEAD_MS || ms < UIP_TRAIL_MS;
   }
 
   private readRegister(reg: number): number {
     if (reg <= REG_YEAR || reg === REG_CENTURY) {
-      const t = new Date(this.guestMs());
+      const t = this.currentTime();
       switch (reg) {
         case REG_SECONDS:
-          return this.encode(t.getUTCSeconds());
+          return this.encode(t.second);
         case REG_MINUTES:
-          return this.encode(t.getUTCMinutes());
+          return this.encode(t.minute);
         case REG_HOURS: {
-          const h = t.getUTCHours();
+          const h = t.hour;
           if (this.regB & REG_B_24H) return this.encode(h);
           return this.encode(h % 12 === 0 ? 12 : h % 12) | (h >= 12 ? HOURS_PM : 0);
         }
         case REG_DAY_OF_WEEK:
-          return this.encode(t.getUTCDay() + 1);
+          return this.encode(new Date(timeToMs(t)).getUTCDay() + 1);
         case REG_DAY_OF_MONTH:
-          return this.encode(t.getUTCDate());
+          return this.encode(t.day);
         case REG_MONTH:
-          return this.encode(t.getUTCMonth() + 1);
+          return this.encode(t.month);
         case REG_YEAR:
-          return this.encode(t.getUTCFullYear() % 100);
+          return this.encode(t.year % 100);
         case REG_CENTURY:
-          return this.encode(Math.floor(t.getUTCFullYear() / 100) % 100);
+          return this.encode(Math.floor(t.year / 100));
         default:
           // Alarm registers are plain storage.
           return this.cmos[reg]!;
@@ -246,10 +319,11 @@ export class Rtc implements BusDevice {
       case REG_B: {
         const wasSet = (this.regB & REG_B_SET) !== 0;
         const set = (value & REG_B_SET) !== 0;
-        if (set && !wasSet) this.frozenMs = this.guestMs();
-        if (!set && wasSet && this.frozenMs !== null) {
-          this.offsetMs = this.frozenMs - this.now().getTime();
-          this.frozenMs = null;
+        if (set && !wasSet) this.frozen = this.currentTime();
+        if (!set && wasSet && this.frozen !== null) {
+          // The clock starts from the set time at the start of its second.
+          this.offsetMs = timeToMs(this.frozen) - this.now().getTime();
+          this.frozen = null;
         }
         this.regB = set ? value & ~REG_B_UIE : value;
         return;
@@ -275,12 +349,11 @@ export class Rtc implements BusDevice {
   }
 
   /**
-   * Replaces one field of the guest's date. Values that are not a valid BCD or
-   * binary number for the field are ignored rather than carried into an
-   * invalid date (the chip would count on from garbage).
+   * Replaces one calendar field. A value that is not valid BCD (in BCD mode)
+   * or is out of the field's own range is ignored rather than carried into an
+   * impossible time; fields are otherwise independent, as on the chip.
    */
   private writeTime(reg: number, value: number): void {
-    const t = new Date(this.guestMs());
     let v: number;
     if (reg === REG_HOURS && (this.regB & REG_B_24H) === 0) {
       const h12 = this.decode(value & ~HOURS_PM);
@@ -290,40 +363,39 @@ export class Rtc implements BusDevice {
       v = this.decode(value);
     }
     if (Number.isNaN(v)) return;
-    const year = t.getUTCFullYear();
+    const t = this.currentTime();
+    const within = (k: keyof RtcTime): boolean => v >= FIELD_LIMITS[k][0] && v <= FIELD_LIMITS[k][1];
     switch (reg) {
       case REG_SECONDS:
-        if (v > 59) return;
-        t.setUTCSeconds(v);
+        if (!within('second')) return;
+        t.second = v;
         break;
       case REG_MINUTES:
-        if (v > 59) return;
-        t.setUTCMinutes(v);
+        if (!within('minute')) return;
+        t.minute = v;
         break;
       case REG_HOURS:
-        if (v > 23) return;
-        t.setUTCHours(v);
+        if (!within('hour')) return;
+        t.hour = v;
         break;
-      case REG_DAY_OF_MONTH: {
-        const daysInMonth = new Date(Date.UTC(year, t.getUTCMonth() + 1, 0)).getUTCDate();
-        if (v < 1 || v > daysInMonth) return;
-        t.setUTCDate(v);
+      case REG_DAY_OF_MONTH:
+        if (!within('day')) return;
+        t.day = v;
         break;
-      }
       case REG_MONTH:
-        if (v < 1 || v > 12) return;
-        t.setUTCMonth(v - 1, Math.min(t.getUTCDate(), new Date(Date.UTC(year, v, 0)).getUTCDate()));
+        if (!within('month')) return;
+        t.month = v;
         break;
       case REG_YEAR:
         if (v > 99) return;
-        t.setUTCFullYear(year - (year % 100) + v);
+        t.year = t.year - (t.year % 100) + v;
         break;
       case REG_CENTURY:
         if (v > 99) return;
-        t.setUTCFullYear(v * 100 + (year % 100));
+        t.year = v * 100 + (t.year % 100);
         break;
     }
-    this.setGuestMs(t.getTime());
+    this.setTime(t);
   }
 
   private recordMemory(below4g: number, above4g: number): void {
