@@ -27,7 +27,7 @@ export const GiB = 1024 * MiB;
 
 export const PAGE_SIZE = 0x1000;
 
-/** Boot GDT: null, code64 (0x08), data (0x10), tss (0x18). */
+/** Boot GDT: null, unused, __BOOT_CS 0x10, __BOOT_DS 0x18 (32 bytes, as the 64-bit boot protocol asks; TR keeps its reset state). */
 export const GDT_ADDR = 0x500;
 export const IDT_ADDR = 0x520;
 export const ZERO_PAGE_ADDR = 0x7000;
