@@ -59,8 +59,8 @@ export function cliMissing(): string | undefined {
   return cliProbe;
 }
 
-/** A halted guest never ends the VM by itself; stop the VMM once it says so. */
-const HALT_LINE = /^TG halt /m;
+/** A halted guest never ends the VM by itself; stop the VMM once the whole line is in. */
+const HALT_LINE = /^TG halt [^\n]*\n/m;
 
 export function runGuest(run: GuestRun): Promise<GuestResult> {
   const args = [CLI_BIN, 'run', '--engine', run.engine ?? 'kvm', '--kernel', run.kernel,
