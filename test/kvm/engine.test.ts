@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { VmStop } from '../../src/engine/engine.js';
+import { EngineUnavailableError, type VmStop } from '../../src/engine/engine.js';
+import { KvmEngine, KvmVm, kvmOpenError } from '../../src/engine/kvm/index.js';
+import { heapBacking, mmapBacking } from '../../src/memory/index.js';
+import { KVM_MP_STATE, NativeError, errnoValue } from '../../src/native/index.js';
 import {
-  CODE_ADDR, MMIO_BASE, PORT_POWEROFF, RecordingDispatcher, guestBytes, kvmOrSkip, longModeGuest,
+  AP_CODE_ADDR, CODE_ADDR, MMIO_BASE, PORT_POWEROFF, RecordingDispatcher, guestBytes, kvmOrSkip, longModeGuest,
 } from './mini-guest.js';
 
 /** Stops the VM with 'poweroff' when the guest writes the ACPI sleep-control port. */
@@ -66,4 +69,162 @@ test('kvm: an empty IDT and ud2 end in triple-fault with the registers', async (
   assert.equal(stop.regs.rip, BigInt(CODE_ADDR + 7));
   await vm.close();
   engine.close();
+});
+
+test('kvm: code outside RAM is an engine-error naming the exit and the address', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  boot.regs.rip = BigInt(MMIO_BASE);
+  const vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher: new RecordingDispatcher() });
+  const stop = await vm.run();
+  assert.equal(stop.reason, 'engine-error');
+  if (stop.reason !== 'engine-error') return;
+  assert.match(stop.message, /^vCPU 0: KVM_EXIT_INTERNAL_ERROR: emulation failure at rip 0xd0000000/);
+  assert.equal(stop.regs?.rip, BigInt(MMIO_BASE));
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: a boot state KVM refuses (paging without protection) fails createVm with the ioctl named', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  boot.sregs.cr0 = 0x8000_0010n; // PG without PE
+  await assert.rejects(engine.createVm({ memory, cpus: 1, boot, dispatcher: new RecordingDispatcher() }), /vCPU 0: KVM_SET_SREGS \(boot CPU state refused\): EINVAL/);
+  engine.close();
+});
+
+test('kvm: requestStop ends a guest halted with interrupts off, promptly', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  const vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher: new RecordingDispatcher() });
+  const running = vm.run();
+  await new Promise((r) => setTimeout(r, 50));
+  const t0 = performance.now();
+  vm.requestStop({ reason: 'host-stop' });
+  assert.deepEqual(await running, { reason: 'host-stop' });
+  const ms = performance.now() - t0;
+  assert.ok(ms < 500, `stopped after ${ms.toFixed(1)} ms`);
+  assert.ok(vm.stats()['exits.intr']! >= 1, 'the kick took the vCPU out of KVM_RUN');
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: pause holds a busy guest still and resume lets it go on', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('count'));
+  const d = new RecordingDispatcher();
+  const vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher: d });
+  const io = () => vm.stats()['exits.io']!;
+  const running = vm.run();
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(ok());
+  };
+  await until(() => io() > 10);
+  await vm.pause();
+  const held = io();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(io(), held, 'no exits while paused');
+  vm.resume();
+  await until(() => io() > held + 10);
+  // The bytes kept counting up across the pause: no OUT was lost or repeated.
+  const bytes = d.out.get(0)!;
+  bytes.forEach((b, i) => assert.equal(b, i & 0xff));
+  vm.requestStop({ reason: 'host-stop' });
+  assert.deepEqual(await running, { reason: 'host-stop' });
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: pause and resume of a halted guest, then stop', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  const vm = await engine.createVm({ memory, cpus: 2, boot, dispatcher: new RecordingDispatcher() });
+  const running = vm.run();
+  await vm.pause();
+  vm.resume();
+  await vm.pause();
+  vm.requestStop({ reason: 'host-stop' });
+  assert.deepEqual(await running, { reason: 'host-stop' });
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: 4 vCPUs: APs wait for SIPI, then run real-mode code the BSP starts through the LAPIC', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('smp-bsp'));
+  memory.write(AP_CODE_ADDR, guestBytes('smp-ap'));
+  const d = new RecordingDispatcher();
+  const vm = await engine.createVm({ memory, cpus: 4, boot, dispatcher: d });
+  assert.ok(vm instanceof KvmVm);
+  assert.deepEqual(vm.initialMpStates(), [KVM_MP_STATE.RUNNABLE, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED]);
+  d.onPio = () => {
+    if ([0, 1, 2, 3].every((c) => d.text(c).length > 0)) vm.requestStop({ reason: 'host-stop' });
+  };
+  const timer = setTimeout(() => vm.requestStop({ reason: 'engine-error', cpu: -1, message: 'timeout' }), 20_000);
+  const stop = await vm.run();
+  clearTimeout(timer);
+  assert.deepEqual(stop, { reason: 'host-stop' });
+  assert.deepEqual([0, 1, 2, 3].map((c) => d.text(c)), ['B', 'A', 'A', 'A']);
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: irqLine(4) raises IOAPIC pin 4 and the guest takes the interrupt', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('irq'));
+  const d = new RecordingDispatcher();
+  const vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher: d });
+  const line = vm.irqLine(4);
+  d.onPio = (_cpu, _port, data, isWrite) => {
+    if (!isWrite) return;
+    if (data[0] === 'R'.charCodeAt(0)) {
+      line.set(true);
+      line.set(false);
+    }
+    if (data[0] === 'I'.charCodeAt(0)) vm.requestStop({ reason: 'host-stop' });
+  };
+  const timer = setTimeout(() => vm.requestStop({ reason: 'engine-error', cpu: -1, message: 'no interrupt' }), 10_000);
+  const stop = await vm.run();
+  clearTimeout(timer);
+  assert.deepEqual(stop, { reason: 'host-stop' });
+  assert.equal(d.text(), 'RI');
+  await vm.close();
+  engine.close();
+});
+
+test('kvm: bad input is refused with a clear error', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  const dispatcher = new RecordingDispatcher();
+  const max = engine.maxCpus();
+  assert.ok(max >= 1);
+  for (const cpus of [0, -1, 1.5, max + 1]) {
+    await assert.rejects(engine.createVm({ memory, cpus, boot, dispatcher }), new RegExp(`cpus must be an integer from 1 to ${max} \\(KVM_CAP_MAX_VCPUS here\\), not ${cpus}`));
+  }
+  const heap = longModeGuest(heapBacking, guestBytes('halt'));
+  await assert.rejects(engine.createVm({ memory: heap.memory, cpus: 1, boot, dispatcher }), /has no host address: allocate guest memory with engine.memoryBacking\(\)/);
+  const vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher });
+  for (const gsi of [-1, 24, 2.5]) assert.throws(() => vm.irqLine(gsi), new RegExp(`GSI ${gsi} is not an IOAPIC pin`));
+  await vm.close();
+  assert.throws(() => mmapBacking.allocate(0x800, 0x1000), /not page aligned/);
+  assert.throws(() => mmapBacking.allocate(0, 100), /not a positive multiple of 4096/);
+  engine.close();
+});
+
+test('kvm: an absent or forbidden /dev/kvm is EngineUnavailableError with advice', () => {
+  assert.throws(() => new KvmEngine({ devicePath: '/nonexistent/kvm' }), (e: unknown) => e instanceof EngineUnavailableError && /\/nonexistent\/kvm is not present/.test(e.message));
+  const eacces = kvmOpenError('/dev/kvm', new NativeError('open /dev/kvm', errnoValue('EACCES')!));
+  assert.ok(eacces instanceof EngineUnavailableError);
+  assert.match(eacces.message, /^no permission to open \/dev\/kvm: add your user to the kvm group/);
+  const enoent = kvmOpenError('/dev/kvm', new NativeError('open /dev/kvm', errnoValue('ENOENT')!));
+  assert.match(enoent.message, /^\/dev\/kvm is not present/);
 });

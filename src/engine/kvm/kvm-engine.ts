@@ -209,8 +209,9 @@ export class KvmVm implements EngineVm {
   private stoppedCount = 0;
   private resolveRun: ((s: VmStop) => void) | undefined;
   private readonly runPromise: Promise<VmStop>;
-  private pausedWaiters: { need: Set<number>; resolve: () => void }[] = [];
+  private pausedWaiters: { seq: number; need: Set<number>; resolve: () => void }[] = [];
   private paused = false;
+  private pauseSeq = 0;
 
   constructor(
     private vmFd: number,
@@ -307,9 +308,13 @@ export class KvmVm implements EngineVm {
   async pause(): Promise<void> {
     if (this.phase !== 'running') return;
     this.paused = true;
+    const seq = ++this.pauseSeq;
     const need = new Set(this.vcpus.map((v) => v.cpu));
-    const done = new Promise<void>((resolve) => this.pausedWaiters.push({ need, resolve }));
-    for (const v of this.vcpus) this.command(v, CMD_PAUSE);
+    const done = new Promise<void>((resolve) => this.pausedWaiters.push({ seq, need, resolve }));
+    for (const v of this.vcpus) {
+      Atomics.store(v.mb.words, W.PAUSE_SEQ, seq);
+      this.command(v, CMD_PAUSE);
+    }
     await done;
   }
 
@@ -320,9 +325,12 @@ export class KvmVm implements EngineVm {
   }
 
   stats(): Record<string, number> {
-    const out: Record<string, number> = { cpus: this.vcpus.length };
+    const out: Record<string, number> = { cpus: this.vcpus.length, kvm_run: 0 };
     for (const kind of EXIT_KINDS) out[`exits.${kind}`] = 0;
     for (const v of this.vcpus) {
+      const runs = v.mb.stats[STAT.kvm_run]!;
+      out[`cpu${v.cpu}.kvm_run`] = runs;
+      out.kvm_run! += runs;
       for (const kind of EXIT_KINDS) {
         const n = v.mb.stats[STAT[kind]]!;
         out[`cpu${v.cpu}.exits.${kind}`] = n;
@@ -370,7 +378,7 @@ export class KvmVm implements EngineVm {
         this.finish(m.stop);
         break;
       case 'paused':
-        for (const w of this.pausedWaiters) w.need.delete(m.cpu);
+        for (const w of this.pausedWaiters) if (m.seq >= w.seq) w.need.delete(m.cpu);
         this.settlePauseWaiters();
         break;
       case 'stopped':

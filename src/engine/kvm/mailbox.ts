@@ -29,6 +29,8 @@ export const W = {
   COUNT: 6,
   /** What the machine wants the worker to do: CMD_*. */
   COMMAND: 7,
+  /** Number of the latest pause request; a paused worker acknowledges each one. */
+  PAUSE_SEQ: 8,
 } as const;
 export const HEADER_WORDS = 16;
 
@@ -48,10 +50,14 @@ export const CMD_STOP = 3;
 /** Release the vCPU and end the worker. */
 export const CMD_EXIT = 4;
 
-/** Exit counters, by kind; index into the Float64 stats area. */
-export const EXIT_KINDS = ['io', 'mmio', 'intr', 'hlt', 'shutdown', 'system_event', 'internal_error', 'fail_entry', 'other', 'run'] as const;
+/** Exit counters, by kind; index into the Float64 stats area. `intr` counts KVM_RUN ending in EINTR (kicks). */
+export const EXIT_KINDS = ['io', 'mmio', 'intr', 'hlt', 'shutdown', 'system_event', 'internal_error', 'fail_entry', 'other'] as const;
 export type ExitKind = (typeof EXIT_KINDS)[number];
-export const STAT: Readonly<Record<ExitKind, number>> = Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])) as Record<ExitKind, number>;
+export const STAT: Readonly<Record<ExitKind | 'kvm_run', number>> = {
+  ...(Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])) as Record<ExitKind, number>),
+  /** KVM_RUN calls. */
+  kvm_run: EXIT_KINDS.length,
+};
 
 const STATS_OFFSET = HEADER_WORDS * 4;
 const STATS_SLOTS = 16;
@@ -93,6 +99,6 @@ export interface VcpuWorkerData {
 export type VcpuMessage =
   | { type: 'ready'; cpu: number; tid: number; mpState: number }
   | { type: 'setup-failed'; cpu: number; message: string }
-  | { type: 'paused'; cpu: number }
+  | { type: 'paused'; cpu: number; seq: number }
   | { type: 'stop'; cpu: number; stop: VmStop }
   | { type: 'stopped'; cpu: number };

@@ -31,7 +31,7 @@ function post(msg: VcpuMessage): void {
   port.postMessage(msg);
 }
 
-function count(kind: ExitKind): void {
+function count(kind: ExitKind | 'kvm_run'): void {
   stats[STAT[kind]]!++;
 }
 
@@ -251,18 +251,35 @@ function waitWhile(command: number): void {
   while (Atomics.load(words, W.COMMAND) === command) Atomics.wait(words, W.COMMAND, command);
 }
 
+/**
+ * Holds still while the command is PAUSE, acknowledging every pause request:
+ * a resume and a new pause can both land before this thread wakes, and the
+ * second pause must still be answered.
+ */
+function paused(): void {
+  drainKicks();
+  let seq = Atomics.load(words, W.PAUSE_SEQ);
+  post({ type: 'paused', cpu, seq });
+  while (Atomics.load(words, W.COMMAND) === CMD_PAUSE) {
+    Atomics.wait(words, W.COMMAND, CMD_PAUSE);
+    const now = Atomics.load(words, W.PAUSE_SEQ);
+    if (now !== seq && Atomics.load(words, W.COMMAND) === CMD_PAUSE) {
+      seq = now;
+      post({ type: 'paused', cpu, seq });
+    }
+  }
+}
+
 /** Runs until told to stop, or until this vCPU reports a stop. */
 function loop(): void {
   for (;;) {
     const cmd = Atomics.load(words, W.COMMAND);
     if (cmd === CMD_STOP || cmd === CMD_EXIT) return;
     if (cmd === CMD_PAUSE) {
-      drainKicks();
-      post({ type: 'paused', cpu });
-      waitWhile(CMD_PAUSE);
+      paused();
       continue;
     }
-    count('run');
+    count('kvm_run');
     const r = ioctlRaw(vcpuFd, KVM.RUN);
     if (r < 0) {
       if (-r === EINTR || -r === EAGAIN) {
