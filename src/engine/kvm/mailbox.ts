@@ -2,13 +2,16 @@ import type { BootCpuState, VmStop } from '../engine.js';
 
 /**
  * The shared-memory channel between the machine thread and one vCPU worker.
+ * (README.md, "Serving exits", has the measurements behind this design.)
  *
  * One SharedArrayBuffer per vCPU: a header of Int32 words (the request
  * handshake and the command word), exit counters as Float64, and a data area
  * for I/O payloads. The hot path (port I/O and MMIO exits) never posts a
  * message: the worker writes the request, flips STATE to REQUEST and blocks
- * in Atomics.wait; the machine thread, woken by Atomics.waitAsync, runs the
- * dispatcher, writes the reply and flips STATE to REPLY. Rare events (ready,
+ * in Atomics.wait (after a short poll); the machine thread, which polls the
+ * doorbell for a while after each exit and otherwise sleeps in
+ * Atomics.waitAsync, runs the dispatcher, writes the reply and flips STATE to
+ * REPLY. Rare events (ready,
  * paused, stopped, errors) travel as worker messages.
  */
 
@@ -82,6 +85,12 @@ export function mailbox(sab: SharedArrayBuffer = new SharedArrayBuffer(MAILBOX_B
   };
 }
 
+/**
+ * The VM's doorbell: one Int32 every worker increments (and notifies) after
+ * posting a request, so the machine thread waits on one word for all vCPUs.
+ */
+export const DOORBELL_BYTES = 4;
+
 /** What a vCPU worker is started with. */
 export interface VcpuWorkerData {
   cpu: number;
@@ -93,6 +102,9 @@ export interface VcpuWorkerData {
   boot: BootCpuState | undefined;
   kickSignal: number;
   mailbox: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+  /** How long the worker polls for the reply before sleeping in Atomics.wait (µs). */
+  spinMicros: number;
 }
 
 /** Messages from a vCPU worker to the machine thread. */

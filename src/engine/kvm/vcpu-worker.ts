@@ -23,6 +23,8 @@ const data = workerData as VcpuWorkerData;
 const port = parentPort!;
 const mb = mailbox(data.mailbox);
 const { words, stats } = mb;
+const doorbell = new Int32Array(data.doorbell);
+const spinMs = data.spinMicros / 1000;
 const cpu = data.cpu;
 const EINTR = errnoValue('EINTR') ?? 4;
 const EAGAIN = errnoValue('EAGAIN') ?? 11;
@@ -116,7 +118,16 @@ const MMIO_IS_WRITE = off('mmio.is_write');
 /** Hands a request to the machine thread and blocks until it replies (or the VM is torn down). */
 function request(): boolean {
   Atomics.store(words, W.STATE, STATE_REQUEST);
-  Atomics.notify(words, W.STATE);
+  Atomics.add(doorbell, 0, 1);
+  Atomics.notify(doorbell, 0);
+  // The machine thread usually answers within microseconds; a futex sleep
+  // and wake-up costs more than that on a virtualised host.
+  if (spinMs > 0) {
+    const until = performance.now() + spinMs;
+    while (Atomics.load(words, W.STATE) === STATE_REQUEST && performance.now() < until) {
+      // poll
+    }
+  }
   while (Atomics.load(words, W.STATE) === STATE_REQUEST) {
     if (Atomics.load(words, W.COMMAND) === CMD_EXIT) return false;
     Atomics.wait(words, W.STATE, STATE_REQUEST);
