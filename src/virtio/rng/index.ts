@@ -1,0 +1,3 @@
+export * from './device.js';
+export * from './metrics.js';
+export * from './state.js';
