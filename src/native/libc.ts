@@ -27,7 +27,15 @@ let errnoNames: Map<number, string> | undefined;
 
 /** errno number → symbolic name (EACCES, ENOENT…), from koffi's table of this OS. */
 export function errnoName(errno: number): string {
-  errnoNames ??= new Map(Object.entries(k().os.errno).map(([name, n]) => [n, name]));
+  if (!errnoNames) {
+    // Aliases share a number (EWOULDBLOCK = EAGAIN); the first name set wins, so the usual one goes first.
+    const table = k().os.errno;
+    errnoNames = new Map();
+    for (const name of ['EAGAIN', 'EDEADLK', 'EOPNOTSUPP', ...Object.keys(table)]) {
+      const n = table[name];
+      if (n !== undefined && !errnoNames.has(n)) errnoNames.set(n, name);
+    }
+  }
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
