@@ -13,7 +13,7 @@ import {
   type VirtqueueErrorKind,
 } from '../../src/virtio/index.js';
 import { MockVirtqueue, layoutQueue, writeDescriptor, type QueueLayout } from '../../src/virtio/mock-driver.js';
-import { RAM_HIGH_A, RAM_HIGH_B, RAM_LOW, activeQueue, recordingMemory } from './helpers.js';
+import { RAM_HIGH_B, RAM_LOW, activeQueue, recordingMemory } from './helpers.js';
 
 const R = VIRTQ_DESC_F_NEXT;
 const W = VIRTQ_DESC_F_WRITE;
