@@ -80,6 +80,7 @@ function bind() {
     pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
     sigtimedwait: libc.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
     sigrtmin: libc.func('int __libc_current_sigrtmin(void)'),
+    schedYield: libc.func('int sched_yield(void)'),
   } satisfies Record<string, Fn>;
 }
 
@@ -199,6 +200,11 @@ export function getpid(): number {
 /** Sends `sig` to one thread of process `tgid`. */
 export function tgkill(tgid: number, tid: number, sig: number): void {
   check(libc().tgkill(tgid, tid, sig) as number, `tgkill ${tid} signal ${sig}`);
+}
+
+/** Gives the CPU to another runnable thread, if any (polling loops call it so they never starve the thread they wait for). */
+export function schedYield(): void {
+  libc().schedYield();
 }
 
 /** First real-time signal number glibc leaves to applications. */

@@ -3,7 +3,7 @@ import type { IrqLine } from '../../bus/index.js';
 import { mmapBacking, type GuestMemory, type MemoryBacking } from '../../memory/index.js';
 import {
   KVM, KVM_API_VERSION, KVM_CAP, KVM_PIT_SPEAKER_DUMMY, NativeError, O_CLOEXEC, O_RDWR, close, getpid, ioctl, ioctlBuf,
-  kvm_cpuid2, kvm_cpuid_entry2, kvm_irq_level, kvm_pit_config, kvm_userspace_memory_region, open, sigrtmin, tgkill,
+  kvm_cpuid2, kvm_cpuid_entry2, kvm_irq_level, kvm_pit_config, kvm_userspace_memory_region, open, schedYield, sigrtmin, tgkill,
 } from '../../native/index.js';
 import { EngineUnavailableError, type Engine, type EngineVm, type EngineVmConfig, type VmStop } from '../engine.js';
 import { decodeCpuid, encodeCpuid, vcpuCpuid, type CpuidEntry } from './cpuid.js';
@@ -455,9 +455,7 @@ export class KvmVm implements EngineVm {
       }
       if (spinMs > 0) {
         const until = performance.now() + spinMs;
-        while (Atomics.load(bell, 0) === ring && performance.now() < until) {
-          // poll
-        }
+        while (Atomics.load(bell, 0) === ring && performance.now() < until) schedYield();
         if (Atomics.load(bell, 0) !== ring) continue;
       }
       const w = waitAsync(bell, 0, ring);

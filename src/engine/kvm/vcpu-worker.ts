@@ -3,7 +3,7 @@ import {
   KVM, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR, KVM_SYSTEM_EVENT, KERNEL_SIGSET_BYTES, MAP_SHARED, NativeError,
   PROT_READ, PROT_WRITE, SIG_BLOCK, close, errnoName, errnoValue, exitReasonName, gettid, ioctl, ioctlBuf, ioctlRaw,
   kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_msrs, kvm_regs, kvm_run, kvm_signal_mask, kvm_sregs, mmap,
-  munmap, pthreadSigmask, sigpoll, sigset, view,
+  munmap, pthreadSigmask, schedYield, sigpoll, sigset, view,
 } from '../../native/index.js';
 import type { Registers, VmStop } from '../engine.js';
 import {
@@ -124,9 +124,7 @@ function request(): boolean {
   // and wake-up costs more than that on a virtualised host.
   if (spinMs > 0) {
     const until = performance.now() + spinMs;
-    while (Atomics.load(words, W.STATE) === STATE_REQUEST && performance.now() < until) {
-      // poll
-    }
+    while (Atomics.load(words, W.STATE) === STATE_REQUEST && performance.now() < until) schedYield();
   }
   while (Atomics.load(words, W.STATE) === STATE_REQUEST) {
     if (Atomics.load(words, W.COMMAND) === CMD_EXIT) return false;
