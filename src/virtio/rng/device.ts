@@ -96,10 +96,11 @@ export class VirtioRng implements VirtioDevice {
       const want = Math.min(chain.writableBytes, RNG_MAX_REQUEST_BYTES);
       const granted = this.bucket ? this.bucket.take(want) : want;
       if (granted === 0) {
-        // §5.4.6.2 demands at least one byte per used buffer: wait for budget instead.
+        // §5.4.6.2 demands at least one byte per used buffer: wait until the
+        // bucket can pay for the whole request (not one byte per wake-up).
         q.undoPop();
         this.metrics.throttled++;
-        this.armTimer();
+        this.armTimer(want);
         break;
       }
       let written: number;
@@ -117,9 +118,9 @@ export class VirtioRng implements VirtioDevice {
     if (used && q.needsInterrupt()) act.interrupt.trigger('used');
   }
 
-  private armTimer(): void {
+  private armTimer(bytes: number): void {
     if (this.timer || !this.bucket) return;
-    this.timer = this.clock.setTimer(this.bucket.msUntil(1), () => {
+    this.timer = this.clock.setTimer(this.bucket.msUntil(bytes), () => {
       this.timer = undefined;
       const act = this.act;
       if (!act) return;
