@@ -152,7 +152,10 @@ export async function compareWithObjdump(file: string, options: CompareOptions =
       } else if (alias === undefined && normaliseOperands(oursText.slice(ours.length).trim()) !== normaliseOperands(theirs.operands)) {
         summary.operandMismatches++;
         const key = FORMS[insn.form]?.row.join(' ') ?? '';
-        if (!operandSeen.has(key)) operandSeen.add(key), note(summary, maxExamples, `operands at 0x${address.toString(16)}: ${m[2]} objdump "${text}" ours "${oursText}"`);
+        if (!operandSeen.has(key)) {
+          operandSeen.add(key);
+          note(summary, maxExamples, `operands at 0x${address.toString(16)}: ${m[2]} objdump "${text}" ours "${oursText}"`);
+        }
       }
     }
     const code2 = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 0)));

@@ -71,7 +71,7 @@ export function decode(out: Instruction, code: Uint8Array, start: number, end: n
     break;
   }
   if (rex !== 0) {
-    prefixes |= PFX_REX | ((rex & 8) << 5) | ((rex & 4) << 7) | ((rex & 2) << 9) | ((rex & 1) << 11);
+    prefixes |= PFX_REX | (rex & 8 ? PFX_REX_W : 0) | (rex & 4 ? PFX_REX_R : 0) | (rex & 2 ? PFX_REX_X : 0) | (rex & 1 ? PFX_REX_B : 0);
   }
 
   let map = 0;
