@@ -8,7 +8,7 @@
 import {
   A_A, A_C, A_D, A_E, A_FIXGPR, A_FIXSEG, A_G, A_I, A_J, A_M, A_N, A_O, A_ONE, A_P, A_Q, A_R, A_S, A_ST0,
   A_STI, A_U, A_V, A_W, A_X, A_XMM0, A_Y, A_Z, COMPILED, F_F64, F_D64, F_I64, F_LOCK, F_MODREG, F_MODRM,
-  F_O64, F_PFX66, S_A, S_B, S_BS, S_D, S_NONE, S_P, S_Q, S_S, S_SD, S_SS, S_T, S_V, S_W, S_X, S_Y, S_Z,
+  F_O64, F_PFX66, S_A, S_B, S_BS, S_D, S_NONE, S_P, S_Q, S_QO, S_S, S_SD, S_SS, S_T, S_V, S_W, S_X, S_Y, S_Z,
   SLOT_SUBTABLE,
 } from './forms.js';
 import {
@@ -248,6 +248,7 @@ export function decode(out: Instruction, code: Uint8Array, start: number, end: n
       case S_P: size = 2 + osize; break;
       case S_S: size = mode64 ? 10 : 6; break;
       case S_A: size = 2 * osize; break;
+      case S_QO: size = rex & 8 ? 16 : 8; break;
       default: size = 0;
     }
     let kind = OP_NONE;

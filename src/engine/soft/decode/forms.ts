@@ -54,6 +54,7 @@ export const S_P = 12; // far pointer: 2 + operand size
 export const S_S = 13; // pseudo-descriptor: 6, or 10 in 64-bit mode
 export const S_A = 14; // BOUND pair: 2 x operand size
 export const S_BS = 15; // imm8 sign-extended to the operand size
+export const S_QO = 16; // 8, or 16 with REX.W (CMPXCHG8B/CMPXCHG16B)
 
 /** Form flags. */
 export const F_MODRM = 0x1;
@@ -107,7 +108,7 @@ const CPU_FEATURES: ReadonlySet<string> = new Set<CpuFeature>([
   'monitor', 'ssse3', 'cx16', 'sse4_1', 'sse4_2', 'movbe', 'popcnt', 'aes', 'xsave', 'rdrand', 'syscall',
   'lahf_lm', 'abm', '3dnowprefetch', 'rdtscp', 'fsgsbase', 'bmi1', 'invpcid', 'rtm', 'rdseed', 'adx', 'smap',
   'clflushopt', 'clwb', 'sha_ni', 'xsaveopt', 'xsavec', 'xsaves', 'pku', 'rdpid', 'serialize', 'vmx', 'svm',
-  'prefetchwt1', 'movdiri', 'movdir64b', 'shstk',
+  'prefetchwt1', 'movdiri', 'movdir64b', 'shstk', 'sev_es',
 ]);
 const FLOWS: ReadonlySet<string> = new Set<FlowClass>(['none', 'jump', 'jcc', 'call', 'ret', 'iret', 'syscall', 'int', 'hlt', 'ud']);
 
@@ -117,7 +118,7 @@ const ADDR_LETTERS: Record<string, number> = {
 };
 const SIZE_CODES: Record<string, number> = {
   '': S_NONE, b: S_B, w: S_W, d: S_D, q: S_Q, v: S_V, z: S_Z, y: S_Y, x: S_X, dq: S_X, ps: S_X, pd: S_X,
-  ss: S_SS, sd: S_SD, t: S_T, p: S_P, s: S_S, a: S_A, bs: S_BS,
+  ss: S_SS, sd: S_SD, t: S_T, p: S_P, s: S_S, a: S_A, bs: S_BS, qo: S_QO,
 };
 /** Fixed operands: [addressing, size, register]. */
 const FIXED: Record<string, [number, number, number]> = {

@@ -72,7 +72,7 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
       case OP_GPR: parts.push(gprName(reg, reg >= REG_AH ? 1 : size)); break;
       case OP_SEG: parts.push(SEGS[reg] ?? '?'); break;
       case OP_CR: parts.push(`cr${reg}`); break;
-      case OP_DR: parts.push(`db${reg}`); break;
+      case OP_DR: parts.push(`dr${reg}`); break;
       case OP_XMM: parts.push(`xmm${reg}`); break;
       case OP_MMX: parts.push(`mm${reg}`); break;
       case OP_ST: parts.push(reg === 0 && text === 'ST0' ? 'st' : `st(${reg})`); break;
@@ -91,7 +91,7 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
       case OP_STR_DST:
         parts.push(`${PTR[size] ?? ''}${SEGS[SEG_ES]}:[${addrRegName(7, insn.asize)}]`);
         break;
-      case OP_MEM: parts.push(memText(insn, size)); break;
+      case OP_MEM: parts.push(memText(insn, ptrText(size, text))); break;
       default: parts.push('?');
     }
   }
@@ -110,8 +110,15 @@ function immText(insn: Instruction, size: number, text: string): string {
   return hex(insn.osize === 2 ? insn.imm & 0xffff : insn.imm, 0);
 }
 
-function memText(insn: Instruction, size: number): string {
-  const ptr = PTR[size] ?? '';
+/** objdump's size keyword: none for descriptor tables and unsized operands, FWORD for far pointers. */
+function ptrText(size: number, spec: string): string {
+  if (spec === 'M' || spec === 'Ms') return '';
+  if (spec === 'Mp') return size === 4 ? 'DWORD PTR ' : 'FWORD PTR ';
+  if (spec === 'Mqo' && size === 16) return 'OWORD PTR ';
+  return PTR[size] ?? '';
+}
+
+function memText(insn: Instruction, ptr: string): string {
   const seg = insn.prefixes & 0x40 ? `${SEGS[insn.segment]}:` : '';
   if (insn.base === REG_NONE && insn.index === REG_NONE) {
     return `${ptr}${seg || 'ds:'}${hex(insn.disp, insn.dispHi)}`;

@@ -16,7 +16,8 @@
  *             `a|b` by REX.W (0/1), or by address size with `mn=asize`.
  * operands    SDM Appendix A.2: addressing letter + size letters, or a fixed
  *             register (AL, CL, DX, rAX, eAX, AX, ST0, XMM0, ES..GS, 1).
- *             Extra: `Ibs` = imm8 sign-extended to the operand size, `STi` = ST(rm).
+ *             Extra: `Ibs` = imm8 sign-extended to the operand size, `STi` = ST(rm),
+ *             size `qo` = 8 bytes, 16 with REX.W (CMPXCHG8B/16B).
  * handler     the interpreter function bound by this name, `<family>_<op>`.
  * attributes  lock: LOCK allowed (memory destination only). i64: #UD in
  *             64-bit mode. o64: 64-bit mode only. d64: operand size defaults
@@ -36,7 +37,7 @@ export type CpuFeature =
   | 'aes' | 'xsave' | 'rdrand' | 'syscall' | 'lahf_lm' | 'abm' | '3dnowprefetch' | 'rdtscp'
   | 'fsgsbase' | 'bmi1' | 'invpcid' | 'rtm' | 'rdseed' | 'adx' | 'smap' | 'clflushopt' | 'clwb'
   | 'sha_ni' | 'xsaveopt' | 'xsavec' | 'xsaves' | 'pku' | 'rdpid' | 'serialize' | 'vmx' | 'svm'
-  | 'prefetchwt1' | 'movdiri' | 'movdir64b' | 'shstk';
+  | 'prefetchwt1' | 'movdiri' | 'movdir64b' | 'shstk' | 'sev_es';
 
 /** Control-flow class, for block analysis: how an instruction leaves the straight line. */
 export type FlowClass = 'none' | 'jump' | 'jcc' | 'call' | 'ret' | 'iret' | 'syscall' | 'int' | 'hlt' | 'ud';
@@ -215,7 +216,8 @@ export const TABLE = [
   ['8C mem',       'mov',         'Mw,Sw',     'mov_from_seg',    ''],
   ['8C reg',       'mov',         'Rv,Sw',     'mov_from_seg',    ''],
   ['8D',           'lea',         'Gv,M',      'mov_lea',         ''],
-  ['8E',           'mov',         'Sw,Ew',     'mov_to_seg',      ''],
+  ['8E mem',       'mov',         'Sw,Mw',     'mov_to_seg',      ''],
+  ['8E reg',       'mov',         'Sw,Rv',     'mov_to_seg',      ''],
   ['8F /0',        'pop',         'Ev',        'stack_pop',       'd64'],
   ['90',           'nop',         '',          'misc_nop',        ''],
   ['F3 90',        'pause',       '',          'misc_pause',      ''],
@@ -256,8 +258,8 @@ export const TABLE = [
   ['C7 F8',        'xbegin',      'Jz',        'tsx_xbegin',      'f64 cpu=rtm flow=jcc'],
   ['C8',           'enter',       'Iw,Ib',     'stack_enter',     'd64'],
   ['C9',           'leave',       '',          'stack_leave',     'd64'],
-  ['CA',           'retf',        'Iw',        'flow_ret_far',    'flow=ret'],
-  ['CB',           'retf',        '',          'flow_ret_far',    'flow=ret'],
+  ['CA',           'retfw|retf|retfq', 'Iw',   'flow_ret_far',    'flow=ret'],
+  ['CB',           'retfw|retf|retfq', '',     'flow_ret_far',    'flow=ret'],
   ['CC',           'int3',        '',          'flow_int3',       'flow=int'],
   ['CD',           'int',         'Ib',        'flow_int',        'flow=int'],
   ['CE',           'into',        '',          'flow_into',       'i64 flow=int'],
@@ -412,6 +414,7 @@ export const TABLE = [
   ['0F 01 D5',     'xend',        '',          'tsx_xend',        'cpu=rtm'],
   ['0F 01 D6',     'xtest',       '',          'tsx_xtest',       'cpu=rtm'],
   ['0F 01 D8',     'vmrun',       '',          'sys_svm',         'priv cpu=svm'],
+  ['F3 0F 01 D9',  'vmgexit',     '',          'sys_vmcall',      'cpu=sev_es'],
   ['0F 01 D9',     'vmmcall',     '',          'sys_vmcall',      'cpu=svm'],
   ['0F 01 DA',     'vmload',      '',          'sys_svm',         'priv cpu=svm'],
   ['0F 01 DB',     'vmsave',      '',          'sys_svm',         'priv cpu=svm'],
@@ -423,8 +426,10 @@ export const TABLE = [
   ['0F 01 EF',     'wrpkru',      '',          'sys_wrpkru',      'cpu=pku'],
   ['0F 01 F8',     'swapgs',      '',          'sys_swapgs',      'o64 priv'],
   ['0F 01 F9',     'rdtscp',      '',          'sys_rdtscp',      'cpu=rdtscp'],
-  ['0F 02',        'lar',         'Gv,Ew',     'sys_lar',         ''],
-  ['0F 03',        'lsl',         'Gv,Ew',     'sys_lsl',         ''],
+  ['0F 02 mem',    'lar',         'Gv,Mw',     'sys_lar',         ''],
+  ['0F 02 reg',    'lar',         'Gv,Rv',     'sys_lar',         ''],
+  ['0F 03 mem',    'lsl',         'Gv,Mw',     'sys_lsl',         ''],
+  ['0F 03 reg',    'lsl',         'Gv,Rv',     'sys_lsl',         ''],
   ['0F 05',        'syscall',     '',          'sys_syscall',     'cpu=syscall flow=syscall'],
   ['0F 06',        'clts',        '',          'sys_clts',        'priv'],
   ['0F 07',        'sysretd|sysretq', '',      'sys_sysret',      'priv cpu=syscall flow=syscall'],
@@ -512,7 +517,7 @@ export const TABLE = [
   ['0F BF',        'movsx',       'Gv,Ew',     'mov_movsx',       ''],
   ['0F C0',        'xadd',        'Eb,Gb',     'alu_xadd',        'lock'],
   ['0F C1',        'xadd',        'Ev,Gv',     'alu_xadd',        'lock'],
-  ['0F C7 /1 mem', 'cmpxchg8b|cmpxchg16b', 'Mq', 'alu_cmpxchg8b', 'lock cpu=cx8'],
+  ['0F C7 /1 mem', 'cmpxchg8b|cmpxchg16b', 'Mqo', 'alu_cmpxchg8b', 'lock cpu=cx8'],
   ['0F C7 /3 mem', 'xrstors|xrstors64', 'M',   'fpu_xrstors',     'priv cpu=xsaves'],
   ['0F C7 /4 mem', 'xsavec|xsavec64', 'M',     'fpu_xsavec',      'cpu=xsavec'],
   ['0F C7 /5 mem', 'xsaves|xsaves64', 'M',     'fpu_xsaves',      'priv cpu=xsaves'],
@@ -801,7 +806,7 @@ export const TABLE = [
   ['66 0F 38 14',  'blendvps',    'Vx,Wx,XMM0', 'sse_blendvps',   'cpu=sse4_1'],
   ['66 0F 38 15',  'blendvpd',    'Vx,Wx,XMM0', 'sse_blendvpd',   'cpu=sse4_1'],
   ['66 0F 38 2A mem', 'movntdqa', 'Vx,Mx',     'sse_movdqa',      'cpu=sse4_1'],
-  ['66 0F 38 82 mem', 'invpcid',  'Gq,Mx',     'sys_invpcid',     'o64 priv cpu=invpcid'],
+  ['66 0F 38 82 mem', 'invpcid',  'Gq,M',     'sys_invpcid',     'o64 priv cpu=invpcid'],
   ['NP 0F 38 C8',  'sha1nexte',   'Vx,Wx',     'sha_sha1nexte',   'cpu=sha_ni'],
   ['NP 0F 38 C9',  'sha1msg1',    'Vx,Wx',     'sha_sha1msg1',    'cpu=sha_ni'],
   ['NP 0F 38 CA',  'sha1msg2',    'Vx,Wx',     'sha_sha1msg2',    'cpu=sha_ni'],
