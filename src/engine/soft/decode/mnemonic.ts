@@ -96,6 +96,7 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
     }
   }
   const name = mnemonic(insn);
+  if (name !== form.mnemonic && form.handler.startsWith('sse_cmp')) parts.pop(); // predicate folded into the name
   let text = parts.length ? `${name} ${parts.join(',')}` : name;
   if (insn.base === BASE_RIP && insn.opKind.includes(OP_MEM)) {
     text += `        # 0x${((next + BigInt(insn.disp)) & (insn.asize === 8 ? 0xffffffffffffffffn : 0xffffffffn)).toString(16)}`;
@@ -112,7 +113,7 @@ function immText(insn: Instruction, size: number, text: string): string {
 
 /** objdump's size keyword: none for descriptor tables and unsized operands, FWORD for far pointers. */
 function ptrText(size: number, spec: string): string {
-  if (spec === 'M' || spec === 'Ms') return '';
+  if (spec === 'M' || spec === 'Ms' || spec.startsWith('O')) return '';
   if (spec === 'Mp') return size === 4 ? 'DWORD PTR ' : 'FWORD PTR ';
   if (spec === 'Mqo' && size === 16) return 'OWORD PTR ';
   return PTR[size] ?? '';
@@ -126,7 +127,9 @@ function memText(insn: Instruction, ptr: string): string {
   let s = '';
   if (insn.base === BASE_RIP) s = insn.asize === 8 ? 'rip' : 'eip';
   else if (insn.base !== REG_NONE) s = addrRegName(insn.base, insn.asize);
-  if (insn.index !== REG_NONE) s += `${s ? '+' : ''}${addrRegName(insn.index, insn.asize)}*${1 << insn.scale}`;
+  if (insn.index !== REG_NONE) {
+    s += `${s ? '+' : ''}${addrRegName(insn.index, insn.asize)}${insn.asize === 2 ? '' : `*${1 << insn.scale}`}`;
+  }
   if (insn.base === BASE_RIP) s += `+${hex(insn.disp, insn.dispHi)}`; // objdump: rip+<disp as unsigned 64-bit>
   else if (insn.disp !== 0 || insn.dispBytes !== 0) s += insn.disp < 0 ? `-0x${(-insn.disp).toString(16)}` : `+0x${insn.disp.toString(16)}`;
   return `${ptr}${seg}[${s}]`;
