@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   BASE_RIP, decode, FORMS, formatInstruction, HANDLER_NAMES, Instruction, mnemonic, MODE_16, MODE_32, MODE_64,
-  OP_CR, OP_GPR, OP_IMM, OP_IMM2, OP_MEM, OP_MMX, OP_REL, OP_XMM, PFX_LOCK, PFX_OPSIZE, PFX_REP, PFX_REPNE, PFX_REX,
+  OP_CR, OP_GPR, OP_IMM2, OP_MEM, OP_MMX, OP_REL, OP_XMM, PFX_LOCK, PFX_OPSIZE, PFX_REP, PFX_REPNE, PFX_REX,
   PFX_REX_W, PFX_SEG, REG_AH, REG_NONE, SEG_CS, SEG_DS, SEG_FS, SEG_SS, STATUS_EVEX, STATUS_INVALID, STATUS_NAMES,
   STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_VEX, type DecodeMode,
 } from '../../../src/engine/soft/decode/index.js';
@@ -389,7 +389,7 @@ test('16-bit mode: operand size 16, 66h selects 32', () => {
   assert.equal(ok('b8 34 12', 'mov ax,0x1234', MODE_16).osize, 2);
   assert.equal(ok('66 40', 'inc eax', MODE_16).osize, 4);
   assert.equal(ok('66 40', 'inc ax', MODE_32).prefixes & PFX_OPSIZE, PFX_OPSIZE);
-  ok('0f 01 16 00 10', 'lgdt ds:0x1000', MODE_16);
+  ok('0f 01 16 00 10', 'lgdtw ds:0x1000', MODE_16);
   ok('ea 00 10 00 f0', 'jmp 0xf000:0x1000', MODE_16);
 });
 

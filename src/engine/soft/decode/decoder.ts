@@ -314,7 +314,7 @@ export function decode(out: Instruction, code: Uint8Array, start: number, end: n
           hi = sc === S_BS || addr === A_J ? lo >> 31 : 0;
         } else if (n === 2) {
           lo = (code[p] ?? 0) | ((code[p + 1] ?? 0) << 8);
-          if (sc !== S_W) lo = (lo << 16) >> 16;
+          if (sc !== S_W && addr !== A_A) lo = (lo << 16) >> 16; // far offsets are unsigned
           hi = lo >> 31;
         } else {
           lo = (code[p] ?? 0) | ((code[p + 1] ?? 0) << 8) | ((code[p + 2] ?? 0) << 16) | ((code[p + 3] ?? 0) << 24);

@@ -68,6 +68,10 @@ export const F_MODREG = 0x40;
 export const F_PFX66 = 0x80;
 export const F_PRIV = 0x100;
 export const F_MN_ASIZE = 0x200;
+/** Mnemonic takes objdump's w/d suffix when 66h changes the operand size. */
+export const F_SFX = 0x400;
+/** Mnemonic takes a w/d suffix by operand size outside 64-bit mode. */
+export const F_SFXL = 0x800;
 
 export interface OperandSpec {
   /** As written in the table, e.g. "Ev". */
@@ -84,7 +88,7 @@ export interface Form {
   /** 0: one-byte, 1: 0F, 2: 0F 38, 3: 0F 3A. */
   map: number;
   opcode: number;
-  /** Mandatory prefix 0: NP, 1: 66, 2: F3, 3: F2; -1: any. */
+  /** Mandatory prefix 0: NP, 1: 66, 2: F3, 3: F2; -1: any; -2: NFx (none or 66). */
   prefix: number;
   /** ModRM.reg required, or -1. */
   modrmReg: number;
@@ -108,7 +112,7 @@ const CPU_FEATURES: ReadonlySet<string> = new Set<CpuFeature>([
   'monitor', 'ssse3', 'cx16', 'sse4_1', 'sse4_2', 'movbe', 'popcnt', 'aes', 'xsave', 'rdrand', 'syscall',
   'lahf_lm', 'abm', '3dnowprefetch', 'rdtscp', 'fsgsbase', 'bmi1', 'invpcid', 'rtm', 'rdseed', 'adx', 'smap',
   'clflushopt', 'clwb', 'sha_ni', 'xsaveopt', 'xsavec', 'xsaves', 'pku', 'rdpid', 'serialize', 'vmx', 'svm',
-  'prefetchwt1', 'movdiri', 'movdir64b', 'shstk', 'sev_es',
+  'prefetchwt1', 'movdiri', 'cldemote', 'wbnoinvd', 'shstk', 'sev_es',
 ]);
 const FLOWS: ReadonlySet<string> = new Set<FlowClass>(['none', 'jump', 'jcc', 'call', 'ret', 'iret', 'syscall', 'int', 'hlt', 'ud']);
 
@@ -144,7 +148,10 @@ function parseOperand(text: string, where: string): OperandSpec {
   return { text, addr, size, reg: 0 };
 }
 
-const PREFIX_NAMES: Record<string, number> = { NP: 0, '66': 1, F3: 2, F2: 3 };
+/** Mandatory-prefix column; NFx (-2) covers none and 66. */
+const PREFIX_NAMES: Record<string, number> = { NP: 0, '66': 1, F3: 2, F2: 3, NFx: -2 };
+const PREFIX_ANY = -1;
+const PREFIX_NFX = -2;
 const MAP_NAMES = ['', '0F', '0F 38', '0F 3A'];
 
 interface Parsed {
@@ -160,10 +167,10 @@ function parseRow(row: TableRow, id: number, handlerIndex: (h: string) => number
   const where = `table row "${opcodeSpec}" (${mnemonicSpec})`;
   const tokens = opcodeSpec.split(/\s+/);
   let i = 0;
-  let prefix = -1;
+  let prefix = PREFIX_ANY;
   const first = tokens[0] ?? '';
   if (first in PREFIX_NAMES && !(first === '66' && tokens.length === 1)) {
-    prefix = PREFIX_NAMES[first] ?? -1;
+    prefix = PREFIX_NAMES[first] ?? PREFIX_ANY;
     i++;
   }
   let map = 0;
@@ -223,6 +230,8 @@ function parseRow(row: TableRow, id: number, handlerIndex: (h: string) => number
     else if (a === 'modreg') flags |= F_MODREG;
     else if (a === 'priv') flags |= F_PRIV;
     else if (a === 'mn=asize') flags |= F_MN_ASIZE;
+    else if (a === 'sfx') flags |= F_SFX;
+    else if (a === 'sfxl') flags |= F_SFXL;
     else if (a.startsWith('cpu=') && CPU_FEATURES.has(a.slice(4))) cpuid = a.slice(4) as CpuFeature;
     else if (a.startsWith('flow=') && FLOWS.has(a.slice(5))) flow = a.slice(5) as FlowClass;
     else throw new TableError(`${where}: unknown attribute "${a}"`);
@@ -311,7 +320,7 @@ export function compileTable(table: readonly TableRow[]): CompiledTable {
   let xchg90 = -1;
 
   for (const [slot, list] of bySlot) {
-    const where = `opcode ${MAP_NAMES[slot >> 8]} ${(slot & 255).toString(16).toUpperCase().padStart(2, '0')}`.trim();
+    const where = `opcode ${[MAP_NAMES[slot >> 8], (slot & 255).toString(16).toUpperCase().padStart(2, '0')].filter((s) => s).join(' ')}`;
     const modrm = list[0]?.hasModrm ?? false;
     if (list.some((p) => p.hasModrm !== modrm)) throw new TableError(`${where}: rows disagree on whether a ModRM byte follows`);
     slotModrm[slot] = modrm ? 1 : 0;
@@ -320,7 +329,7 @@ export function compileTable(table: readonly TableRow[]): CompiledTable {
     }
     let dims = 0;
     for (const { form: f } of list) {
-      if (f.prefix >= 0) dims |= DIM_PFX;
+      if (f.prefix !== PREFIX_ANY) dims |= DIM_PFX;
       if (f.modrmReg >= 0) dims |= DIM_REG;
       if (f.modrmMod >= 0) dims |= DIM_MOD;
       if (f.modrmRm >= 0) dims |= DIM_RM;
@@ -338,7 +347,7 @@ export function compileTable(table: readonly TableRow[]): CompiledTable {
       const f = p.form;
       const s = specificity(p);
       for (let ip = 0; ip < nP; ip++) {
-        if (f.prefix >= 0 && f.prefix !== ip) continue;
+        if (f.prefix === PREFIX_NFX ? ip > 1 : f.prefix >= 0 && f.prefix !== ip) continue;
         for (let ir = 0; ir < nR; ir++) {
           if (f.modrmReg >= 0 && f.modrmReg !== ir) continue;
           for (let im = 0; im < nM; im++) {
@@ -391,7 +400,7 @@ function specificity(p: Parsed): number {
   const f = p.form;
   // A mandatory prefix outranks one ModRM constraint: F2 0F 38 F0 is CRC32
   // even though MOVBE claims every memory form of 0F 38 F0.
-  return (f.prefix >= 0 ? 2 : 0) + (f.modrmReg >= 0 ? 1 : 0) + (f.modrmMod >= 0 ? 1 : 0) + (f.modrmRm >= 0 ? 1 : 0);
+  return (f.prefix !== PREFIX_ANY ? 2 : 0) + (f.modrmReg >= 0 ? 1 : 0) + (f.modrmMod >= 0 ? 1 : 0) + (f.modrmRm >= 0 ? 1 : 0);
 }
 
 export const COMPILED: CompiledTable = compileTable(TABLE);

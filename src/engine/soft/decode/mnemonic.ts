@@ -2,14 +2,16 @@
  * Intel-syntax text of a decoded instruction, spelled as GNU objdump
  * `-M intel` spells it, so the two can be compared line by line.
  */
-import { FORMS, F_MN_ASIZE } from './forms.js';
+import { FORMS, F_D64, F_F64, F_MN_ASIZE, F_SFX, F_SFXL } from './forms.js';
 import {
-  BASE_RIP, type Instruction, OP_CR, OP_DR, OP_FAR, OP_GPR, OP_IMM, OP_IMM2, OP_MEM, OP_MMX, OP_REL, OP_SEG,
+  BASE_RIP, type Instruction, MODE_16, MODE_64, OP_CR, OP_DR, OP_FAR, OP_GPR, OP_IMM, OP_IMM2, OP_MEM, OP_MMX, OP_REL, OP_SEG,
   OP_ST, OP_STR_DST, OP_STR_SRC, OP_XMM, PFX_REX_W, REG_AH, REG_NONE, SEG_ES, STATUS_OK,
 } from './instruction.js';
 
 /** CMPPS/CMPPD/CMPSS/CMPSD predicates 0-7, which objdump folds into the mnemonic. */
 const CMP_PREDICATES = ['eq', 'lt', 'le', 'unord', 'neq', 'nlt', 'nle', 'ord'];
+/** PCLMULQDQ immediates 0x00, 0x01, 0x10, 0x11, likewise folded. */
+const CLMUL_NAMES: Record<number, string> = { 0x00: 'pclmullqlqdq', 0x01: 'pclmulhqlqdq', 0x10: 'pclmullqhqdq', 0x11: 'pclmulhqhqdq' };
 
 /** The mnemonic of a decoded instruction (status must be STATUS_OK). */
 export function mnemonic(insn: Instruction): string {
@@ -25,8 +27,18 @@ export function mnemonic(insn: Instruction): string {
   } else {
     name = form.mnemonic;
   }
+  if (form.flags & F_SFX) {
+    const wide = insn.mode === MODE_64 && (form.flags & (F_D64 | F_F64)) !== 0;
+    const natural = insn.mode === MODE_16 ? 2 : wide ? 8 : 4;
+    if (insn.osize !== natural && insn.osize !== 8) name += insn.osize === 2 ? 'w' : 'd';
+  } else if ((form.flags & F_SFXL) && insn.mode !== MODE_64) {
+    name += insn.osize === 2 ? 'w' : 'd';
+  }
+  if (insn.mode !== MODE_64 && (form.handler === 'sys_sysret' || form.handler === 'sys_sysexit')) name = name.replace(/d$/, '');
   if (insn.map === 1 && insn.opcode === 0xc2 && (insn.imm & 0xff) < 8) {
     name = 'cmp' + CMP_PREDICATES[insn.imm & 7] + name.slice(3);
+  } else if (insn.map === 3 && insn.opcode === 0x44) {
+    name = CLMUL_NAMES[insn.imm & 0xff] ?? name;
   }
   return name;
 }
@@ -81,7 +93,7 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
       case OP_FAR: parts.push(`${hex(insn.imm2, 0)}:${hex(insn.imm, 0)}`); break;
       case OP_REL: {
         let target = next + (BigInt(insn.immHi) << 32n) + BigInt(insn.imm >>> 0);
-        target &= insn.mode === 2 ? 0xffffffffffffffffn : 0xffffffffn;
+        target &= insn.osize === 2 ? 0xffffn : insn.mode === MODE_64 ? 0xffffffffffffffffn : 0xffffffffn;
         parts.push('0x' + target.toString(16));
         break;
       }
@@ -95,8 +107,9 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
       default: parts.push('?');
     }
   }
+  if (form.handler === 'mov_xlat') parts.push(`BYTE PTR ${SEGS[insn.segment]}:[${addrRegName(3, insn.asize)}]`);
   const name = mnemonic(insn);
-  if (name !== form.mnemonic && form.handler.startsWith('sse_cmp')) parts.pop(); // predicate folded into the name
+  if (name !== form.mnemonic && (form.handler.startsWith('sse_cmp') || form.handler === 'aes_pclmulqdq')) parts.pop(); // predicate folded into the name
   let text = parts.length ? `${name} ${parts.join(',')}` : name;
   if (insn.base === BASE_RIP && insn.opKind.includes(OP_MEM)) {
     text += `        # 0x${((next + BigInt(insn.disp)) & (insn.asize === 8 ? 0xffffffffffffffffn : 0xffffffffn)).toString(16)}`;
@@ -106,7 +119,7 @@ export function formatInstruction(insn: Instruction, address = 0n): string {
 
 /** Sign-extended immediates print at the operand size, as objdump does. */
 function immText(insn: Instruction, size: number, text: string): string {
-  if (text !== 'Ibs' && text !== 'Iz') return hex(insn.imm, size === 8 ? insn.immHi : 0);
+  if (text !== 'Ibs' && text !== 'Iz') return hex(size === 2 ? insn.imm & 0xffff : insn.imm, size === 8 ? insn.immHi : 0);
   if (insn.osize === 8) return hex(insn.imm, insn.immHi);
   return hex(insn.osize === 2 ? insn.imm & 0xffff : insn.imm, 0);
 }
@@ -122,7 +135,8 @@ function ptrText(size: number, spec: string): string {
 function memText(insn: Instruction, ptr: string): string {
   const seg = insn.prefixes & 0x40 ? `${SEGS[insn.segment]}:` : '';
   if (insn.base === REG_NONE && insn.index === REG_NONE) {
-    return `${ptr}${seg || 'ds:'}${hex(insn.disp, insn.dispHi)}`;
+    const abs = insn.asize === 2 ? insn.disp & 0xffff : insn.disp;
+    return `${ptr}${seg || 'ds:'}${hex(abs, insn.asize === 8 ? insn.dispHi : 0)}`;
   }
   let s = '';
   if (insn.base === BASE_RIP) s = insn.asize === 8 ? 'rip' : 'eip';
