@@ -6,7 +6,7 @@
  *   vm.configureMachine({ vcpuCount: 2, memBytes: 512 * 2 ** 20, engine: 'kvm' });
  *   vm.configureBootSource({ kernelPath: 'vmlinux', cmdline: 'console=ttyS0' });
  *   await vm.start();
- *   vm.runningMachine!.setSerialOutput((bytes) => process.stdout.write(bytes));
+ *   vm.runningMachine!.setSerialOutput((byte) => process.stdout.write(Uint8Array.of(byte)));
  *   const { status, message } = await vm.exited();
  */
 export { Vmm, type VmmAction, type VmPhase, type VmExitReport, type VmDescription } from './vmm/vmm.js';

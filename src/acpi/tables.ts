@@ -194,6 +194,9 @@ export interface FadtOptions {
 }
 
 // FADT field offsets (§5.2.9 Table 5.9) that we fill in.
+/** CMOS index of the century byte (FADT offset 108; Linux's rtc-cmos reads the century there). */
+const FADT_CENTURY = 108;
+export const CMOS_CENTURY_INDEX = 0x32;
 const FADT_IAPC_BOOT_ARCH = 109;
 const FADT_FLAGS = 112;
 const FADT_RESET_REG = 116;
@@ -219,6 +222,7 @@ export function buildFadt(options: FadtOptions): Uint8Array {
   if (options.i8042 ?? true) bootArch |= IAPC_8042;
   if (!(options.cmosRtc ?? true)) bootArch |= IAPC_CMOS_RTC_NOT_PRESENT;
   dv.setUint16(at(FADT_IAPC_BOOT_ARCH), bootArch, true);
+  if (options.cmosRtc ?? true) body[at(FADT_CENTURY)] = CMOS_CENTURY_INDEX;
   dv.setUint32(at(FADT_FLAGS), FADT_F_WBINVD | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON | FADT_F_RESET_REG_SUP | FADT_F_HW_REDUCED_ACPI, true);
   ioGas(dv, at(FADT_RESET_REG), PORT_ACPI_RESET);
   dv.setUint8(at(FADT_RESET_VALUE), ACPI_RESET_VALUE);

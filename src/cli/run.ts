@@ -72,7 +72,7 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
     onQuit: () => void vmm.stop(),
     onCtrlAltDel: () => vmm.sendCtrlAltDel(),
   });
-  machine.setSerialOutput((bytes) => console.write(bytes));
+  machine.setSerialOutput((byte) => console.writeByte(byte));
   // SIGINT reaches us only when the console is not in raw mode (in raw mode
   // Ctrl-C is a byte for the guest); SIGTERM/SIGHUP come from supervisors.
   const onSignal = (signal: NodeJS.Signals) => {

@@ -16,7 +16,7 @@ const EARLY_OUTPUT_LIMIT = 1 << 20;
 export class LegacyDevices {
   serial!: Serial16550;
   private i8042!: I8042;
-  private sink: ((bytes: Uint8Array) => void) | undefined;
+  private sink: ((byte: number) => void) | undefined;
   private early: number[] = [];
 
   /** The AML these devices contribute to the DSDT (static: known before the devices exist). */
@@ -45,18 +45,16 @@ export class LegacyDevices {
 
   private output(byte: number): void {
     if (this.sink) {
-      this.sink(Uint8Array.of(byte));
+      this.sink(byte);
     } else if (this.early.length < EARLY_OUTPUT_LIMIT) {
       this.early.push(byte);
     }
   }
 
-  setSerialOutput(sink: (bytes: Uint8Array) => void): void {
+  setSerialOutput(sink: (byte: number) => void): void {
     this.sink = sink;
-    if (this.early.length) {
-      sink(Uint8Array.from(this.early));
-      this.early = [];
-    }
+    for (const b of this.early) sink(b);
+    this.early = [];
   }
 
   sendCtrlAltDel(): void {

@@ -97,8 +97,11 @@ export class Machine {
     return this.legacy.serial;
   }
 
-  /** Where guest serial output goes (default: nowhere until a console is attached). */
-  setSerialOutput(sink: (bytes: Uint8Array) => void): void {
+  /**
+   * Where guest serial output goes, byte by byte (the UART transmits bytes;
+   * the sink batches). Output before a sink is set is kept, up to 1 MiB.
+   */
+  setSerialOutput(sink: (byte: number) => void): void {
     this.legacy.setSerialOutput(sink);
   }
 

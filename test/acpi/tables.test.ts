@@ -103,6 +103,7 @@ test('acpi tables: the FADT is a hardware-reduced 6.4 FADT with sleep and reset 
   const bootArch = dv.getUint16(109, true);
   assert.ok(bootArch & IAPC_8042);
   assert.equal(bootArch & IAPC_CMOS_RTC_NOT_PRESENT, 0);
+  assert.equal(bytes[108], 0x32, 'CENTURY names the CMOS century byte');
   assert.equal(text(bytes, 268, 8), 'TYPEVISR');
 });
 
@@ -111,6 +112,7 @@ test('acpi tables: the FADT boot flags follow the i8042 and RTC options', () => 
   const bootArch = new DataView(f.buffer).getUint16(109, true);
   assert.equal(bootArch & IAPC_8042, 0);
   assert.ok(bootArch & IAPC_CMOS_RTC_NOT_PRESENT);
+  assert.equal(f[108], 0, 'no century byte without an RTC');
   assert.equal(checksum(f), 0);
   assert.throws(() => buildFadt({ dsdtAddr: 1.5 }), AcpiError);
 });
