@@ -83,6 +83,9 @@ function knownDivergence(bytes: Uint8Array, insn: Instruction, theirMnemonic: st
   if (insn.opcode === 0x90 && insn.map === 0 && (insn.rex & 1) && bytes.includes(0xf3)) {
     return 'F3 REX.B 90: XCHG r8 (as QEMU decodes it), objdump says PAUSE';
   }
+  if (theirMnemonic.startsWith('pclmul') && ((insn.imm & 0xff) === 2 || (insn.imm & 0xff) === 3)) {
+    return 'PCLMULQDQ with imm8 2 or 3: objdump names them as if they were 0x10/0x11';
+  }
   if (theirMnemonic.startsWith('prefetchit')) {
     return 'PREFETCHIT0/1 (RIP-relative 0F 18 /7, /6) are hint NOPs without the PREFETCHI feature';
   }
