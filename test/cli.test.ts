@@ -119,3 +119,14 @@ test('cli: the test guest boots, reports and resets with status 0', (t) => {
   assert.match(r.stdout, /^typevisor test guest 1$/m);
   assert.match(r.stderr, /guest reset/);
 });
+
+test('cli: RAM beyond the 32-bit hole is mapped above 4 GiB and announced in e820', (t) => {
+  const missing = kvmMissing() ?? guestToolchainMissing();
+  if (missing) return t.skip(missing);
+  const { testGuest } = buildGuests();
+  const r = cli(['run', '--engine', 'kvm', '--kernel', testGuest, '--cmdline', 'console=ttyS0 tg.test=boot tg.exit=poweroff', '--memory', '5G']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /TG e820 entries=4/);
+  assert.match(r.stdout, /TG e820-entry index=2 addr=0x100000 size=0xbff00000 type=1/);
+  assert.match(r.stdout, /TG e820-entry index=3 addr=0x100000000 size=0x80000000 type=1/);
+});
