@@ -401,6 +401,6 @@ test('an Instruction record is reused without leftovers', () => {
   const b = bytes('c3');
   decode(insn, b, 0, b.length, MODE_64);
   assert.equal(insn.nops, 0);
-  assert.equal(insn.opKind[0], 0);
+  assert.equal(insn.opKind[0], 0, 'the operand list is terminated');
   assert.equal(insn.modrm, -1);
 });

@@ -345,7 +345,7 @@ export function decode(out: Instruction, code: Uint8Array, start: number, end: n
     regs[i] = r;
     sizes[i] = size;
   }
-  for (let i = nops; i < 4; i++) { kinds[i] = OP_NONE; regs[i] = 0; sizes[i] = 0; }
+  if (nops < 4) kinds[nops] = OP_NONE; // entries past nops are stale; this one terminates the list
 
   if (seg >= 0) memSeg = seg;
   out.status = STATUS_OK;

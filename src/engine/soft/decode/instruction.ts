@@ -132,7 +132,11 @@ export class Instruction {
   immHi = 0;
   /** Second immediate (ENTER level, far selector). */
   imm2 = 0;
-  /** Operand count and, per operand, OP_* kind, register number and size in bytes (0: unsized). */
+  /**
+   * Operand count and, per operand, OP_* kind, register number and size in
+   * bytes (0: unsized). Entries at and past nops are not cleared, except
+   * opKind[nops] = OP_NONE.
+   */
   nops = 0;
   readonly opKind = new Int32Array(MAX_OPERANDS);
   readonly opReg = new Int32Array(MAX_OPERANDS);
