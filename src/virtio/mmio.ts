@@ -417,6 +417,15 @@ export class VirtioMmioTransport implements BusDevice {
     this.guard(() => this.device.processQueue(index));
   }
 
+  /**
+   * The writes an engine may catch without an exit (KVM ioeventfd): a
+   * 4-byte write of `value` at `offset` in this device's window notifies
+   * `queue`; deliver it with `notifyQueue(queue)`.
+   */
+  queueNotifiers(): readonly { offset: number; length: 4; value: number; queue: number }[] {
+    return this.queues.map((_, i) => ({ offset: VIRTIO_MMIO_QUEUE_NOTIFY, length: 4, value: i, queue: i }));
+  }
+
   /** Device reset (§2.4, §4.2.2.1): status, features, interrupt status and every queue back to their initial state. */
   reset(): void {
     this.epoch++;

@@ -298,6 +298,22 @@ test('mmio: QueueNotify reaches processQueue(index); notifyQueue is the same pat
   assert.deepEqual(device.processed, [1, 0]);
 });
 
+test('mmio: queueNotifiers describe the QueueNotify writes an ioeventfd would catch, one per queue', () => {
+  const { transport, device, driver, rings } = running();
+  assert.deepEqual(transport.queueNotifiers(), [
+    { offset: VIRTIO_MMIO_QUEUE_NOTIFY, length: 4, value: 0, queue: 0 },
+    { offset: VIRTIO_MMIO_QUEUE_NOTIFY, length: 4, value: 1, queue: 1 },
+  ]);
+  // Delivering the caught write through notifyQueue has the same effect as the MMIO write.
+  for (const n of transport.queueNotifiers()) {
+    rings[n.queue]!.addChain([{ address: 0x8000, length: 4, writable: true }]);
+    transport.notifyQueue(n.queue);
+  }
+  assert.deepEqual(device.processed, [0, 1]);
+  assert.deepEqual(rings.map((r) => r.usedIdx()), [1, 1]);
+  assert.equal(driver.status(), 0x0f);
+});
+
 test('mmio: notifications before DRIVER_OK, for absent queues or queues not made ready are dropped', () => {
   const s = setup();
   s.driver.notify(0);
