@@ -1,0 +1,151 @@
+/**
+ * Debian packages through the host's own apt: `apt-cache` to resolve names
+ * and versions, `apt-get download` to fetch a .deb into a directory (no root
+ * needed), `dpkg-deb` to unpack it. Nothing is fetched from anywhere else.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ImageError, saysNoSpace } from './errors.js';
+
+export interface HostTools {
+  /** Environment of the child processes; its PATH is where tools are looked for. */
+  env: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+}
+
+/** Full path of `cmd` on the PATH of `env`, or undefined. */
+export function which(cmd: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env['PATH'] ?? '').split(':')) {
+    if (dir && existsSync(join(dir, cmd))) return join(dir, cmd);
+  }
+  return undefined;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runTool(tools: HostTools, cmd: string, args: string[], cwd?: string): Run {
+  const path = which(cmd, tools.env);
+  if (!path) throw new ImageError('tool-missing', `${cmd} is not on PATH`);
+  const r = spawnSync(path, args, {
+    cwd,
+    env: { ...tools.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.error) throw new ImageError('tool-failed', `${cmd}: ${r.error.message}`);
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** apt's error lines ("E: …"), or its last line, for a message. */
+function aptReason(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const errors = lines.filter((l) => l.startsWith('E: ')).map((l) => l.slice(3));
+  return (errors.length > 0 ? errors : lines.slice(-1)).join('; ') || 'no message';
+}
+
+export const APT_MISSING_MESSAGE =
+  'apt-get is not on this host (it is not Debian or a Debian derivative), and the default guest image is built ' +
+  'from Debian packages with apt. Boot a kernel and initramfs of your own instead: ' +
+  'typevisor run --kernel BZIMAGE --initrd INITRD';
+
+/** Checks that apt and dpkg-deb are there; the error says what to do instead. */
+export function requireApt(tools: HostTools): void {
+  if (!which('apt-get', tools.env) || !which('apt-cache', tools.env)) throw new ImageError('apt-missing', APT_MISSING_MESSAGE);
+  if (!which('dpkg-deb', tools.env)) throw new ImageError('tool-missing', 'dpkg-deb is not on PATH: install Debian\'s dpkg package (apt-get install dpkg)');
+}
+
+export class Apt {
+  private updated = false;
+
+  constructor(private readonly tools: HostTools) {}
+
+  /** The version apt would install of `pkg`, or undefined when apt knows none. */
+  candidate(pkg: string): string | undefined {
+    const r = runTool(this.tools, 'apt-cache', ['policy', pkg]);
+    const v = /^\s*Candidate:\s*(\S+)/m.exec(r.stdout)?.[1];
+    return v === undefined || v === '(none)' ? undefined : v;
+  }
+
+  /**
+   * Like `candidate`, but an unknown package first gets an `apt-get update`
+   * (as root; the package lists may be missing or stale), and is then an error
+   * naming the package.
+   */
+  resolve(pkg: string): string {
+    let v = this.candidate(pkg);
+    if (v === undefined && !this.updated && isRoot()) {
+      this.tools.log(`apt knows no ${pkg}: running apt-get update`);
+      const r = runTool(this.tools, 'apt-get', ['update', '-qq']);
+      this.updated = true;
+      if (r.status !== 0) throw new ImageError('package-unavailable', `apt-get update failed: ${aptReason(r.stderr)}`);
+      v = this.candidate(pkg);
+    }
+    if (v === undefined) {
+      const hint = isRoot() ? '' : ' (if the package lists are missing or stale, run: sudo apt-get update)';
+      throw new ImageError('package-unavailable', `cannot download Debian package "${pkg}": apt knows no such package${hint}`);
+    }
+    return v;
+  }
+
+  /** The first `prefix…` package that `pkg=version` depends on (a metapackage's real package). */
+  dependency(pkg: string, version: string, prefix: string): string {
+    const r = runTool(this.tools, 'apt-cache', ['show', `${pkg}=${version}`]);
+    const depends = /^Depends:\s*(.*)$/m.exec(r.stdout)?.[1] ?? '';
+    const dep = depends
+      .split(',')
+      .map((d) => d.trim().split(/[\s|(]/)[0] ?? '')
+      .find((d) => d.startsWith(prefix));
+    if (!dep) throw new ImageError('bad-package', `${pkg} ${version} depends on no ${prefix}* package (Depends: ${depends || 'none'})`);
+    return dep;
+  }
+
+  /** Download size in bytes of `pkg=version`, when apt knows it. */
+  size(pkg: string, version: string): number | undefined {
+    const r = runTool(this.tools, 'apt-cache', ['show', `${pkg}=${version}`]);
+    const s = /^Size:\s*(\d+)/m.exec(r.stdout)?.[1];
+    return s === undefined ? undefined : Number(s);
+  }
+
+  /**
+   * The .deb of `pkg=version` in `dir`: one already there (apt names files
+   * `<name>_<version with ':' as %3a>_<arch>.deb`) or a fresh download.
+   */
+  download(pkg: string, version: string, dir: string): string {
+    const prefix = `${pkg}_${version.replace(/:/g, '%3a')}_`;
+    const have = () => readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
+    const cached = have();
+    if (cached) {
+      this.tools.log(`using ${pkg} ${version} from ${dir}`);
+      return join(dir, cached);
+    }
+    const size = this.size(pkg, version);
+    this.tools.log(`downloading ${pkg} ${version}${size ? ` (${(size / 2 ** 20).toFixed(1)} MiB)` : ''}`);
+    const r = runTool(this.tools, 'apt-get', ['download', '-q', `${pkg}=${version}`], dir);
+    if (r.status !== 0) {
+      if (saysNoSpace(r.stderr)) throw new ImageError('disk-full', `no space left on device downloading ${pkg} into ${dir}`);
+      throw new ImageError('package-unavailable', `cannot download Debian package "${pkg}" ${version}: ${aptReason(r.stderr)}`);
+    }
+    const got = have();
+    if (!got) throw new ImageError('package-unavailable', `apt-get download ${pkg}=${version} wrote no ${prefix}*.deb into ${dir}`);
+    return join(dir, got);
+  }
+}
+
+/** Unpacks the files of a .deb into `dir`. */
+export function extractDeb(tools: HostTools, deb: string, dir: string): void {
+  const r = runTool(tools, 'dpkg-deb', ['-x', deb, dir]);
+  if (r.status !== 0) {
+    if (saysNoSpace(r.stderr)) throw new ImageError('disk-full', `no space left on device unpacking ${deb} into ${dir}`);
+    throw new ImageError('bad-package', `dpkg-deb -x ${deb} failed: ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`);
+  }
+}
