@@ -130,3 +130,15 @@ test('cli: RAM beyond the 32-bit hole is mapped above 4 GiB and announced in e82
   assert.match(r.stdout, /TG e820-entry index=2 addr=0x100000 size=0xbff00000 type=1/);
   assert.match(r.stdout, /TG e820-entry index=3 addr=0x100000000 size=0x80000000 type=1/);
 });
+
+test('cli: --rng adds a virtio-mmio device the guest finds in the DSDT', (t) => {
+  const missing = kvmMissing() ?? guestToolchainMissing();
+  if (missing) return t.skip(missing);
+  const { testGuest } = buildGuests();
+  const args = ['run', '--engine', 'kvm', '--kernel', testGuest, '--cmdline', 'console=ttyS0 tg.test=acpi tg.exit=poweroff', '--memory', '64M'];
+  const without = cli(args);
+  const withRng = cli([...args, '--rng']);
+  assert.equal(withRng.status, 0, withRng.stderr);
+  assert.match(without.stdout, /TG acpi-dsdt .*lnro0005=0/);
+  assert.match(withRng.stdout, /TG acpi-dsdt .*lnro0005=1/);
+});

@@ -11,6 +11,7 @@ export const RUN_OPTIONS = {
   cpus: { type: 'string' },
   memory: { type: 'string' },
   engine: { type: 'string' },
+  rng: { type: 'boolean' },
 } as const;
 
 export const RUN_USAGE = `usage: typevisor run --kernel <bzImage|vmlinux> [options]
@@ -22,6 +23,7 @@ options:
   --cmdline TEXT    kernel command line (default: "${DEFAULT_CMDLINE}")
   --cpus N          virtual CPUs (default 1)
   --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB (default 512M)
+  --rng             add a virtio-rng entropy device (host crypto randomness, 1 MiB/s)
   --engine NAME     auto | kvm | soft (default auto: KVM where guest kernel code runs
                     natively, the soft engine otherwise)
 
@@ -38,6 +40,7 @@ export interface RunValues {
   cpus?: string;
   memory?: string;
   engine?: string;
+  rng?: boolean;
 }
 
 function parseCpus(text: string): number {
@@ -63,6 +66,7 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
     ...(values.initrd !== undefined && { initrdPath: values.initrd }),
     ...(values.cmdline !== undefined && { cmdline: values.cmdline }),
   });
+  if (values.rng) vmm.configureEntropy({});
   await vmm.start();
   const machine = vmm.runningMachine!;
   const console = attachConsole({

@@ -20,9 +20,21 @@ export interface BootSourceConfig {
   cmdline?: string;
 }
 
+/** The entropy device (Firecracker's /entropy): virtio-rng fed from the host's crypto randomness. */
+export interface EntropyConfig {
+  /** Bytes per second the guest may draw (token bucket); default 1 MiB/s. */
+  rateBytesPerSec?: number;
+}
+
+/** Devices beyond the fixed legacy set. */
+export interface DevicesConfig {
+  entropy?: EntropyConfig;
+}
+
 export interface VmConfig {
   machine: MachineConfig;
   boot?: BootSourceConfig;
+  devices?: DevicesConfig;
 }
 
 export const DEFAULT_MACHINE: MachineConfig = { vcpuCount: 1, memBytes: 512 * MiB, engine: 'auto' };

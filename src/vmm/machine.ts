@@ -6,7 +6,9 @@ import * as layout from '../arch/x86_64/layout.js';
 import { buildAcpi } from '../acpi/index.js';
 import { prepareLinuxBoot } from '../boot/index.js';
 import { VmmError } from './errors.js';
-import { DEFAULT_CMDLINE, type MachineConfig, type BootSourceConfig } from './config.js';
+import { DEFAULT_CMDLINE, type MachineConfig, type BootSourceConfig, type DevicesConfig } from './config.js';
+import { VirtioSlots } from './virtio-devices.js';
+import { VirtioRng } from '../virtio/index.js';
 import { BusDispatcher } from './dispatcher.js';
 import { selectEngine } from './engines.js';
 import { LegacyDevices } from './legacy-devices.js';
@@ -42,13 +44,15 @@ export class Machine {
     readonly memory: GuestMemory,
     private readonly vm: EngineVm,
     private readonly legacy: LegacyDevices,
+    private readonly virtio: VirtioSlots,
     private readonly dispatcher: BusDispatcher,
     private readonly releaseEngine: () => void,
   ) {}
 
-  static async build(config: { machine: MachineConfig; boot: BootSourceConfig }, options: MachineOptions = {}): Promise<Machine> {
+  static async build(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions = {}): Promise<Machine> {
     const log = options.log ?? (() => {});
     const { machine, boot } = config;
+    const virtio = Machine.planVirtio(config.devices ?? {});
     const kernel = await readInput(boot.kernelPath, 'kernel');
     const initrd = boot.initrdPath !== undefined ? await readInput(boot.initrdPath, 'initrd') : undefined;
     if (initrd && initrd.length >= machine.memBytes) {
@@ -65,7 +69,7 @@ export class Machine {
     const pioBus = new Bus('pio');
     const mmioBus = new Bus('mmio');
     const legacy = new LegacyDevices();
-    const acpi = buildAcpi(memory, { cpus: machine.vcpuCount, devices: LegacyDevices.aml() });
+    const acpi = buildAcpi(memory, { cpus: machine.vcpuCount, devices: [...LegacyDevices.aml(), ...virtio.aml()] });
     let bootInfo;
     try {
       bootInfo = prepareLinuxBoot(memory, {
@@ -89,7 +93,20 @@ export class Machine {
       throw e;
     }
     legacy.attach(pioBus, vm, machine.memBytes);
-    return new Machine(engine.name, memory, vm, legacy, dispatcher, release);
+    virtio.attach(mmioBus, vm, memory, log);
+    return new Machine(engine.name, memory, vm, legacy, virtio, dispatcher, release);
+  }
+
+  private static planVirtio(devices: DevicesConfig): VirtioSlots {
+    const slots = new VirtioSlots();
+    if (devices.entropy) {
+      const rate = devices.entropy.rateBytesPerSec;
+      if (rate !== undefined && (!Number.isSafeInteger(rate) || rate <= 0)) {
+        throw new VmmError('invalid-config', `entropy rate must be a positive whole number of bytes per second (got ${rate})`);
+      }
+      slots.add('virtio-rng', new VirtioRng(rate !== undefined ? { limit: { rate, burst: Math.max(rate / 4, 4096) } } : {}));
+    }
+    return slots;
   }
 
   /** The COM1 UART, for a console backend to feed input into. */
@@ -131,6 +148,7 @@ export class Machine {
 
   async close(): Promise<void> {
     await this.vm.close();
+    this.virtio.reset();
     this.releaseEngine();
   }
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { VmStop } from '../engine/engine.js';
 import { VmmError } from './errors.js';
-import { DEFAULT_MACHINE, validateMachine, type BootSourceConfig, type MachineConfig, type VmConfig } from './config.js';
+import { DEFAULT_MACHINE, validateMachine, type BootSourceConfig, type DevicesConfig, type EntropyConfig, type MachineConfig, type VmConfig } from './config.js';
 import { Machine, type MachineOptions } from './machine.js';
 import { describeStop } from './exit-status.js';
 
@@ -13,6 +13,7 @@ import { describeStop } from './exit-status.js';
 export type VmmAction =
   | { kind: 'configure-machine'; config: Partial<MachineConfig> }
   | { kind: 'configure-boot-source'; boot: BootSourceConfig }
+  | { kind: 'configure-entropy'; entropy: EntropyConfig }
   | { kind: 'start' }
   | { kind: 'pause' }
   | { kind: 'resume' }
@@ -44,6 +45,7 @@ export interface VmmEvents {
 export class Vmm extends EventEmitter<VmmEvents> {
   private machineConfig: MachineConfig = { ...DEFAULT_MACHINE };
   private bootSource: BootSourceConfig | undefined;
+  private devices: DevicesConfig = {};
   private machine: Machine | undefined;
   private phaseValue: VmPhase = 'not-started';
   private startedAt: Date | undefined;
@@ -86,6 +88,16 @@ export class Vmm extends EventEmitter<VmmEvents> {
     this.bootSource = { ...boot };
   }
 
+  /** Adds (or replaces) the virtio-rng entropy device. */
+  configureEntropy(entropy: EntropyConfig): void {
+    this.requirePhase('configuring the entropy device', 'not-started');
+    const rate = entropy.rateBytesPerSec;
+    if (rate !== undefined && (!Number.isSafeInteger(rate) || rate <= 0)) {
+      throw new VmmError('invalid-config', `entropy rate must be a positive whole number of bytes per second (got ${rate})`);
+    }
+    this.devices = { ...this.devices, entropy: { ...entropy } };
+  }
+
   describe(): VmDescription {
     const d: VmDescription = { phase: this.phaseValue, config: this.config() };
     if (this.machine) {
@@ -97,7 +109,9 @@ export class Vmm extends EventEmitter<VmmEvents> {
   }
 
   config(): VmConfig {
-    return this.bootSource ? { machine: { ...this.machineConfig }, boot: { ...this.bootSource } } : { machine: { ...this.machineConfig } };
+    const c: VmConfig = { machine: { ...this.machineConfig }, devices: structuredClone(this.devices) };
+    if (this.bootSource) c.boot = { ...this.bootSource };
+    return c;
   }
 
   /**
@@ -109,7 +123,7 @@ export class Vmm extends EventEmitter<VmmEvents> {
     if (!this.bootSource) throw new VmmError('invalid-config', 'no boot source: give a kernel image before starting');
     this.setPhase('starting');
     try {
-      this.machine = await Machine.build({ machine: this.machineConfig, boot: this.bootSource }, this.options);
+      this.machine = await Machine.build({ machine: this.machineConfig, boot: this.bootSource, devices: this.devices }, this.options);
     } catch (e) {
       this.setPhase('not-started');
       throw e;
@@ -176,6 +190,8 @@ export class Vmm extends EventEmitter<VmmEvents> {
         return this.configureMachine(action.config);
       case 'configure-boot-source':
         return this.configureBootSource(action.boot);
+      case 'configure-entropy':
+        return this.configureEntropy(action.entropy);
       case 'start':
         return this.start();
       case 'pause':

@@ -1,0 +1,60 @@
+import type { Bus } from '../bus/index.js';
+import type { EngineVm } from '../engine/engine.js';
+import type { GuestMemory } from '../memory/index.js';
+import { IRQ_DEVICE_FIRST, IRQ_DEVICE_LAST, MMIO_SLOTS, MMIO_SLOT_SIZE, MMIO_START } from '../arch/x86_64/layout.js';
+import { virtioMmioAml, type Aml } from '../acpi/index.js';
+import { VirtioMmioTransport, type VirtioDevice } from '../virtio/index.js';
+import { VmmError } from './errors.js';
+
+interface Slot {
+  index: number;
+  base: number;
+  gsi: number;
+  name: string;
+  device: VirtioDevice;
+  transport?: VirtioMmioTransport;
+}
+
+/** How many virtio-mmio devices fit: one slot and one IOAPIC pin each. */
+export const MAX_VIRTIO_DEVICES = Math.min(MMIO_SLOTS, IRQ_DEVICE_LAST - IRQ_DEVICE_FIRST + 1);
+
+/**
+ * The machine's virtio-mmio slots. Devices are planned before the VM exists
+ * (their DSDT entries go into ACPI), then attached once the engine can hand
+ * out interrupt lines: slot n sits at MMIO_START + n * 4 KiB with GSI
+ * IRQ_DEVICE_FIRST + n.
+ */
+export class VirtioSlots {
+  private readonly slots: Slot[] = [];
+
+  add(name: string, device: VirtioDevice): void {
+    const index = this.slots.length;
+    if (index >= MAX_VIRTIO_DEVICES) throw new VmmError('invalid-config', `too many virtio devices: the machine has ${MAX_VIRTIO_DEVICES} slots`);
+    this.slots.push({ index, base: MMIO_START + index * MMIO_SLOT_SIZE, gsi: IRQ_DEVICE_FIRST + index, name, device });
+  }
+
+  /** One LNRO0005 node per device, for the DSDT. */
+  aml(): Aml[] {
+    return this.slots.map((s) => virtioMmioAml({ uid: s.index, base: s.base, size: MMIO_SLOT_SIZE, gsi: s.gsi }));
+  }
+
+  attach(mmio: Bus, vm: EngineVm, memory: GuestMemory, log: (line: string) => void): void {
+    for (const s of this.slots) {
+      s.transport = new VirtioMmioTransport(s.device, {
+        memory,
+        irq: vm.irqLine(s.gsi),
+        onNeedsReset: (reason) => log(`${s.name}: device needs reset: ${reason}`),
+      });
+      mmio.insert(s.transport, s.base, MMIO_SLOT_SIZE, s.name);
+    }
+  }
+
+  list(): readonly { name: string; base: number; gsi: number }[] {
+    return this.slots.map(({ name, base, gsi }) => ({ name, base, gsi }));
+  }
+
+  /** Resets every device (cancels timers, drops pending work) when the VM ends. */
+  reset(): void {
+    for (const s of this.slots) s.transport?.reset();
+  }
+}
