@@ -276,14 +276,28 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Built
   }
 }
 
-/** Moves the finished directory to `out`, replacing an old one; both renames stay within one file system. */
+/**
+ * Moves the finished directory to `out`, replacing an old one; the renames
+ * stay within one file system. A build that finished first in parallel is
+ * replaced too: both are the same image.
+ */
 function commit(image: string, out: string): void {
   const old = `${dirname(out)}/.${basename(out)}.old-${randomBytes(4).toString('hex')}`;
-  const hadOld = existsSync(out);
-  if (hadOld) renameSync(out, old);
-  renameSync(image, out);
-  fsyncDir(dirname(out));
-  if (hadOld) rmSync(old, { recursive: true, force: true });
+  for (let attempt = 0; ; attempt++) {
+    const hadOld = existsSync(out);
+    if (hadOld) renameSync(out, old);
+    try {
+      renameSync(image, out);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && attempt < 3) continue;
+      throw e;
+    } finally {
+      if (hadOld) rmSync(old, { recursive: true, force: true });
+    }
+    fsyncDir(dirname(out));
+    return;
+  }
 }
 
 /**
@@ -293,11 +307,11 @@ function commit(image: string, out: string): void {
  */
 function newerPackages(tools: HostTools, manifest: ImageManifest, names: string[]): string | undefined {
   if (!which('apt-cache', tools.env)) return undefined;
-  const apt = new Apt(tools);
+  const now = new Apt(tools).candidates(names);
   for (const name of names) {
     const p = manifest.packages.find((m) => m.name === name);
     if (!p) return `package ${name} is not in the manifest`;
-    const v = apt.candidate(p.name);
+    const v = now.get(name);
     if (v !== undefined && v !== p.version) return `apt now has ${p.name} ${v} (image: ${p.version})`;
   }
   return undefined;

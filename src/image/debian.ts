@@ -4,7 +4,7 @@
  * needed), `dpkg-deb` to unpack it. Nothing is fetched from anywhere else.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageError, saysNoSpace } from './errors.js';
 
@@ -71,9 +71,22 @@ export class Apt {
 
   /** The version apt would install of `pkg`, or undefined when apt knows none. */
   candidate(pkg: string): string | undefined {
-    const r = runTool(this.tools, 'apt-cache', ['policy', pkg]);
-    const v = /^\s*Candidate:\s*(\S+)/m.exec(r.stdout)?.[1];
-    return v === undefined || v === '(none)' ? undefined : v;
+    return this.candidates([pkg]).get(pkg);
+  }
+
+  /** Candidate versions of several packages in one apt-cache run (each run reads all package lists: ~0.5 s). */
+  candidates(pkgs: readonly string[]): Map<string, string> {
+    const r = runTool(this.tools, 'apt-cache', ['policy', ...pkgs]);
+    const out = new Map<string, string>();
+    // apt-cache policy prints "<name>:" at column 0, then indented fields.
+    let current: string | undefined;
+    for (const line of r.stdout.split('\n')) {
+      const head = /^(\S+):$/.exec(line);
+      if (head) current = head[1];
+      const v = /^\s+Candidate:\s*(\S+)/.exec(line)?.[1];
+      if (current !== undefined && v !== undefined && v !== '(none)') out.set(current, v);
+    }
+    return out;
   }
 
   /**
@@ -122,22 +135,28 @@ export class Apt {
    */
   download(pkg: string, version: string, dir: string): string {
     const prefix = `${pkg}_${version.replace(/:/g, '%3a')}_`;
-    const have = () => readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
-    const cached = have();
+    const cached = readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
     if (cached) {
       this.tools.log(`using ${pkg} ${version} from ${dir}`);
       return join(dir, cached);
     }
     const size = this.size(pkg, version);
     this.tools.log(`downloading ${pkg} ${version}${size ? ` (${(size / 2 ** 20).toFixed(1)} MiB)` : ''}`);
-    const r = runTool(this.tools, 'apt-get', ['download', '-q', `${pkg}=${version}`], dir);
-    if (r.status !== 0) {
-      if (saysNoSpace(r.stderr)) throw new ImageError('disk-full', `no space left on device downloading ${pkg} into ${dir}`);
-      throw new ImageError('package-unavailable', `cannot download Debian package "${pkg}" ${version}: ${aptReason(r.stderr)}`);
+    // Into a private directory first, then renamed: another build sharing `dir` never sees half a file.
+    const tmp = mkdtempSync(join(dir, '.download-'));
+    try {
+      const r = runTool(this.tools, 'apt-get', ['download', '-q', `${pkg}=${version}`], tmp);
+      if (r.status !== 0) {
+        if (saysNoSpace(r.stderr)) throw new ImageError('disk-full', `no space left on device downloading ${pkg} into ${dir}`);
+        throw new ImageError('package-unavailable', `cannot download Debian package "${pkg}" ${version}: ${aptReason(r.stderr)}`);
+      }
+      const got = readdirSync(tmp).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
+      if (!got) throw new ImageError('package-unavailable', `apt-get download ${pkg}=${version} wrote no ${prefix}*.deb`);
+      renameSync(join(tmp, got), join(dir, got));
+      return join(dir, got);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
     }
-    const got = have();
-    if (!got) throw new ImageError('package-unavailable', `apt-get download ${pkg}=${version} wrote no ${prefix}*.deb into ${dir}`);
-    return join(dir, got);
   }
 }
 
