@@ -27,21 +27,23 @@ export interface DiskOptions {
   log?: (line: string) => void;
   /** Environment of mke2fs and apt-get (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Directories searched for mke2fs after PATH (default /usr/sbin, /sbin). */
+  sbinDirs?: string[];
 }
 
-function findMke2fs(tools: HostTools): string | undefined {
-  const path = [tools.env['PATH'] ?? '', ...SBIN_DIRS].join(':');
+function findMke2fs(tools: HostTools, sbinDirs: string[]): string | undefined {
+  const path = [tools.env['PATH'] ?? '', ...sbinDirs].join(':');
   return which('mke2fs', { PATH: path });
 }
 
 /** mke2fs's directory, installing e2fsprogs with apt as root when it is absent. */
-function ensureMke2fs(tools: HostTools): string {
-  const found = findMke2fs(tools);
+function ensureMke2fs(tools: HostTools, sbinDirs: string[]): string {
+  const found = findMke2fs(tools, sbinDirs);
   if (found) return dirname(found);
   if (isRoot() && which('apt-get', tools.env)) {
     tools.log('mke2fs is missing: installing e2fsprogs with apt-get');
     const r = runTool(tools, 'apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'e2fsprogs']);
-    const now = findMke2fs(tools);
+    const now = findMke2fs(tools, sbinDirs);
     if (r.status === 0 && now) return dirname(now);
   }
   const how = which('apt-get', tools.env) ? 'run: sudo apt-get install e2fsprogs' : "install e2fsprogs with your system's package manager";
@@ -65,7 +67,7 @@ export function makeDiskImage(options: DiskOptions): void {
     if (!isDir) throw new ImageError('invalid-argument', `--from ${options.from} is not a directory`);
   }
   const out = resolve(options.out);
-  const mkfsDir = ensureMke2fs(tools);
+  const mkfsDir = ensureMke2fs(tools, options.sbinDirs ?? SBIN_DIRS);
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${randomBytes(4).toString('hex')}`);
   try {
     const fd = openSync(tmp, 'wx', 0o644);
