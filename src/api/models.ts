@@ -120,6 +120,8 @@ export interface VmState {
 export const MAX_VCPU_COUNT = MAX_VCPUS;
 /** The smallest guest RAM the machine boots with, in MiB. */
 export const MIN_MEM_SIZE_MIB = MIN_MEMORY / MiB;
+/** The most MiB whose size in bytes a JSON number (and the Vmm's byte count) still holds exactly. */
+export const MAX_MEM_SIZE_MIB = Math.floor(Number.MAX_SAFE_INTEGER / MiB);
 /** Linux's IFNAMSIZ (16) less the terminating NUL: the longest tap device name. */
 export const MAX_IFNAME_LENGTH = 15;
 /** Vsock CIDs 0-2 are reserved: hypervisor, local, host (virtio v1.2 §5.10.4). */
@@ -153,7 +155,7 @@ export const RATE_LIMITER: ObjectSpec<RateLimiter> = {
 
 const machineProperties: ObjectSpec<MachineConfiguration>['properties'] = {
   vcpu_count: { type: 'integer', minimum: 1, maximum: MAX_VCPU_COUNT },
-  mem_size_mib: { type: 'integer', minimum: MIN_MEM_SIZE_MIB },
+  mem_size_mib: { type: 'integer', minimum: MIN_MEM_SIZE_MIB, maximum: MAX_MEM_SIZE_MIB },
   smt: { type: 'boolean' },
   track_dirty_pages: { type: 'boolean' },
   huge_pages: { type: 'string', enum: ['None', 'Transparent', '2M'] },

@@ -17,10 +17,12 @@ export interface Reply {
   body: unknown;
 }
 
-export function request(socketPath: string, method: string, path: string, body?: string | object, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> {
-  const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+/** `body`: a string or bytes as they are, anything else as JSON. */
+export function request(socketPath: string, method: string, path: string, body?: string | Uint8Array | object, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> {
+  const text = body === undefined ? undefined : typeof body === 'string' || body instanceof Uint8Array ? Buffer.from(body) : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path, headers: { ...(text !== undefined && { 'Content-Type': 'application/json' }), ...headers } }, (res) => {
+    const length = text !== undefined && headers['Transfer-Encoding'] === undefined ? { 'Content-Length': text.length } : {};
+    const req = http.request({ socketPath, method, path, headers: { ...(text !== undefined && { 'Content-Type': 'application/json' }), ...length, ...headers } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -47,7 +49,7 @@ export interface Harness {
   serial: () => string;
   /** Log lines written before PUT /logger. */
   log: () => string;
-  call(method: string, path: string, body?: string | object, headers?: http.OutgoingHttpHeaders): Promise<Reply>;
+  call(method: string, path: string, body?: string | Uint8Array | object, headers?: http.OutgoingHttpHeaders): Promise<Reply>;
   close(): Promise<void>;
 }
 
