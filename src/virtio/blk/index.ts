@@ -1,0 +1,5 @@
+export * from './backend.js';
+export * from './device.js';
+export * from './metrics.js';
+export * from './request.js';
+export * from './state.js';
