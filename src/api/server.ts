@@ -4,7 +4,8 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { lstat, unlink } from 'node:fs/promises';
+import { lstat, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { ApiError, HTTP } from './errors.js';
 import type { ApiRequest, ApiResponse } from './controller.js';
 
@@ -47,6 +48,10 @@ export async function claimSocketPath(path: string): Promise<void> {
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
     throw new SocketError(`API socket path ${path} is ${Buffer.byteLength(path)} bytes long; Unix socket paths hold at most ${MAX_SOCKET_PATH_BYTES}`);
   }
+  // listen(2) on a missing directory reports EACCES here, which misleads: look first.
+  const dir = dirname(path);
+  const dirOk = await stat(dir).then((d) => d.isDirectory(), () => false);
+  if (!dirOk) throw new SocketError(`cannot listen on API socket ${path}: directory ${dir} does not exist`);
   let st;
   try {
     st = await lstat(path);
