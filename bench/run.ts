@@ -1,0 +1,95 @@
+/**
+ * `npm run bench`: typevisor against its references on this machine, in one
+ * run, written to bench/results/ as JSON, Markdown and SVG.
+ *
+ *   node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process]
+ *
+ * --quick is the smoke run CI does (well under 2 minutes): every suite runs
+ * with small sizes and the output is written to a temporary directory unless
+ * --out says otherwise; its figures prove the harness works, not how fast
+ * anything is.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { EngineUnavailableError } from '../src/engine/engine.js';
+import { KvmEngine } from '../src/engine/kvm/index.js';
+import { ensureQemu, machineInfo } from './lib/host.js';
+import { markdown, writeResults } from './lib/report.js';
+import type { BenchResults, Row } from './lib/results.js';
+import type { Suite, SuiteContext } from './lib/suite.js';
+import { kvmExits } from './suites/kvm-exits.js';
+import { linuxTcg } from './suites/linux-tcg.js';
+import { processMode } from './suites/process-mode.js';
+import { vmmCosts } from './suites/vmm-costs.js';
+
+/** Suites in table order. */
+export const SUITES: Record<string, Suite> = { linux: linuxTcg, process: processMode, kvm: kvmExits, vmm: vmmCosts };
+
+/** bench/results/ of this checkout (this file runs from dist/bench/). */
+export const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+export interface RunOptions {
+  quick: boolean;
+  out: string;
+  only?: string[];
+  log?: (line: string) => void;
+}
+
+function kvmUsable(): true | string {
+  try {
+    new KvmEngine().close();
+    return true;
+  } catch (e) {
+    if (e instanceof EngineUnavailableError) return e.message;
+    throw e;
+  }
+}
+
+export async function runBench(options: RunOptions): Promise<{ results: BenchResults; files: ReturnType<typeof writeResults> }> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`bench: ${line}\n`));
+  const started = Date.now();
+  const refs = ensureQemu(log);
+  const machine = await machineInfo(refs);
+  const ctx: SuiteContext = { quick: options.quick, runs: options.quick ? 3 : 5, refs, kvm: kvmUsable(), log };
+  const rows: Row[] = [];
+  for (const [name, suite] of Object.entries(SUITES)) {
+    if (options.only && !options.only.includes(name)) continue;
+    log(`suite ${name}`);
+    rows.push(...(await suite(ctx)));
+  }
+  const results: BenchResults = {
+    date: new Date(started).toISOString(),
+    mode: options.quick ? 'quick' : 'full',
+    machine,
+    rows,
+    seconds: (Date.now() - started) / 1000,
+  };
+  return { results, files: writeResults(options.out, results) };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process]\n');
+    return 0;
+  }
+  const only = values.only?.split(',').map((s) => s.trim());
+  const unknown = only?.filter((s) => !(s in SUITES)) ?? [];
+  if (unknown.length) {
+    process.stderr.write(`bench: unknown suite ${unknown.join(', ')} (choose from ${Object.keys(SUITES).join(', ')})\n`);
+    return 2;
+  }
+  const out = values.out ?? (values.quick ? mkdtempSync(join(tmpdir(), 'typevisor-bench-quick-')) : RESULTS_DIR);
+  const { results, files } = await runBench({ quick: values.quick, out, ...(only && { only }) });
+  process.stdout.write(markdown(results));
+  process.stdout.write(`\nwritten: ${files.json}, ${files.markdown}, ${files.charts.length} charts in ${join(out, 'charts')}\n`);
+  return 0;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) process.exitCode = await main();

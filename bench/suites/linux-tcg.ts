@@ -1,0 +1,2 @@
+import type { Suite } from '../lib/suite.js';
+export const linuxTcg: Suite = async () => [];
