@@ -251,6 +251,12 @@ export class ApiController {
     const boot = this.vmm.config().boot;
     if (!boot) throw ApiError.badRequest('cannot start the microVM without a boot source: PUT /boot-source first');
     const serial = this.devices.configs().serial;
+    const entropy = this.devices.configs().entropy;
+    if (entropy) {
+      // Firecracker's bandwidth bucket: `size` bytes per `refill_time` ms.
+      const bw = entropy.rate_limiter?.bandwidth;
+      this.vmm.configureEntropy(bw && bw.refill_time > 0 ? { rateBytesPerSec: Math.max(1, Math.round((bw.size * 1000) / bw.refill_time)) } : {});
+    }
     const file = serial?.serial_out_path !== undefined ? HostFile.open(serial.serial_out_path, 'serial_out_path') : undefined;
     try {
       await this.vmm.start();
@@ -283,7 +289,6 @@ export class ApiController {
       ...d.drives.map((x) => `drive ${x.drive_id}`),
       ...d.networkInterfaces.map((x) => `network interface ${x.iface_id}`),
       ...(d.vsock ? ['vsock'] : []),
-      ...(d.entropy ? ['entropy device'] : []),
     ];
     if (pending.length > 0) {
       this.logger.warn(ORIGIN, `configured but not attached (the machine has no virtio devices of these kinds yet): ${pending.join(', ')}`);

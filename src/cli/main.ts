@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VmmError } from '../vmm/errors.js';
 import { EXIT } from '../vmm/exit-status.js';
 import { runCommand, RUN_OPTIONS, RUN_USAGE } from './run.js';
+import { apiCommand, API_OPTIONS, API_USAGE } from './api.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `typevisor ${VERSION}: a hypervisor in TypeScript
@@ -10,6 +11,7 @@ usage: typevisor <command> [options]
 
 commands:
   run        boot a Linux kernel (or any 64-bit boot-protocol image) in a new VM
+  api        start a VMM driven by a Firecracker-compatible REST API on a Unix socket
   version    print the version
 
 Run 'typevisor <command> --help' for a command's options.
@@ -52,6 +54,14 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
         }
         const { values } = parse(rest, RUN_OPTIONS);
         return await runCommand(values, stderr);
+      }
+      case 'api': {
+        if (rest.includes('--help') || rest.includes('-h')) {
+          process.stdout.write(API_USAGE);
+          return EXIT.OK;
+        }
+        const { values } = parse(rest, API_OPTIONS);
+        return await apiCommand(values, stderr);
       }
       default:
         throw new UsageError(`unknown command "${command}"`);

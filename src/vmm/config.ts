@@ -56,7 +56,10 @@ export function validateMachine(m: MachineConfig, hostMemBytes = os.totalmem()):
   if (m.vcpuCount > MAX_VCPUS) {
     throw new VmmError('invalid-config', `vCPU count ${m.vcpuCount} is above the machine's limit of ${MAX_VCPUS}`);
   }
-  if (!Number.isSafeInteger(m.memBytes) || m.memBytes < MIN_MEMORY) {
+  if (!Number.isSafeInteger(m.memBytes)) {
+    throw new VmmError('invalid-config', `memory size ${m.memBytes} is not a whole number of bytes that can be represented exactly`);
+  }
+  if (m.memBytes < MIN_MEMORY) {
     throw new VmmError('invalid-config', `memory must be at least ${formatSize(MIN_MEMORY)} (got ${formatSize(Math.max(0, m.memBytes))})`);
   }
   if (m.memBytes % 4096 !== 0) {

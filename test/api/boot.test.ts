@@ -137,3 +137,17 @@ test('api boot on kvm: PUT /serial sends the console to a file; a guest power-of
     await h.close();
   }
 });
+
+test('api boot on kvm: PUT /entropy attaches a virtio-rng device the guest finds in its DSDT', async (t) => {
+  const h = await startHarness();
+  try {
+    await expectStatus(h, 'PUT', '/entropy', '/entropy', { rate_limiter: { bandwidth: { size: 65536, refill_time: 100 } } }, 204);
+    const exited = new Promise<string>((resolve) => h.controller.vmm.once('exit', (r) => resolve(r.message)));
+    if (!(await bootGuest(t, h, 'console=ttyS0 tg.test=acpi tg.exit=poweroff'))) return;
+    assert.equal(await exited, 'guest powered off');
+    assert.match(h.serial(), /TG acpi-dsdt .*lnro0005=1/);
+    assert.deepEqual(h.controller.vmm.config().devices?.entropy, { rateBytesPerSec: 655360 });
+  } finally {
+    await h.close();
+  }
+});
