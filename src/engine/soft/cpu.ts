@@ -1,0 +1,346 @@
+/**
+ * The soft engine's interpreter core: run loop, pre-decoded instruction
+ * cache, TLB and the memory access path every handler uses.
+ *
+ * Shaped for V8: one Op object per decoded instruction, cached per code page
+ * by page offset and reused until the page is written (self-modifying code)
+ * or unmapped; no allocation per executed instruction; int32 arithmetic.
+ */
+import { decode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
+import { getRflags } from './flags.js';
+import { FORM_HANDLERS, missingHandler } from './handlers.js';
+import {
+  ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform,
+  VEC_GP, VEC_UD,
+} from './mmu.js';
+import { Op } from './op.js';
+import { CpuState } from './state.js';
+
+/** Why run() returned. */
+export const EXIT_LIMIT = 0; // the instruction budget ran out
+export const EXIT_STOP = 1; // requestStop() (a system call that blocks or ends the process)
+export const EXIT_EXCEPTION = 2; // an instruction faulted: cpu.exception
+export const EXIT_HLT = 3;
+
+const STOP_REQUESTED = 1;
+const STOP_REFETCH = 2;
+const TLB_SIZE = 256;
+const TLB_MASK = TLB_SIZE - 1;
+const T32 = 4294967296;
+
+type CodePage = (Op | undefined)[];
+
+const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
+const NO_CODE: CodePage = [];
+
+export class Cpu extends CpuState {
+  /** Where control goes after the current instruction; handlers that branch set it. */
+  nextRip = 0;
+  /** High half of the last 64-bit read (read64, operand reads of size 8). */
+  hi = 0;
+  /** Linear address of the memory operand last read (read-modify-write). */
+  addr = 0;
+  /** Instructions retired since creation. */
+  icount = 0;
+  /** Set when run() returned EXIT_EXCEPTION. */
+  exception: CpuException | undefined;
+  /** Reports an unimplemented instruction form (once per form). */
+  log: (message: string) => void = (m) => process.stderr.write(`typevisor: ${m}\n`);
+
+  /** 0, STOP_REQUESTED, or STOP_REFETCH (decoded code was dropped; the run loop must look again). */
+  private stopRequested = 0;
+  private readonly reported = new Set<number>();
+
+  // Read, write and fetch TLBs: tag = virtual page number (NaN = empty).
+  private readonly rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  private readonly rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  private readonly wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  private readonly wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  private readonly xTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  /** Decoded instructions of every page code was fetched from, by page number. */
+  private readonly code = new Map<number, CodePage>();
+  private readonly fetchBuf = new Uint8Array(16);
+
+  constructor(readonly platform: SoftPlatform) {
+    super();
+  }
+
+  protected override readRflagsForSnapshot(): number {
+    return getRflags(this);
+  }
+
+  /** Ends run() after the current instruction. */
+  requestStop(): void {
+    this.stopRequested = STOP_REQUESTED;
+  }
+
+  private codeDropped(): void {
+    if (this.stopRequested === 0) this.stopRequested = STOP_REFETCH;
+  }
+
+  /**
+   * Runs up to `limit` instructions. Returns EXIT_*; on EXIT_EXCEPTION,
+   * `exception` holds the fault and rip addresses the faulting instruction.
+   */
+  run(limit: number): number {
+    this.stopRequested = 0;
+    this.exception = undefined;
+    let n = 0;
+    let vpn = NaN;
+    let ops: CodePage = NO_CODE;
+    try {
+      while (n < limit) {
+        const rip = this.rip;
+        const pv = Math.floor(rip / PAGE_SIZE);
+        if (pv !== vpn) {
+          const t = pv & TLB_MASK;
+          ops = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
+          vpn = pv;
+        }
+        const off = rip & PAGE_MASK;
+        let op = ops[off];
+        if (op === undefined) op = this.decodeAt(rip, ops, off);
+        this.nextRip = rip + op.length;
+        op.fn(this, op);
+        this.rip = this.nextRip;
+        n++;
+        if (this.stopRequested !== 0) {
+          if (this.stopRequested !== STOP_REFETCH) break;
+          // Code was invalidated under the loop: look the page up again.
+          this.stopRequested = 0;
+          vpn = NaN;
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof CpuException)) throw e;
+      this.exception = e;
+      this.icount += n;
+      return EXIT_EXCEPTION;
+    }
+    this.icount += n;
+    return this.stopRequested === STOP_REQUESTED ? EXIT_STOP : EXIT_LIMIT;
+  }
+
+  /** The decoded-instruction page for `vpn`, checking execute permission. */
+  private codePage(vpn: number): CodePage {
+    this.platform.translate(vpn, ACCESS_EXEC);
+    let ops = this.code.get(vpn);
+    if (ops === undefined) {
+      ops = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
+      this.code.set(vpn, ops);
+      // Writes to a page with cached code must take the slow path to invalidate it.
+      const t = vpn & TLB_MASK;
+      if (this.wTag[t] === vpn) this.wTag[t] = NaN;
+    }
+    const t = vpn & TLB_MASK;
+    this.xTag[t] = vpn;
+    this.xCode[t] = ops;
+    return ops;
+  }
+
+  private decodeAt(rip: number, ops: CodePage, off: number): Op {
+    const op = new Op();
+    const vpn = Math.floor(rip / PAGE_SIZE);
+    const frame = this.platform.translate(vpn, ACCESS_EXEC);
+    let status = decode(op, frame.bytes, off, PAGE_SIZE, MODE_64);
+    let straddles = false;
+    if (status === STATUS_TRUNCATED) {
+      // The instruction continues on the next page: decode from a copy and do not cache it.
+      const n = PAGE_SIZE - off;
+      this.fetchBuf.set(frame.bytes.subarray(off));
+      const next = this.platform.translate(vpn + 1, ACCESS_EXEC);
+      this.fetchBuf.set(next.bytes.subarray(0, 16 - n), n);
+      status = decode(op, this.fetchBuf, 0, 16, MODE_64);
+      straddles = true;
+    }
+    op.address = rip;
+    op.bytes = straddles ? this.fetchBuf.slice(0, Math.max(op.length, 1)) : frame.bytes.slice(off, off + Math.max(op.length, 1));
+    if (status !== STATUS_OK) {
+      throw new CpuException(status === STATUS_TOO_LONG ? VEC_GP : VEC_UD, 0, rip,
+        `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(op.bytes)}`);
+    }
+    op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
+    op.fn = FORM_HANDLERS[op.form] ?? missingHandler;
+    if (!straddles) ops[off] = op;
+    return op;
+  }
+
+  /** Raises #UD for a form with no handler, reporting it once with its bytes. */
+  unimplemented(i: Op, why = 'not implemented'): never {
+    if (!this.reported.has(i.form)) {
+      this.reported.add(i.form);
+      const f = FORMS[i.form];
+      this.log(`${why}: ${f ? `${f.mnemonic} ${f.row[2]}` : '?'} (${HANDLER_NAMES[i.handler] ?? '?'}) at 0x${hex(i.address)}: ${hexBytes(i.bytes)}`);
+    }
+    throw new CpuException(VEC_UD, 0, i.address, `#UD: ${hexBytes(i.bytes)} at 0x${hex(i.address)}`);
+  }
+
+  // ---- TLB maintenance (called by the platform on unmap/protect, and by paging later) ----
+
+  /** Forgets the translations and decoded code of page `vpn`. */
+  invalidatePage(vpn: number): void {
+    const t = vpn & TLB_MASK;
+    if (this.rTag[t] === vpn) this.rTag[t] = NaN;
+    if (this.wTag[t] === vpn) this.wTag[t] = NaN;
+    if (this.xTag[t] === vpn) this.xTag[t] = NaN;
+    const ops = this.code.get(vpn);
+    if (ops !== undefined) {
+      ops.fill(undefined);
+      this.code.delete(vpn);
+      this.codeDropped();
+    }
+  }
+
+  /** Forgets every translation and all decoded code (execve, CR3 write). */
+  flushAll(): void {
+    this.rTag.fill(NaN);
+    this.wTag.fill(NaN);
+    this.xTag.fill(NaN);
+    for (const ops of this.code.values()) ops.fill(undefined);
+    this.code.clear();
+    this.codeDropped();
+  }
+
+  // ---- Memory access: linear address `a` is a signed canonical number ----
+
+  private rFill(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const f = this.platform.translate(vpn, ACCESS_READ);
+    const t = vpn & TLB_MASK;
+    this.rTag[t] = vpn;
+    this.rView[t] = f.view;
+    this.rBytes[t] = f.bytes;
+    return t;
+  }
+
+  private wFill(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const f = this.platform.translate(vpn, ACCESS_WRITE);
+    const ops = this.code.get(vpn);
+    if (ops !== undefined) {
+      // Self-modifying code: forget what was decoded from this page.
+      ops.fill(undefined);
+      this.code.delete(vpn);
+      const x = vpn & TLB_MASK;
+      if (this.xTag[x] === vpn) this.xTag[x] = NaN;
+      this.codeDropped();
+    }
+    const t = vpn & TLB_MASK;
+    this.wTag[t] = vpn;
+    this.wView[t] = f.view;
+    this.wBytes[t] = f.bytes;
+    return t;
+  }
+
+  read8(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    return (this.rBytes[t] as Uint8Array)[a & PAGE_MASK] as number;
+  }
+
+  read16(a: number): number {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 2) return this.read8(a) | (this.read8(a + 1) << 8);
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    return (this.rView[t] as DataView).getUint16(off, true);
+  }
+
+  /** As int32. */
+  read32(a: number): number {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 4) return this.read16(a) | (this.read16(a + 2) << 16);
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    return (this.rView[t] as DataView).getInt32(off, true);
+  }
+
+  /** Returns the low half; the high half is in `hi`. */
+  read64(a: number): number {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 8) {
+      const lo = this.read32(a);
+      this.hi = this.read32(a + 4);
+      return lo;
+    }
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    const v = this.rView[t] as DataView;
+    this.hi = v.getInt32(off + 4, true);
+    return v.getInt32(off, true);
+  }
+
+  write8(a: number, value: number): void {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    (this.wBytes[t] as Uint8Array)[a & PAGE_MASK] = value;
+  }
+
+  write16(a: number, value: number): void {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 2) {
+      this.probeWrite(a, 2);
+      this.write8(a, value);
+      this.write8(a + 1, value >> 8);
+      return;
+    }
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    (this.wView[t] as DataView).setUint16(off, value, true);
+  }
+
+  write32(a: number, value: number): void {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 4) {
+      this.probeWrite(a, 4);
+      this.write16(a, value);
+      this.write16(a + 2, value >> 16);
+      return;
+    }
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    (this.wView[t] as DataView).setInt32(off, value, true);
+  }
+
+  write64(a: number, lo: number, hi: number): void {
+    const off = a & PAGE_MASK;
+    if (off > PAGE_SIZE - 8) {
+      this.probeWrite(a, 8);
+      this.write32(a, lo);
+      this.write32(a + 4, hi);
+      return;
+    }
+    const vpn = Math.floor(a / PAGE_SIZE);
+    let t = vpn & TLB_MASK;
+    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    const v = this.wView[t] as DataView;
+    v.setInt32(off, lo, true);
+    v.setInt32(off + 4, hi, true);
+  }
+
+  /** Faults before a page-crossing write changes anything (writes are all-or-nothing). */
+  probeWrite(a: number, len: number): void {
+    this.wFill(a);
+    this.wFill(a + len - 1);
+  }
+
+  /** Checks that [a, a+len) is readable before a multi-part read. */
+  probeRead(a: number, len: number): void {
+    this.rFill(a);
+    this.rFill(a + len - 1);
+  }
+}
+
+export function hexBytes(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
+}

@@ -1,0 +1,26 @@
+/**
+ * A decoded instruction as the interpreter caches it: the decoder's record
+ * plus what execution needs without looking anything up again.
+ */
+import { Instruction } from './decode/index.js';
+import type { Cpu } from './cpu.js';
+
+/** Executes one instruction. Sets cpu.nextRip to branch; throws CpuException to fault. */
+export type Handler = (c: Cpu, i: Op) => void;
+
+export class Op extends Instruction {
+  /** The handler bound by the table's handler name. */
+  fn: Handler = noHandler;
+  /** Memory displacement as a signed number (moffs: the full 64-bit offset). */
+  dispVal = 0;
+  /** Linear address the instruction was decoded at. */
+  address = 0;
+  /** The instruction's bytes (for reports of unimplemented forms). */
+  bytes: Uint8Array = EMPTY;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function noHandler(): void {
+  throw new Error('instruction without a bound handler');
+}

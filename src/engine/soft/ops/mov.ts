@@ -1,0 +1,142 @@
+/**
+ * Data movement: MOV, MOVZX, MOVSX, MOVSXD, LEA, XCHG, BSWAP, CBW/CWDE/CDQE,
+ * CWD/CDQ/CQO, XLAT, MOV to/from segment registers, CMOVcc, SETcc, MOVBE
+ * (SDM Vol. 2A/2B).
+ */
+import { OP_GPR } from '../decode/index.js';
+import { cond } from '../flags.js';
+import type { Cpu } from '../cpu.js';
+import type { Op } from '../op.js';
+import { ea, maskOf, rd, readReg, regAddr, sext, T32, wr, writeBack, writeReg } from '../operands.js';
+import { RAX, RBX, RDX, SEG_FS, SEG_GS } from '../state.js';
+import type { HandlerMap } from './types.js';
+
+function mov_mov(c: Cpu, i: Op): void {
+  const size = i.opSize[0] as number;
+  const v = rd(c, i, 1, size);
+  wr(c, i, 0, size, v, c.hi);
+}
+
+function mov_movzx(c: Cpu, i: Op): void {
+  const v = rd(c, i, 1, i.opSize[1] as number);
+  wr(c, i, 0, i.opSize[0] as number, v, 0);
+}
+
+/** MOVSX and MOVSXD: sign-extend operand 1 to operand 0's size. */
+function mov_movsx(c: Cpu, i: Op): void {
+  const size = i.opSize[0] as number;
+  const v = sext(rd(c, i, 1, i.opSize[1] as number), i.opSize[1] as number);
+  wr(c, i, 0, size, v & maskOf(size), v >> 31);
+}
+
+function mov_lea(c: Cpu, i: Op): void {
+  // LEA computes the offset only: no segment base (SDM "LEA").
+  const a = ea(c, i) - (c.segBase[i.segment] as number);
+  const size = i.opSize[0] as number;
+  writeReg(c, i.opReg[0] as number, size, size === 2 ? a & 0xffff : a, Math.floor(a / T32));
+}
+
+function mov_xchg(c: Cpu, i: Op): void {
+  const size = i.opSize[0] as number;
+  const b = rd(c, i, 1, size);
+  const bh = c.hi;
+  const a = rd(c, i, 0, size);
+  const ah = c.hi;
+  writeBack(c, i, 0, size, b, bh);
+  writeReg(c, i.opReg[1] as number, size, a, ah);
+}
+
+function bswap32(x: number): number {
+  return ((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24);
+}
+
+function mov_bswap(c: Cpu, i: Op): void {
+  const r = i.opReg[0] as number;
+  const size = i.opSize[0] as number;
+  if (size === 8) {
+    const lo = c.gpr[2 * r] as number, hi = c.gpr[2 * r + 1] as number;
+    writeReg(c, r, 8, bswap32(hi), bswap32(lo));
+  } else if (size === 4) {
+    writeReg(c, r, 4, bswap32(c.gpr[2 * r] as number), 0);
+  } else {
+    writeReg(c, r, 2, 0, 0); // 16-bit BSWAP is undefined; current parts give 0
+  }
+}
+
+function mov_cbw(c: Cpu, i: Op): void {
+  switch (i.osize) {
+    case 2: writeReg(c, RAX, 2, sext(readReg(c, RAX, 1), 1) & 0xffff, 0); break;
+    case 4: writeReg(c, RAX, 4, sext(readReg(c, RAX, 2), 2), 0); break;
+    default: { const v = readReg(c, RAX, 4); writeReg(c, RAX, 8, v, v >> 31); }
+  }
+}
+
+function mov_cwd(c: Cpu, i: Op): void {
+  switch (i.osize) {
+    case 2: writeReg(c, RDX, 2, (sext(readReg(c, RAX, 2), 2) >> 16) & 0xffff, 0); break;
+    case 4: writeReg(c, RDX, 4, readReg(c, RAX, 4) >> 31, 0); break;
+    default: { const s = (c.gpr[2 * RAX + 1] as number) >> 31; writeReg(c, RDX, 8, s, s); }
+  }
+}
+
+function mov_xlat(c: Cpu, i: Op): void {
+  let a = regAddr(c, RBX);
+  if (i.asize === 4) a = a >>> 0;
+  a += readReg(c, RAX, 1) + (c.segBase[i.segment] as number);
+  writeReg(c, RAX, 1, c.read8(a), 0);
+}
+
+function mov_from_seg(c: Cpu, i: Op): void {
+  const sel = c.segSel[i.opReg[1] as number] as number;
+  const size = i.opKind[0] === OP_GPR ? i.opSize[0] as number : 2;
+  wr(c, i, 0, size, sel, 0);
+}
+
+function mov_to_seg(c: Cpu, i: Op): void {
+  // 64-bit mode, no descriptor tables yet: the selector is kept; FS/GS bases
+  // go to 0 as for a null or flat descriptor (part 2 loads descriptors).
+  const s = i.opReg[0] as number;
+  const sel = rd(c, i, 1, 2);
+  c.segSel[s] = sel;
+  if (s === SEG_FS || s === SEG_GS) c.segBase[s] = 0;
+}
+
+function mov_cmov(c: Cpu, i: Op): void {
+  const size = i.opSize[0] as number;
+  const v = rd(c, i, 1, size); // the source is read (and may fault) whatever the condition
+  if (cond(c, i.opcode & 15)) writeReg(c, i.opReg[0] as number, size, v, c.hi);
+  else if (size === 4) writeReg(c, i.opReg[0] as number, 4, c.gpr[2 * (i.opReg[0] as number)] as number, 0);
+}
+
+function mov_setcc(c: Cpu, i: Op): void {
+  wr(c, i, 0, 1, cond(c, i.opcode & 15) ? 1 : 0, 0);
+}
+
+function mov_movbe(c: Cpu, i: Op): void {
+  const size = i.opSize[0] as number;
+  let v = rd(c, i, 1, size);
+  let h = c.hi;
+  if (size === 8) { const t = bswap32(v); v = bswap32(h); h = t; }
+  else if (size === 4) v = bswap32(v);
+  else v = ((v & 0xff) << 8) | (v >>> 8);
+  wr(c, i, 0, size, v, h);
+}
+
+export const MOV: HandlerMap = {
+  mov_mov,
+  mov_movzx,
+  mov_movsx,
+  mov_movsxd: mov_movsx,
+  mov_lea,
+  mov_xchg,
+  mov_bswap,
+  mov_cbw,
+  mov_cwd,
+  mov_xlat,
+  mov_from_seg,
+  mov_to_seg,
+  mov_cmov,
+  mov_setcc,
+  mov_movbe,
+  mov_movdiri: mov_mov,
+};

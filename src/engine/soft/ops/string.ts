@@ -1,0 +1,90 @@
+/**
+ * String instructions: MOVS, STOS, LODS, SCAS, CMPS with REP/REPE/REPNE
+ * (SDM Vol. 2B; Vol. 1, 7.3.9). INS/OUTS need port I/O (part 2).
+ *
+ * A repeated instruction runs to completion in one step (user mode has no
+ * interrupt to take in between); RSI/RDI/RCX are written back even when an
+ * element faults, so the instruction restarts where it stopped, as on hardware.
+ */
+import { PFX_REP, PFX_REPNE } from '../decode/index.js';
+import type { Cpu } from '../cpu.js';
+import type { Op } from '../op.js';
+import { maskOf, readMem, readReg, writeMem, writeReg } from '../operands.js';
+import { FLAG_DF, LF_SUB, RAX, RCX, RDI, RSI } from '../state.js';
+import { setArith } from './alu.js';
+import type { HandlerMap } from './types.js';
+import { T32 } from '../operands.js';
+
+const MOVS = 0, STOS = 1, LODS = 2, SCAS = 3, CMPS = 4;
+
+/** A pointer register as an address of the instruction's address size. */
+function ptr(c: Cpu, r: number, asize: number): number {
+  const lo = c.gpr[2 * r] as number;
+  if (asize === 8) return (c.gpr[2 * r + 1] as number) * T32 + (lo >>> 0);
+  return asize === 4 ? lo >>> 0 : lo & 0xffff;
+}
+
+function setPtr(c: Cpu, r: number, asize: number, v: number): void {
+  if (asize === 8) { c.gpr[2 * r] = v; c.gpr[2 * r + 1] = Math.floor(v / T32); }
+  else writeReg(c, r, asize, asize === 4 ? v : v & 0xffff, 0);
+}
+
+function str(c: Cpu, i: Op, kind: number): void {
+  const size = kind === SCAS || kind === STOS ? (i.opSize[0] as number) : (i.opSize[kind === LODS ? 1 : 0] as number);
+  const asize = i.asize;
+  const step = (c.flagsBase & FLAG_DF) !== 0 ? -size : size;
+  const rep = (i.prefixes & (PFX_REP | PFX_REPNE)) !== 0;
+  const repne = (i.prefixes & PFX_REPNE) !== 0;
+  const srcBase = c.segBase[i.segment] as number;
+  let si = ptr(c, RSI, asize);
+  let di = ptr(c, RDI, asize);
+  let n = rep ? (asize === 8 ? readReg(c, RCX, 8) >>> 0 : readReg(c, RCX, asize) >>> 0) + (asize === 8 ? (c.hi >>> 0) * T32 : 0) : 1;
+  const amask = asize === 8 ? 0 : asize === 4 ? T32 : 65536;
+  const acc = readReg(c, RAX, size);
+  const accHi = c.hi;
+  try {
+    while (n > 0) {
+      switch (kind) {
+        case MOVS: { const v = readMem(c, srcBase + si, size); writeMem(c, di, size, v, c.hi); si += step; di += step; break; }
+        case STOS: writeMem(c, di, size, acc, accHi); di += step; break;
+        case LODS: { const v = readMem(c, srcBase + si, size); writeReg(c, RAX, size, v, c.hi); si += step; break; }
+        case SCAS: {
+          const v = readMem(c, di, size);
+          const vh = c.hi;
+          setArith(c, LF_SUB, size, acc, accHi, v, vh, (acc - v) & maskOf(size), size === 8 ? (accHi - vh - ((acc >>> 0) < (v >>> 0) ? 1 : 0)) | 0 : 0, 0);
+          di += step;
+          break;
+        }
+        default: {
+          const a = readMem(c, srcBase + si, size);
+          const ah = c.hi;
+          const b = readMem(c, di, size);
+          const bh = c.hi;
+          setArith(c, LF_SUB, size, a, ah, b, bh, (a - b) & maskOf(size), size === 8 ? (ah - bh - ((a >>> 0) < (b >>> 0) ? 1 : 0)) | 0 : 0, 0);
+          si += step; di += step;
+        }
+      }
+      if (amask !== 0) { si = ((si % amask) + amask) % amask; di = ((di % amask) + amask) % amask; }
+      n--;
+      if (rep && (kind === SCAS || kind === CMPS)) {
+        const equal = size === 8 ? c.lfDst === c.lfSrc && c.lfDstHi === c.lfSrcHi : c.lfDst === c.lfSrc;
+        if (repne ? equal : !equal) break;
+      }
+    }
+  } finally {
+    if (kind === MOVS || kind === LODS || kind === CMPS) setPtr(c, RSI, asize, si);
+    if (kind !== LODS) setPtr(c, RDI, asize, di);
+    if (rep) {
+      if (asize === 8) { c.gpr[2 * RCX] = n; c.gpr[2 * RCX + 1] = Math.floor(n / T32); }
+      else writeReg(c, RCX, asize, n, 0);
+    }
+  }
+}
+
+export const STRING: HandlerMap = {
+  str_movs: (c, i) => str(c, i, MOVS),
+  str_stos: (c, i) => str(c, i, STOS),
+  str_lods: (c, i) => str(c, i, LODS),
+  str_scas: (c, i) => str(c, i, SCAS),
+  str_cmps: (c, i) => str(c, i, CMPS),
+};

@@ -1,0 +1,2 @@
+import type { HandlerMap } from './types.js';
+export const X87: HandlerMap = {};
