@@ -63,6 +63,7 @@ function openImage(path: string, readOnly: boolean): { fd: number; size: number 
   }
   try {
     const st = fs.fstatSync(fd);
+    if (st.isDirectory()) throw new BlockBackendError(path, `disk image ${path} is a directory, not a raw image file`);
     if (!st.isFile()) throw new BlockBackendError(path, `disk image ${path} is not a regular file (raw image files only)`);
     // Root opens a mode-0444 file for writing anyway; honour what the file's mode says.
     if (!readOnly && (st.mode & 0o222) === 0) {

@@ -232,8 +232,10 @@ export class VirtioBlock implements VirtioDevice {
     for (;;) {
       if (this.inFlightCount >= this.maxInFlight) {
         // Leave the rest in the ring; the next completion comes back for them.
-        if (!this.stalled && q.availableCount() > 0) this.metrics.throttled++;
-        this.stalled = true;
+        if (q.availableCount() > 0) {
+          this.metrics.throttled++;
+          this.stalled = true;
+        }
         break;
       }
       const chain = q.popChain();
