@@ -1,0 +1,4 @@
+export * from './backend.js';
+export * from './device.js';
+export * from './mac.js';
+export * from './metrics.js';
