@@ -221,7 +221,8 @@ export const vmmCosts: Suite = async (ctx) => {
 
   const cap = ctx.quick ? 3 : 64;
   ctx.log(`VMs at once (cap ${cap})`);
-  const conc = await sides(ctx, vmms, (v) => concurrent(v, guests, cap));
+  // Three runs (the minimum) here: each starts up to `cap` VMs.
+  const conc = await sides(ctx, vmms, (v) => concurrent(v, guests, cap), 3);
   const stopNote = (r: (typeof conc)[number], who: string) => (typeof r === 'string' ? '' : `${who} stopped at: ${[...new Set(r.map((x) => x.stopped))].join(' / ')}`);
   const memoryBound = (r: (typeof conc)[number], who: string) => {
     if (typeof r === 'string' || r.length === 0 || r[0]!.rssPerVm === 0) return '';
