@@ -38,6 +38,8 @@ export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8080;
 /** The largest JSON request body taken (a create request is well under 1 KiB). */
 const MAX_BODY_BYTES = 64 * 1024;
+/** Bytes of an oversized body read and dropped before the connection is cut. */
+const DISCARD_LIMIT = 16 * MAX_BODY_BYTES;
 /** The largest keystroke frame taken from a console (a paste). */
 const MAX_INPUT_FRAME = 64 * 1024;
 
@@ -125,8 +127,11 @@ function readBody(req: http.IncomingMessage): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY_BYTES) {
+        // Answered at once; the rest is read and dropped so the client sees
+        // the answer rather than a reset, up to a point.
+        chunks.length = 0;
         reject(new HttpError(413, `the request body is larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
+        if (size > DISCARD_LIMIT) req.destroy();
         return;
       }
       chunks.push(c);
