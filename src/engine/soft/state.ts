@@ -143,8 +143,20 @@ export class CpuState {
   fsw = 0;
   /** MMX registers MM0-7 as (lo, hi); kept apart from the x87 stack (README.md). */
   readonly mmx = new Int32Array(16);
-  /** XMM0-15, four int32 lanes each, lane 0 least significant. */
-  readonly xmm = new Int32Array(64);
+  /**
+   * XMM0-15, four int32 lanes each, lane 0 least significant, then two
+   * scratch registers (16, 17) where SSE handlers load memory operands so
+   * that every operand is a register index. Float and byte views share the
+   * buffer (little-endian hosts: x86-64 and arm64).
+   */
+  readonly xmm = new Int32Array(18 * 4);
+  readonly xmmF32 = new Float32Array(this.xmm.buffer);
+  readonly xmmF64 = new Float64Array(this.xmm.buffer);
+  readonly xmmU8 = new Uint8Array(this.xmm.buffer);
+  readonly xmmI8 = new Int8Array(this.xmm.buffer);
+  readonly xmmU16 = new Uint16Array(this.xmm.buffer);
+  readonly xmmI16 = new Int16Array(this.xmm.buffer);
+  readonly xmmU32 = new Uint32Array(this.xmm.buffer);
   mxcsr = MXCSR_DEFAULT;
 
   snapshot(): CpuStateSnapshot {
@@ -153,7 +165,7 @@ export class CpuState {
       segSel: Array.from(this.segSel), segBase: Array.from(this.segBase),
       cr0: this.cr0, cr2: this.cr2, cr3: this.cr3, cr4: this.cr4, efer: this.efer, cpl: this.cpl,
       fpr: Array.from(this.fpr), fpTop: this.fpTop, fpTag: this.fpTag, fcw: this.fcw, fsw: this.fsw,
-      mmx: Array.from(this.mmx), xmm: Array.from(this.xmm), mxcsr: this.mxcsr, kernelGsBase: this.kernelGsBase,
+      mmx: Array.from(this.mmx), xmm: Array.from(this.xmm.subarray(0, 64)), mxcsr: this.mxcsr, kernelGsBase: this.kernelGsBase,
     };
   }
 

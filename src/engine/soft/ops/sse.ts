@@ -1,2 +1,719 @@
+/**
+ * SSE and SSE2 (SDM Vol. 2, each instruction's entry; Vol. 1, chapters 10-11):
+ * moves, packed integer, packed and scalar single/double floating point,
+ * comparisons, conversions, shuffles, MXCSR.
+ *
+ * Every operand is a register index into cpu.xmm: a memory source is first
+ * loaded into scratch register 16. Floating point uses the host's IEEE
+ * binary64 (and Math.fround for binary32, which rounds +, -, *, /, sqrt
+ * exactly as a binary32 unit would); NaN results follow the SSE rules
+ * (first NaN operand, quietened; else the default NaN, sign set). MXCSR
+ * exception flags are not raised, and exceptions stay masked (README.md).
+ * Legacy-SSE alignment checks (#GP on unaligned 16-byte operands) are not made.
+ */
+import { OP_GPR, OP_MEM, OP_XMM } from '../decode/index.js';
+import { setStatus } from '../flags.js';
+import type { Cpu } from '../cpu.js';
+import { CpuException, VEC_GP } from '../mmu.js';
+import type { Op } from '../op.js';
+import { ea, rd, regAddr, wr, writeReg } from '../operands.js';
+import { FLAG_AF, FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, RDI } from '../state.js';
 import type { HandlerMap } from './types.js';
-export const SSE: HandlerMap = {};
+import type { Handler } from '../op.js';
+
+const SCR = 16;
+
+const T32 = 4294967296;
+
+/** Loads `bytes` from memory into register r (the rest zeroed). */
+function load(c: Cpu, a: number, r: number, bytes: number): void {
+  const x = c.xmm;
+  const b = r * 4;
+  x[b] = 0; x[b + 1] = 0; x[b + 2] = 0; x[b + 3] = 0;
+  switch (bytes) {
+    case 16: x[b] = c.read32(a); x[b + 1] = c.read32(a + 4); x[b + 2] = c.read32(a + 8); x[b + 3] = c.read32(a + 12); return;
+    case 8: x[b] = c.read32(a); x[b + 1] = c.read32(a + 4); return;
+    case 4: x[b] = c.read32(a); return;
+    case 2: x[b] = c.read16(a); return;
+    default: x[b] = c.read8(a);
+  }
+}
+
+function store(c: Cpu, a: number, r: number, bytes: number): void {
+  const x = c.xmm;
+  const b = r * 4;
+  switch (bytes) {
+    case 16:
+      c.probeWrite(a, 16);
+      c.write64(a, x[b] as number, x[b + 1] as number);
+      c.write64(a + 8, x[b + 2] as number, x[b + 3] as number);
+      return;
+    case 8: c.write64(a, x[b] as number, x[b + 1] as number); return;
+    case 4: c.write32(a, x[b] as number); return;
+    case 2: c.write16(a, x[b] as number); return;
+    default: c.write8(a, x[b] as number);
+  }
+}
+
+/** Operand n as a register index, loading `bytes` from memory into scratch if it is a memory operand. */
+function src(c: Cpu, i: Op, n: number, bytes: number): number {
+  if (i.opKind[n] === OP_XMM) return i.opReg[n] as number;
+  load(c, ea(c, i), SCR, bytes);
+  return SCR;
+}
+
+function copyReg(c: Cpu, d: number, s: number): void {
+  const x = c.xmm;
+  x[d * 4] = x[s * 4] as number; x[d * 4 + 1] = x[s * 4 + 1] as number; x[d * 4 + 2] = x[s * 4 + 2] as number; x[d * 4 + 3] = x[s * 4 + 3] as number;
+}
+
+/** Full 128-bit move in either direction (MOVAPS/MOVUPS/MOVDQA/MOVDQU/MOVNT*, LDDQU). */
+function move128(c: Cpu, i: Op): void {
+  if (i.opKind[0] === OP_XMM) copyReg(c, i.opReg[0] as number, src(c, i, 1, 16));
+  else store(c, ea(c, i), i.opReg[1] as number, 16);
+}
+
+/** MOVSS/MOVSD: from memory the rest is zeroed; between registers only the low element moves. */
+function moveScalar(c: Cpu, i: Op, bytes: number): void {
+  const x = c.xmm;
+  if (i.opKind[0] === OP_XMM) {
+    const d = (i.opReg[0] as number) * 4;
+    if (i.opKind[1] === OP_XMM) {
+      const s = (i.opReg[1] as number) * 4;
+      x[d] = x[s] as number;
+      if (bytes === 8) x[d + 1] = x[s + 1] as number;
+    } else {
+      load(c, ea(c, i), SCR, bytes);
+      copyReg(c, i.opReg[0] as number, SCR);
+    }
+  } else if (i.opKind[1] === OP_XMM && i.opKind[0] !== OP_MEM) {
+    const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4;
+    x[d] = x[s] as number;
+    if (bytes === 8) x[d + 1] = x[s + 1] as number;
+  } else {
+    store(c, ea(c, i), i.opReg[1] as number, bytes);
+  }
+}
+
+/** MOVLPS/MOVLPD/MOVHPS/MOVHPD (memory forms): one 64-bit half to or from memory. */
+function moveHalf(c: Cpu, i: Op, high: boolean): void {
+  const x = c.xmm;
+  const h = high ? 2 : 0;
+  if (i.opKind[0] === OP_XMM) {
+    const d = (i.opReg[0] as number) * 4 + h;
+    const a = ea(c, i);
+    const lo = c.read32(a), hi = c.read32(a + 4);
+    x[d] = lo; x[d + 1] = hi;
+  } else {
+    const s = (i.opReg[1] as number) * 4 + h;
+    c.write64(ea(c, i), x[s] as number, x[s + 1] as number);
+  }
+}
+
+function sse_movd(c: Cpu, i: Op): void {
+  const x = c.xmm;
+  if (i.opKind[0] === OP_XMM) {
+    const size = i.opSize[1] as number;
+    const v = rd(c, i, 1, size);
+    const d = (i.opReg[0] as number) * 4;
+    x[d] = v; x[d + 1] = size === 8 ? c.hi : 0; x[d + 2] = 0; x[d + 3] = 0;
+  } else {
+    const size = i.opSize[0] as number;
+    const s = (i.opReg[1] as number) * 4;
+    wr(c, i, 0, size, x[s] as number, x[s + 1] as number);
+  }
+}
+
+/** MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6): the upper half of a register destination is zeroed. */
+function sse_movq(c: Cpu, i: Op): void {
+  const x = c.xmm;
+  if (i.opKind[0] === OP_XMM) {
+    const s = src(c, i, 1, 8) * 4;
+    const d = (i.opReg[0] as number) * 4;
+    x[d] = x[s] as number; x[d + 1] = x[s + 1] as number; x[d + 2] = 0; x[d + 3] = 0;
+  } else {
+    store(c, ea(c, i), i.opReg[1] as number, 8);
+  }
+}
+
+function movmsk(c: Cpu, i: Op, lanes: number): void {
+  const s = i.opReg[1] as number;
+  let m = 0;
+  if (lanes === 16) { for (let k = 0; k < 16; k++) m |= ((c.xmmU8[s * 16 + k] as number) >> 7) << k; }
+  else if (lanes === 4) { for (let k = 0; k < 4; k++) m |= ((c.xmm[s * 4 + k] as number) >>> 31) << k; }
+  else { m = ((c.xmm[s * 4 + 1] as number) >>> 31) | (((c.xmm[s * 4 + 3] as number) >>> 31) << 1); }
+  writeReg(c, i.opReg[0] as number, i.opSize[0] as number, m, 0);
+}
+
+// ---- Packed integer ----
+
+type View = Uint8Array | Int8Array | Uint16Array | Int16Array | Int32Array | Uint32Array;
+
+/** dst[k] = f(dst[k], src[k]) over `n` lanes of a view (its typed array wraps or saturates as f decides). */
+function lanes(view: (c: Cpu) => View, n: number, f: (a: number, b: number) => number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, 16) * n;
+    const d = (i.opReg[0] as number) * n;
+    const v = view(c);
+    for (let k = 0; k < n; k++) v[d + k] = f(v[d + k] as number, v[s + k] as number);
+  };
+}
+
+const U8 = (c: Cpu): View => c.xmmU8;
+const I8 = (c: Cpu): View => c.xmmI8;
+const U16 = (c: Cpu): View => c.xmmU16;
+const I16 = (c: Cpu): View => c.xmmI16;
+const I32 = (c: Cpu): View => c.xmm;
+const U32 = (c: Cpu): View => c.xmmU32;
+
+const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v);
+
+/** 64-bit lanes as int32 pairs: dst = f(dst, src) with f on (lo, hi) pairs via the module pair. */
+function lanes64(f: (c: Cpu, dl: number, dh: number, sl: number, sh: number) => void): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, 16) * 4;
+    const d = (i.opReg[0] as number) * 4;
+    const x = c.xmm;
+    for (let k = 0; k < 4; k += 2) {
+      f(c, x[d + k] as number, x[d + k + 1] as number, x[s + k] as number, x[s + k + 1] as number);
+      x[d + k] = PL; x[d + k + 1] = PH;
+    }
+  };
+}
+let PL = 0, PH = 0;
+
+function add64(_c: Cpu, dl: number, dh: number, sl: number, sh: number): void {
+  const lo = (dl >>> 0) + (sl >>> 0);
+  PL = lo | 0; PH = (dh + sh + (lo > 0xffffffff ? 1 : 0)) | 0;
+}
+function sub64(_c: Cpu, dl: number, dh: number, sl: number, sh: number): void {
+  PL = (dl - sl) | 0; PH = (dh - sh - ((dl >>> 0) < (sl >>> 0) ? 1 : 0)) | 0;
+}
+function muludq(_c: Cpu, dl: number, _dh: number, sl: number): void {
+  const a = dl >>> 0, b = sl >>> 0;
+  const a0 = a & 0xffff, a1 = a >>> 16, b0 = b & 0xffff, b1 = b >>> 16;
+  const mid = a1 * b0 + a0 * b1;
+  const low = a0 * b0 + (mid % 65536) * 65536;
+  PL = low | 0;
+  PH = (a1 * b1 + Math.floor(mid / 65536) + Math.floor(low / T32)) | 0;
+}
+
+/** Shift counts: from an immediate (register-only forms) or the low 64 bits of an XMM/m128 source. */
+function shiftCount(c: Cpu, i: Op): number {
+  if (i.opKind[1] !== OP_XMM && i.opKind[1] !== OP_MEM) return i.imm & 0xff;
+  const s = src(c, i, 1, 16) * 4;
+  const hi = c.xmm[s + 1] as number;
+  const lo = (c.xmm[s] as number) >>> 0;
+  return hi !== 0 || lo > 255 ? 255 : lo;
+}
+
+function shiftHandler(bits: number, kind: 'l' | 'r' | 'a'): Handler {
+  return (c, i) => {
+    const n = shiftCount(c, i);
+    const d = i.opReg[0] as number;
+    if (bits === 64) {
+      const x = c.xmm;
+      for (let k = 0; k < 4; k += 2) {
+        const lo = x[d * 4 + k] as number, hi = x[d * 4 + k + 1] as number;
+        let rl: number, rh: number;
+        if (n >= 64) { rl = 0; rh = 0; }
+        else if (n === 0) { rl = lo; rh = hi; }
+        else if (kind === 'l') { if (n < 32) { rh = (hi << n) | (lo >>> (32 - n)); rl = lo << n; } else { rh = lo << (n - 32); rl = 0; } }
+        else if (n < 32) { rl = (lo >>> n) | (hi << (32 - n)); rh = hi >>> n; } else { rl = hi >>> (n - 32); rh = 0; }
+        x[d * 4 + k] = rl; x[d * 4 + k + 1] = rh;
+      }
+      return;
+    }
+    const per = 128 / bits;
+    const v = bits === 16 ? (kind === 'a' ? c.xmmI16 : c.xmmU16) : (kind === 'a' ? c.xmm : c.xmmU32);
+    for (let k = 0; k < per; k++) {
+      const e = v[d * per + k] as number;
+      if (kind === 'l') v[d * per + k] = n >= bits ? 0 : e << n;
+      else if (kind === 'r') v[d * per + k] = n >= bits ? 0 : e >>> n;
+      else v[d * per + k] = e >> Math.min(n, bits - 1);
+    }
+  };
+}
+
+function byteShift(c: Cpu, i: Op, left: boolean): void {
+  const n = Math.min(i.imm & 0xff, 16);
+  const d = (i.opReg[0] as number) * 16;
+  const u = c.xmmU8;
+  const t = u.slice(d, d + 16);
+  for (let k = 0; k < 16; k++) {
+    const from = left ? k - n : k + n;
+    u[d + k] = from >= 0 && from < 16 ? t[from] as number : 0;
+  }
+}
+
+function pack(c: Cpu, i: Op, kind: 'sswb' | 'ssdw' | 'uswb'): void {
+  const s = src(c, i, 1, 16);
+  const d = i.opReg[0] as number;
+  if (kind === 'ssdw') {
+    const v = c.xmm;
+    const out = new Int16Array(8);
+    for (let k = 0; k < 4; k++) { out[k] = clamp(v[d * 4 + k] as number, -32768, 32767); out[k + 4] = clamp(v[s * 4 + k] as number, -32768, 32767); }
+    c.xmmI16.set(out, d * 8);
+    return;
+  }
+  const v = c.xmmI16;
+  const lo = kind === 'sswb' ? -128 : 0, hi = kind === 'sswb' ? 127 : 255;
+  const out = new Uint8Array(16);
+  for (let k = 0; k < 8; k++) { out[k] = clamp(v[d * 8 + k] as number, lo, hi) & 0xff; out[k + 8] = clamp(v[s * 8 + k] as number, lo, hi) & 0xff; }
+  c.xmmU8.set(out, d * 16);
+}
+
+/** PUNPCKL/H: interleave the low (or high) halves of dst and src by element size. */
+function unpack(c: Cpu, i: Op, bytes: number, high: boolean): void {
+  const s = src(c, i, 1, 16) * 16;
+  const d = (i.opReg[0] as number) * 16;
+  const u = c.xmmU8;
+  const a = u.slice(d, d + 16), b = u.slice(s, s + 16);
+  const base = high ? 8 : 0;
+  const n = 8 / bytes;
+  for (let k = 0; k < n; k++) {
+    for (let j = 0; j < bytes; j++) {
+      u[d + 2 * k * bytes + j] = a[base + k * bytes + j] as number;
+      u[d + (2 * k + 1) * bytes + j] = b[base + k * bytes + j] as number;
+    }
+  }
+}
+
+function pshufd(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 16) * 4;
+  const d = (i.opReg[0] as number) * 4;
+  const x = c.xmm;
+  const t0 = x[s] as number, t1 = x[s + 1] as number, t2 = x[s + 2] as number, t3 = x[s + 3] as number;
+  const t = [t0, t1, t2, t3];
+  const m = i.imm;
+  for (let k = 0; k < 4; k++) x[d + k] = t[(m >> (2 * k)) & 3] as number;
+}
+
+function pshufw(c: Cpu, i: Op, high: boolean): void {
+  const s = src(c, i, 1, 16) * 8;
+  const d = (i.opReg[0] as number) * 8;
+  const u = c.xmmU16;
+  const t = u.slice(s, s + 8);
+  const o = high ? 4 : 0;
+  for (let k = 0; k < 8; k++) u[d + k] = t[k] as number;
+  for (let k = 0; k < 4; k++) u[d + o + k] = t[o + ((i.imm >> (2 * k)) & 3)] as number;
+}
+
+function shufps(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 16) * 4;
+  const d = (i.opReg[0] as number) * 4;
+  const x = c.xmm;
+  const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
+  const m = i.imm;
+  x[d] = a[m & 3] as number; x[d + 1] = a[(m >> 2) & 3] as number; x[d + 2] = b[(m >> 4) & 3] as number; x[d + 3] = b[(m >> 6) & 3] as number;
+}
+
+function shufpd(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 16) * 4;
+  const d = (i.opReg[0] as number) * 4;
+  const x = c.xmm;
+  const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
+  const m = i.imm;
+  const lo = (m & 1) * 2, hi = ((m >> 1) & 1) * 2;
+  x[d] = a[lo] as number; x[d + 1] = a[lo + 1] as number; x[d + 2] = b[hi] as number; x[d + 3] = b[hi + 1] as number;
+}
+
+function pmaddwd(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 16);
+  const d = i.opReg[0] as number;
+  const v = c.xmmI16;
+  const out = new Int32Array(4);
+  for (let k = 0; k < 4; k++) out[k] = (v[d * 8 + 2 * k] as number) * (v[s * 8 + 2 * k] as number) + (v[d * 8 + 2 * k + 1] as number) * (v[s * 8 + 2 * k + 1] as number);
+  c.xmm.set(out, d * 4);
+}
+
+function psadbw(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 16) * 16;
+  const d = (i.opReg[0] as number) * 16;
+  const u = c.xmmU8;
+  const sums = [0, 0];
+  for (let k = 0; k < 16; k++) sums[k >> 3] = (sums[k >> 3] as number) + Math.abs((u[d + k] as number) - (u[s + k] as number));
+  const x = c.xmm;
+  const b = d / 4;
+  x[b] = sums[0] as number; x[b + 1] = 0; x[b + 2] = sums[1] as number; x[b + 3] = 0;
+}
+
+function pinsrw(c: Cpu, i: Op): void {
+  const v = rd(c, i, 1, 2);
+  c.xmmU16[(i.opReg[0] as number) * 8 + (i.imm & 7)] = v;
+}
+
+function pextrw(c: Cpu, i: Op): void {
+  const s = i.opReg[1] as number;
+  const v = c.xmmU16[s * 8 + (i.imm & 7)] as number;
+  if (i.opKind[0] === OP_GPR) writeReg(c, i.opReg[0] as number, i.opSize[0] as number, v, 0);
+  else wr(c, i, 0, 2, v, 0);
+}
+
+function maskmovdqu(c: Cpu, i: Op): void {
+  const d = (i.opReg[0] as number) * 16, m = (i.opReg[1] as number) * 16;
+  const base = regAddr(c, RDI) + (c.segBase[i.segment] as number);
+  for (let k = 0; k < 16; k++) if (((c.xmmU8[m + k] as number) & 0x80) !== 0) c.write8(base + k, c.xmmU8[d + k] as number);
+}
+
+// ---- Floating point ----
+
+/** NaN result of a binary double op at lanes (out, a, b) by int32 index of the low word. */
+function nan64(x: Int32Array, out: number, a: number, b: number, an: boolean, bn: boolean): void {
+  if (an) { const lo = x[a] as number, hi = x[a + 1] as number; x[out] = lo; x[out + 1] = hi | 0x80000; }
+  else if (bn) { const lo = x[b] as number, hi = x[b + 1] as number; x[out] = lo; x[out + 1] = hi | 0x80000; }
+  else { x[out] = 0; x[out + 1] = 0xfff80000 | 0; }
+}
+
+function nan32(x: Int32Array, out: number, a: number, b: number, an: boolean, bn: boolean): void {
+  if (an) x[out] = (x[a] as number) | 0x400000;
+  else if (bn) x[out] = (x[b] as number) | 0x400000;
+  else x[out] = 0xffc00000 | 0;
+}
+
+type F2 = (a: number, b: number) => number;
+const fadd: F2 = (a, b) => a + b;
+const fsub: F2 = (a, b) => a - b;
+const fmul: F2 = (a, b) => a * b;
+const fdiv: F2 = (a, b) => a / b;
+
+/** Arithmetic on `count` double lanes (1: scalar sd, 2: packed pd). */
+function arithD(f: F2, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * 8);
+    const d = i.opReg[0] as number;
+    const F = c.xmmF64;
+    for (let k = 0; k < count; k++) {
+      const a = F[d * 2 + k] as number, b = F[s * 2 + k] as number;
+      const r = f(a, b);
+      if (r !== r) nan64(c.xmm, d * 4 + 2 * k, d * 4 + 2 * k, s * 4 + 2 * k, a !== a, b !== b);
+      else F[d * 2 + k] = r;
+    }
+  };
+}
+
+function arithS(f: F2, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * 4);
+    const d = i.opReg[0] as number;
+    const F = c.xmmF32;
+    for (let k = 0; k < count; k++) {
+      const a = F[d * 4 + k] as number, b = F[s * 4 + k] as number;
+      const r = Math.fround(f(a, b));
+      if (r !== r) nan32(c.xmm, d * 4 + k, d * 4 + k, s * 4 + k, a !== a, b !== b);
+      else F[d * 4 + k] = r;
+    }
+  };
+}
+
+/** MIN/MAX: the second operand when either is NaN or both are zero (SDM "MINSD"). */
+function minmax(max: boolean, dbl: boolean, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * (dbl ? 8 : 4));
+    const d = i.opReg[0] as number;
+    const x = c.xmm;
+    for (let k = 0; k < count; k++) {
+      const a = dbl ? c.xmmF64[d * 2 + k] as number : c.xmmF32[d * 4 + k] as number;
+      const b = dbl ? c.xmmF64[s * 2 + k] as number : c.xmmF32[s * 4 + k] as number;
+      const takeA = max ? a > b : a < b;
+      if (!takeA) {
+        if (dbl) { x[d * 4 + 2 * k] = x[s * 4 + 2 * k] as number; x[d * 4 + 2 * k + 1] = x[s * 4 + 2 * k + 1] as number; }
+        else x[d * 4 + k] = x[s * 4 + k] as number;
+      }
+    }
+  };
+}
+
+function sqrtOp(dbl: boolean, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * (dbl ? 8 : 4));
+    const d = i.opReg[0] as number;
+    for (let k = 0; k < count; k++) {
+      if (dbl) {
+        const b = c.xmmF64[s * 2 + k] as number;
+        const r = Math.sqrt(b);
+        if (r !== r) nan64(c.xmm, d * 4 + 2 * k, s * 4 + 2 * k, s * 4 + 2 * k, b !== b, false);
+        else c.xmmF64[d * 2 + k] = r;
+      } else {
+        const b = c.xmmF32[s * 4 + k] as number;
+        const r = Math.fround(Math.sqrt(b));
+        if (r !== r) nan32(c.xmm, d * 4 + k, s * 4 + k, s * 4 + k, b !== b, false);
+        else c.xmmF32[d * 4 + k] = r;
+      }
+    }
+  };
+}
+
+/** RCPPS/RSQRTPS and scalar forms: exact values (hardware gives 12-bit approximations). */
+function approx(rsqrt: boolean, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * 4);
+    const d = i.opReg[0] as number;
+    for (let k = 0; k < count; k++) {
+      const b = c.xmmF32[s * 4 + k] as number;
+      c.xmmF32[d * 4 + k] = rsqrt ? 1 / Math.sqrt(b) : 1 / b;
+    }
+  };
+}
+
+function bitwise(f: (a: number, b: number) => number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, 16) * 4;
+    const d = (i.opReg[0] as number) * 4;
+    const x = c.xmm;
+    for (let k = 0; k < 4; k++) x[d + k] = f(x[d + k] as number, x[s + k] as number);
+  };
+}
+
+function cmpPred(a: number, b: number, p: number): boolean {
+  const un = a !== a || b !== b;
+  switch (p & 7) {
+    case 0: return a === b;
+    case 1: return a < b;
+    case 2: return a <= b;
+    case 3: return un;
+    case 4: return !(a === b);
+    case 5: return !(a < b);
+    case 6: return !(a <= b);
+    default: return !un;
+  }
+}
+
+function cmpOp(dbl: boolean, count: number): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, count * (dbl ? 8 : 4));
+    const d = i.opReg[0] as number;
+    const x = c.xmm;
+    for (let k = 0; k < count; k++) {
+      if (dbl) {
+        const r = cmpPred(c.xmmF64[d * 2 + k] as number, c.xmmF64[s * 2 + k] as number, i.imm) ? -1 : 0;
+        x[d * 4 + 2 * k] = r; x[d * 4 + 2 * k + 1] = r;
+      } else {
+        x[d * 4 + k] = cmpPred(c.xmmF32[d * 4 + k] as number, c.xmmF32[s * 4 + k] as number, i.imm) ? -1 : 0;
+      }
+    }
+  };
+}
+
+/** UCOMISS/UCOMISD/COMISS/COMISD: ZF, PF, CF from the comparison; OF, SF, AF cleared. */
+function comis(dbl: boolean): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, dbl ? 8 : 4);
+    const d = i.opReg[0] as number;
+    const a = dbl ? c.xmmF64[d * 2] as number : c.xmmF32[d * 4] as number;
+    const b = dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number;
+    const f = a !== a || b !== b ? FLAG_ZF | FLAG_PF | FLAG_CF : a < b ? FLAG_CF : a === b ? FLAG_ZF : 0;
+    setStatus(c, FLAG_ZF | FLAG_PF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF, f);
+  };
+}
+
+/** Round to integer by MXCSR.RC (or truncate). */
+function roundMode(x: number, mode: number): number {
+  switch (mode) {
+    case 1: return Math.floor(x);
+    case 2: return Math.ceil(x);
+    case 3: return Math.trunc(x);
+    default: {
+      const r = Math.round(x);
+      return r - x === 0.5 && (r % 2) !== 0 ? r - 1 : r;
+    }
+  }
+}
+
+/** Float to integer conversion: out of range or NaN gives the integer indefinite value. */
+function toInt(c: Cpu, i: Op, x: number, truncate: boolean): void {
+  const size = i.opSize[0] as number;
+  const r = roundMode(x, truncate ? 3 : (c.mxcsr >> 13) & 3);
+  const reg = i.opReg[0] as number;
+  if (size === 8) {
+    if (!(r >= -9223372036854775808 && r < 9223372036854775808)) { writeReg(c, reg, 8, 0, 0x80000000 | 0); return; }
+    writeReg(c, reg, 8, r % T32 | 0, Math.floor(r / T32));
+  } else {
+    if (!(r >= -2147483648 && r <= 2147483647)) { writeReg(c, reg, 4, 0x80000000 | 0, 0); return; }
+    writeReg(c, reg, 4, r, 0);
+  }
+}
+
+function cvtToInt(dbl: boolean, truncate: boolean): Handler {
+  return (c, i) => {
+    const s = src(c, i, 1, dbl ? 8 : 4);
+    toInt(c, i, dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number, truncate);
+  };
+}
+
+function cvtFromInt(dbl: boolean): Handler {
+  return (c, i) => {
+    const size = i.opSize[1] as number;
+    const lo = rd(c, i, 1, size);
+    const v = size === 8 ? Number((BigInt(c.hi) << 32n) | BigInt(lo >>> 0)) : lo;
+    const d = i.opReg[0] as number;
+    if (dbl) c.xmmF64[d * 2] = v; else c.xmmF32[d * 4] = v;
+  };
+}
+
+function cvtss2sd(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 4);
+  const d = i.opReg[0] as number;
+  const v = c.xmmF32[s * 4] as number;
+  if (v !== v) { const b = c.xmm[s * 4] as number; c.xmm[d * 4 + 1] = (b & 0x80000000) | 0x7ff80000 | ((b >>> 3) & 0x7ffff); c.xmm[d * 4] = b << 29; return; }
+  c.xmmF64[d * 2] = v;
+}
+
+function cvtsd2ss(c: Cpu, i: Op): void {
+  const s = src(c, i, 1, 8);
+  const d = i.opReg[0] as number;
+  const v = c.xmmF64[s * 2] as number;
+  if (v !== v) { const hi = c.xmm[s * 4 + 1] as number, lo = c.xmm[s * 4] as number; c.xmm[d * 4] = (hi & 0x80000000) | 0x7fc00000 | ((hi & 0x7ffff) << 3) | (lo >>> 29); return; }
+  c.xmmF32[d * 4] = v;
+}
+
+function cvtPacked(kind: string): Handler {
+  return (c, i) => {
+    const bytes = kind === 'ps2pd' || kind === 'dq2pd' ? 8 : 16;
+    const s = src(c, i, 1, bytes);
+    const d = i.opReg[0] as number;
+    const x = c.xmm;
+    const mode = (c.mxcsr >> 13) & 3;
+    const out = new Int32Array(4);
+    const o64 = new Float64Array(out.buffer);
+    const o32 = new Float32Array(out.buffer);
+    const ind = (v: number): number => (v >= -2147483648 && v <= 2147483647 ? v : 0x80000000 | 0);
+    switch (kind) {
+      case 'ps2pd': o64[0] = c.xmmF32[s * 4] as number; o64[1] = c.xmmF32[s * 4 + 1] as number; break;
+      case 'pd2ps': o32[0] = c.xmmF64[s * 2] as number; o32[1] = c.xmmF64[s * 2 + 1] as number; break;
+      case 'dq2ps': for (let k = 0; k < 4; k++) o32[k] = x[s * 4 + k] as number; break;
+      case 'dq2pd': o64[0] = x[s * 4] as number; o64[1] = x[s * 4 + 1] as number; break;
+      case 'ps2dq': for (let k = 0; k < 4; k++) out[k] = ind(roundMode(c.xmmF32[s * 4 + k] as number, mode)); break;
+      case 'tps2dq': for (let k = 0; k < 4; k++) out[k] = ind(Math.trunc(c.xmmF32[s * 4 + k] as number)); break;
+      case 'pd2dq': out[0] = ind(roundMode(c.xmmF64[s * 2] as number, mode)); out[1] = ind(roundMode(c.xmmF64[s * 2 + 1] as number, mode)); break;
+      default: out[0] = ind(Math.trunc(c.xmmF64[s * 2] as number)); out[1] = ind(Math.trunc(c.xmmF64[s * 2 + 1] as number));
+    }
+    x.set(out, d * 4);
+  };
+}
+
+function unpckFloat(c: Cpu, i: Op, dbl: boolean, high: boolean): void {
+  unpack(c, i, dbl ? 8 : 4, high);
+}
+
+function ldmxcsr(c: Cpu, i: Op): void {
+  const v = c.read32(ea(c, i));
+  // Reserved bits set: #GP (SDM "LDMXCSR"); MXCSR_MASK is 0xFFFF here (DAZ supported).
+  if ((v & ~0xffff) !== 0) throw new CpuException(VEC_GP, 0, i.address, 'ldmxcsr: reserved MXCSR bits');
+  c.mxcsr = v;
+}
+
+function stmxcsr(c: Cpu, i: Op): void {
+  c.write32(ea(c, i), c.mxcsr);
+}
+
+const sat = (lo: number, hi: number) => (a: number, b: number, sub: boolean): number => clamp(sub ? a - b : a + b, lo, hi);
+const sI8 = sat(-128, 127), sU8 = sat(0, 255), sI16 = sat(-32768, 32767), sU16 = sat(0, 65535);
+
+export const SSE: HandlerMap = {
+  sse_movups: move128, sse_movupd: move128, sse_movaps: move128, sse_movdqa: move128, sse_movdqu: move128,
+  sse_movss: (c, i) => moveScalar(c, i, 4),
+  sse_movsd: (c, i) => moveScalar(c, i, 8),
+  sse_movlps: (c, i) => moveHalf(c, i, false),
+  sse_movhps: (c, i) => moveHalf(c, i, true),
+  sse_movhlps: (c, i) => { const x = c.xmm; const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4; x[d] = x[s + 2] as number; x[d + 1] = x[s + 3] as number; },
+  sse_movlhps: (c, i) => { const x = c.xmm; const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4; x[d + 2] = x[s] as number; x[d + 3] = x[s + 1] as number; },
+  sse_movd,
+  sse_movq,
+  sse_movmskps: (c, i) => movmsk(c, i, 4),
+  sse_movmskpd: (c, i) => movmsk(c, i, 2),
+  sse_pmovmskb: (c, i) => movmsk(c, i, 16),
+  sse_maskmovdqu: maskmovdqu,
+
+  sse_paddb: lanes(U8, 16, (a, b) => a + b),
+  sse_paddw: lanes(U16, 8, (a, b) => a + b),
+  sse_paddd: lanes(I32, 4, (a, b) => a + b),
+  sse_paddq: lanes64(add64),
+  sse_psubb: lanes(U8, 16, (a, b) => a - b),
+  sse_psubw: lanes(U16, 8, (a, b) => a - b),
+  sse_psubd: lanes(I32, 4, (a, b) => a - b),
+  sse_psubq: lanes64(sub64),
+  sse_paddsb: lanes(I8, 16, (a, b) => sI8(a, b, false)),
+  sse_paddsw: lanes(I16, 8, (a, b) => sI16(a, b, false)),
+  sse_paddusb: lanes(U8, 16, (a, b) => sU8(a, b, false)),
+  sse_paddusw: lanes(U16, 8, (a, b) => sU16(a, b, false)),
+  sse_psubsb: lanes(I8, 16, (a, b) => sI8(a, b, true)),
+  sse_psubsw: lanes(I16, 8, (a, b) => sI16(a, b, true)),
+  sse_psubusb: lanes(U8, 16, (a, b) => sU8(a, b, true)),
+  sse_psubusw: lanes(U16, 8, (a, b) => sU16(a, b, true)),
+  sse_pmullw: lanes(I16, 8, (a, b) => Math.imul(a, b)),
+  sse_pmulhw: lanes(I16, 8, (a, b) => (a * b) >> 16),
+  sse_pmulhuw: lanes(U16, 8, (a, b) => (a * b) >>> 16),
+  sse_pmuludq: lanes64(muludq),
+  sse_pmaddwd: pmaddwd,
+  sse_psadbw: psadbw,
+  sse_pavgb: lanes(U8, 16, (a, b) => (a + b + 1) >> 1),
+  sse_pavgw: lanes(U16, 8, (a, b) => (a + b + 1) >> 1),
+  sse_pminub: lanes(U8, 16, Math.min),
+  sse_pmaxub: lanes(U8, 16, Math.max),
+  sse_pminsw: lanes(I16, 8, Math.min),
+  sse_pmaxsw: lanes(I16, 8, Math.max),
+  sse_pand: bitwise((a, b) => a & b),
+  sse_pandn: bitwise((a, b) => ~a & b),
+  sse_por: bitwise((a, b) => a | b),
+  sse_pxor: bitwise((a, b) => a ^ b),
+  sse_pcmpeqb: lanes(U8, 16, (a, b) => (a === b ? 0xff : 0)),
+  sse_pcmpeqw: lanes(U16, 8, (a, b) => (a === b ? 0xffff : 0)),
+  sse_pcmpeqd: lanes(I32, 4, (a, b) => (a === b ? -1 : 0)),
+  sse_pcmpgtb: lanes(I8, 16, (a, b) => (a > b ? -1 : 0)),
+  sse_pcmpgtw: lanes(I16, 8, (a, b) => (a > b ? -1 : 0)),
+  sse_pcmpgtd: lanes(I32, 4, (a, b) => (a > b ? -1 : 0)),
+  sse_packsswb: (c, i) => pack(c, i, 'sswb'),
+  sse_packssdw: (c, i) => pack(c, i, 'ssdw'),
+  sse_packuswb: (c, i) => pack(c, i, 'uswb'),
+  sse_punpcklbw: (c, i) => unpack(c, i, 1, false),
+  sse_punpcklwd: (c, i) => unpack(c, i, 2, false),
+  sse_punpckldq: (c, i) => unpack(c, i, 4, false),
+  sse_punpcklqdq: (c, i) => unpack(c, i, 8, false),
+  sse_punpckhbw: (c, i) => unpack(c, i, 1, true),
+  sse_punpckhwd: (c, i) => unpack(c, i, 2, true),
+  sse_punpckhdq: (c, i) => unpack(c, i, 4, true),
+  sse_punpckhqdq: (c, i) => unpack(c, i, 8, true),
+  sse_pshufd: pshufd,
+  sse_pshufhw: (c, i) => pshufw(c, i, true),
+  sse_pshuflw: (c, i) => pshufw(c, i, false),
+  sse_psrlw: shiftHandler(16, 'r'),
+  sse_psrld: shiftHandler(32, 'r'),
+  sse_psrlq: shiftHandler(64, 'r'),
+  sse_psraw: shiftHandler(16, 'a'),
+  sse_psrad: shiftHandler(32, 'a'),
+  sse_psllw: shiftHandler(16, 'l'),
+  sse_pslld: shiftHandler(32, 'l'),
+  sse_psllq: shiftHandler(64, 'l'),
+  sse_psrldq: (c, i) => byteShift(c, i, false),
+  sse_pslldq: (c, i) => byteShift(c, i, true),
+  sse_pinsrw: pinsrw,
+  sse_pextrw: pextrw,
+
+  sse_addss: arithS(fadd, 1), sse_addps: arithS(fadd, 4), sse_addsd: arithD(fadd, 1), sse_addpd: arithD(fadd, 2),
+  sse_subss: arithS(fsub, 1), sse_subps: arithS(fsub, 4), sse_subsd: arithD(fsub, 1), sse_subpd: arithD(fsub, 2),
+  sse_mulss: arithS(fmul, 1), sse_mulps: arithS(fmul, 4), sse_mulsd: arithD(fmul, 1), sse_mulpd: arithD(fmul, 2),
+  sse_divss: arithS(fdiv, 1), sse_divps: arithS(fdiv, 4), sse_divsd: arithD(fdiv, 1), sse_divpd: arithD(fdiv, 2),
+  sse_minss: minmax(false, false, 1), sse_minps: minmax(false, false, 4), sse_minsd: minmax(false, true, 1), sse_minpd: minmax(false, true, 2),
+  sse_maxss: minmax(true, false, 1), sse_maxps: minmax(true, false, 4), sse_maxsd: minmax(true, true, 1), sse_maxpd: minmax(true, true, 2),
+  sse_sqrtss: sqrtOp(false, 1), sse_sqrtps: sqrtOp(false, 4), sse_sqrtsd: sqrtOp(true, 1), sse_sqrtpd: sqrtOp(true, 2),
+  sse_rcpss: approx(false, 1), sse_rcpps: approx(false, 4), sse_rsqrtss: approx(true, 1), sse_rsqrtps: approx(true, 4),
+  sse_andps: bitwise((a, b) => a & b), sse_andpd: bitwise((a, b) => a & b),
+  sse_andnps: bitwise((a, b) => ~a & b), sse_andnpd: bitwise((a, b) => ~a & b),
+  sse_orps: bitwise((a, b) => a | b), sse_orpd: bitwise((a, b) => a | b),
+  sse_xorps: bitwise((a, b) => a ^ b), sse_xorpd: bitwise((a, b) => a ^ b),
+  sse_cmpss: cmpOp(false, 1), sse_cmpps: cmpOp(false, 4), sse_cmpsd: cmpOp(true, 1), sse_cmppd: cmpOp(true, 2),
+  sse_ucomiss: comis(false), sse_comiss: comis(false), sse_ucomisd: comis(true), sse_comisd: comis(true),
+  sse_cvtsi2ss: cvtFromInt(false), sse_cvtsi2sd: cvtFromInt(true),
+  sse_cvttss2si: cvtToInt(false, true), sse_cvttsd2si: cvtToInt(true, true),
+  sse_cvtss2si: cvtToInt(false, false), sse_cvtsd2si: cvtToInt(true, false),
+  sse_cvtss2sd: cvtss2sd, sse_cvtsd2ss: cvtsd2ss,
+  sse_cvtps2pd: cvtPacked('ps2pd'), sse_cvtpd2ps: cvtPacked('pd2ps'), sse_cvtdq2ps: cvtPacked('dq2ps'),
+  sse_cvtdq2pd: cvtPacked('dq2pd'), sse_cvtps2dq: cvtPacked('ps2dq'), sse_cvttps2dq: cvtPacked('tps2dq'),
+  sse_cvtpd2dq: cvtPacked('pd2dq'), sse_cvttpd2dq: cvtPacked('tpd2dq'),
+  sse_unpcklps: (c, i) => unpckFloat(c, i, false, false), sse_unpckhps: (c, i) => unpckFloat(c, i, false, true),
+  sse_unpcklpd: (c, i) => unpckFloat(c, i, true, false), sse_unpckhpd: (c, i) => unpckFloat(c, i, true, true),
+  sse_shufps: shufps, sse_shufpd: shufpd,
+  sse_ldmxcsr: ldmxcsr, sse_stmxcsr: stmxcsr,
+};
+
