@@ -65,7 +65,8 @@ const SECURITY_HEADERS: http.OutgoingHttpHeaders = {
   // xterm.js sets element styles at run time, hence 'unsafe-inline' for styles only.
   'Content-Security-Policy': "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
   'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
+  // Not no-referrer: with it, browsers send "Origin: null" on form posts and the origin check fails.
+  'Referrer-Policy': 'same-origin',
   'Cache-Control': 'no-store',
 };
 
