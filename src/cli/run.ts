@@ -1,7 +1,7 @@
 import { Vmm } from '../vmm/vmm.js';
 import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
-import { DEFAULT_CMDLINE, type EngineChoice } from '../vmm/config.js';
+import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice } from '../vmm/config.js';
 import { attachConsole } from '../backends/terminal.js';
 
 export const RUN_OPTIONS = {
@@ -12,6 +12,7 @@ export const RUN_OPTIONS = {
   memory: { type: 'string' },
   engine: { type: 'string' },
   rng: { type: 'boolean' },
+  disk: { type: 'string', multiple: true },
 } as const;
 
 export const RUN_USAGE = `usage: typevisor run --kernel <bzImage|vmlinux> [options]
@@ -24,6 +25,11 @@ options:
   --cpus N          virtual CPUs (default 1)
   --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB (default 512M)
   --rng             add a virtio-rng entropy device (host crypto randomness, 1 MiB/s)
+  --disk PATH[,ro][,id=NAME]
+                    add a virtio-blk disk backed by the raw image PATH (its size a multiple
+                    of 512 bytes); ro attaches it read-only; NAME (letters, digits, _ and -)
+                    is what the guest reads as the device ID (default disk0, disk1, ... in
+                    order). Repeat for more disks; Linux names them vda, vdb, ... in order.
   --engine NAME     auto | kvm | soft (default auto: KVM where guest kernel code runs
                     natively, the soft engine otherwise)
 
@@ -41,6 +47,7 @@ export interface RunValues {
   memory?: string;
   engine?: string;
   rng?: boolean;
+  disk?: string[];
 }
 
 function parseCpus(text: string): number {
@@ -51,6 +58,26 @@ function parseCpus(text: string): number {
 function parseEngine(text: string): EngineChoice {
   if (text === 'auto' || text === 'kvm' || text === 'soft') return text;
   throw new VmmError('invalid-config', `--engine "${text}" is not one of auto, kvm, soft`);
+}
+
+/** Parses the --disk options in order: `PATH[,ro][,id=NAME]`; ids default to disk<N>, duplicates are refused. */
+export function parseDisks(specs: readonly string[]): DriveConfig[] {
+  const drives: DriveConfig[] = [];
+  specs.forEach((spec, n) => {
+    const [path, ...opts] = spec.split(',');
+    if (!path) throw new VmmError('invalid-config', `--disk "${spec}": a path to a raw image comes first`);
+    let readOnly = false;
+    let id = `disk${n}`;
+    for (const o of opts) {
+      if (o === 'ro') readOnly = true;
+      else if (o.startsWith('id=')) id = o.slice(3);
+      else throw new VmmError('invalid-config', `--disk "${spec}": unknown option "${o}" (expected ro or id=NAME)`);
+    }
+    if (!DRIVE_ID_PATTERN.test(id)) throw new VmmError('invalid-config', `--disk "${spec}": id "${id}" must be 1 to 64 letters, digits, '_' or '-'`);
+    if (drives.some((d) => d.id === id)) throw new VmmError('invalid-config', `--disk "${spec}": id "${id}" is already used by another disk`);
+    drives.push({ id, pathOnHost: path, readOnly });
+  });
+  return drives;
 }
 
 export async function runCommand(values: RunValues, stderr: NodeJS.WritableStream): Promise<number> {
@@ -67,6 +94,7 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
     ...(values.cmdline !== undefined && { cmdline: values.cmdline }),
   });
   if (values.rng) vmm.configureEntropy({});
+  for (const drive of parseDisks(values.disk ?? [])) vmm.configureDrive(drive);
   await vmm.start();
   const machine = vmm.runningMachine!;
   const console = attachConsole({

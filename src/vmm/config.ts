@@ -26,9 +26,33 @@ export interface EntropyConfig {
   rateBytesPerSec?: number;
 }
 
+/** A virtio-blk disk backed by a raw image file (Firecracker's /drives/{drive_id}). */
+export interface DriveConfig {
+  /** Unique among the VM's drives; the guest reads its first 20 bytes with GET_ID. */
+  id: string;
+  /** Raw image on the host; its size must be a whole number of 512-byte sectors. */
+  pathOnHost: string;
+  /** Attach read-only: the guest sees VIRTIO_BLK_F_RO and every write fails. */
+  readOnly: boolean;
+}
+
 /** Devices beyond the fixed legacy set. */
 export interface DevicesConfig {
   entropy?: EntropyConfig;
+  /** Disks, in slot order. */
+  drives?: DriveConfig[];
+}
+
+/** Drive ids: letters, digits, '_' and '-' (what Firecracker accepts, plus '-'), at most 64. */
+export const DRIVE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Checks a drive's fields (not the file: see Vmm.configureDrive); throws a VmmError naming the bad value. */
+export function validateDrive(d: DriveConfig): void {
+  if (typeof d.id !== 'string' || !DRIVE_ID_PATTERN.test(d.id)) {
+    throw new VmmError('invalid-config', `drive id "${String(d.id)}" must be 1 to 64 letters, digits, '_' or '-'`);
+  }
+  if (typeof d.pathOnHost !== 'string' || d.pathOnHost === '') throw new VmmError('invalid-config', `drive ${d.id}: a host path to a raw image is required`);
+  if (typeof d.readOnly !== 'boolean') throw new VmmError('invalid-config', `drive ${d.id}: readOnly must be true or false`);
 }
 
 export interface VmConfig {

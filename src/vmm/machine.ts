@@ -9,6 +9,7 @@ import { VmmError } from './errors.js';
 import { DEFAULT_CMDLINE, type MachineConfig, type BootSourceConfig, type DevicesConfig } from './config.js';
 import { VirtioSlots } from './virtio-devices.js';
 import { VirtioRng } from '../virtio/index.js';
+import { BlockBackendError, FileBackend, VirtioBlock } from '../virtio/blk/index.js';
 import { BusDispatcher } from './dispatcher.js';
 import { selectEngine } from './engines.js';
 import { LegacyDevices } from './legacy-devices.js';
@@ -33,6 +34,16 @@ async function readInput(path: string, what: string): Promise<Uint8Array> {
   }
 }
 
+/** Opens a drive's raw image; an unusable file is a VmmError that says why. */
+export function openDrive(path: string, readOnly: boolean): FileBackend {
+  try {
+    return FileBackend.open(path, { readOnly });
+  } catch (e) {
+    if (e instanceof BlockBackendError) throw new VmmError('bad-file', e.message);
+    throw e;
+  }
+}
+
 /**
  * One x86-64 PC-like machine: RAM, the legacy devices, ACPI, a booted kernel,
  * and an engine running its vCPUs. Knows nothing of front ends; knows engines
@@ -47,12 +58,24 @@ export class Machine {
     private readonly virtio: VirtioSlots,
     private readonly dispatcher: BusDispatcher,
     private readonly releaseEngine: () => void,
+    private readonly drives: ReadonlyMap<string, VirtioBlock>,
   ) {}
 
   static async build(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions = {}): Promise<Machine> {
+    // Disk images are opened while planning; a build that fails later closes them.
+    const drives = new Map<string, VirtioBlock>();
+    try {
+      return await Machine.buildWith(config, options, drives);
+    } catch (e) {
+      await Promise.all([...drives.values()].map((d) => d.close().catch(() => {})));
+      throw e;
+    }
+  }
+
+  private static async buildWith(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions, drives: Map<string, VirtioBlock>): Promise<Machine> {
     const log = options.log ?? (() => {});
     const { machine, boot } = config;
-    const virtio = Machine.planVirtio(config.devices ?? {});
+    const virtio = Machine.planVirtio(config.devices ?? {}, drives);
     const kernel = await readInput(boot.kernelPath, 'kernel');
     const initrd = boot.initrdPath !== undefined ? await readInput(boot.initrdPath, 'initrd') : undefined;
     if (initrd && initrd.length >= machine.memBytes) {
@@ -94,11 +117,17 @@ export class Machine {
     }
     legacy.attach(pioBus, vm, machine.memBytes);
     virtio.attach(mmioBus, vm, memory, log);
-    return new Machine(engine.name, memory, vm, legacy, virtio, dispatcher, release);
+    return new Machine(engine.name, memory, vm, legacy, virtio, dispatcher, release, drives);
   }
 
-  private static planVirtio(devices: DevicesConfig): VirtioSlots {
+  private static planVirtio(devices: DevicesConfig, drives: Map<string, VirtioBlock>): VirtioSlots {
     const slots = new VirtioSlots();
+    for (const d of devices.drives ?? []) {
+      if (drives.has(d.id)) throw new VmmError('invalid-config', `two drives have the id "${d.id}"`);
+      const blk = new VirtioBlock({ backend: openDrive(d.pathOnHost, d.readOnly), id: d.id });
+      drives.set(d.id, blk);
+      slots.add(`virtio-blk:${d.id}`, blk);
+    }
     if (devices.entropy) {
       const rate = devices.entropy.rateBytesPerSec;
       if (rate !== undefined && (!Number.isSafeInteger(rate) || rate <= 0)) {
@@ -146,9 +175,21 @@ export class Machine {
     return { ...this.vm.stats(), pioExits: this.dispatcher.pioExits, mmioExits: this.dispatcher.mmioExits };
   }
 
+  /**
+   * Points drive `id` at another image while the VM runs (Firecracker's
+   * PATCH /drives/{id}): requests in flight finish on the old file, the guest
+   * gets a configuration change and rereads the capacity.
+   */
+  replaceDrive(id: string, pathOnHost: string): void {
+    const blk = this.drives.get(id);
+    if (!blk) throw new VmmError('invalid-config', `no drive "${id}" in this VM`);
+    blk.replaceBackend(openDrive(pathOnHost, blk.readOnly));
+  }
+
   async close(): Promise<void> {
     await this.vm.close();
     this.virtio.reset();
+    await Promise.all([...this.drives.values()].map((d) => d.close().catch(() => {})));
     this.releaseEngine();
   }
 }

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { VmStop } from '../engine/engine.js';
 import { VmmError } from './errors.js';
-import { DEFAULT_MACHINE, validateMachine, type BootSourceConfig, type DevicesConfig, type EntropyConfig, type MachineConfig, type VmConfig } from './config.js';
+import { DEFAULT_MACHINE, validateDrive, validateMachine, type BootSourceConfig, type DevicesConfig, type DriveConfig, type EntropyConfig, type MachineConfig, type VmConfig } from './config.js';
+import { BlockBackendError, FileBackend } from '../virtio/blk/index.js';
 import { Machine, type MachineOptions } from './machine.js';
 import { describeStop } from './exit-status.js';
 
@@ -14,6 +15,7 @@ export type VmmAction =
   | { kind: 'configure-machine'; config: Partial<MachineConfig> }
   | { kind: 'configure-boot-source'; boot: BootSourceConfig }
   | { kind: 'configure-entropy'; entropy: EntropyConfig }
+  | { kind: 'configure-drive'; drive: DriveConfig }
   | { kind: 'start' }
   | { kind: 'pause' }
   | { kind: 'resume' }
@@ -96,6 +98,33 @@ export class Vmm extends EventEmitter<VmmEvents> {
       throw new VmmError('invalid-config', `entropy rate must be a positive whole number of bytes per second (got ${rate})`);
     }
     this.devices = { ...this.devices, entropy: { ...entropy } };
+  }
+
+  /**
+   * Before start: adds a virtio-blk drive, or replaces the one with the same
+   * id (keeping its slot). While the VM runs or is paused: points an existing
+   * drive at another image (Firecracker's PATCH /drives/{id} path_on_host);
+   * the guest is told to reread the capacity. The image is opened and checked
+   * here, so a bad path fails now rather than at start.
+   */
+  configureDrive(drive: DriveConfig): void {
+    validateDrive(drive);
+    const d: DriveConfig = { id: drive.id, pathOnHost: drive.pathOnHost, readOnly: drive.readOnly };
+    const drives = this.devices.drives ?? [];
+    const at = drives.findIndex((x) => x.id === d.id);
+    if (this.phaseValue === 'running' || this.phaseValue === 'paused') {
+      const current = drives[at];
+      if (!current) throw new VmmError('wrong-phase', `adding drive "${d.id}" is not allowed while the VM is ${this.phaseValue}; only an existing drive's path can change`);
+      if (current.readOnly !== d.readOnly) throw new VmmError('wrong-phase', `drive "${d.id}" is ${current.readOnly ? 'read-only' : 'read-write'}; that cannot change while the VM is ${this.phaseValue}`);
+      this.machine!.replaceDrive(d.id, d.pathOnHost);
+    } else {
+      this.requirePhase('configuring a drive', 'not-started');
+      checkDriveImage(d);
+    }
+    const next = [...drives];
+    if (at >= 0) next[at] = d;
+    else next.push(d);
+    this.devices = { ...this.devices, drives: next };
   }
 
   describe(): VmDescription {
@@ -192,6 +221,8 @@ export class Vmm extends EventEmitter<VmmEvents> {
         return this.configureBootSource(action.boot);
       case 'configure-entropy':
         return this.configureEntropy(action.entropy);
+      case 'configure-drive':
+        return this.configureDrive(action.drive);
       case 'start':
         return this.start();
       case 'pause':
@@ -204,5 +235,15 @@ export class Vmm extends EventEmitter<VmmEvents> {
         await this.stop();
         return;
     }
+  }
+}
+
+/** Opens and closes a drive's image as the machine will; a VmmError says what is wrong with it. */
+function checkDriveImage(d: DriveConfig): void {
+  try {
+    FileBackend.check(d.pathOnHost, { readOnly: d.readOnly });
+  } catch (e) {
+    if (e instanceof BlockBackendError) throw new VmmError('bad-file', `drive ${d.id}: ${e.message}`);
+    throw e;
   }
 }
