@@ -28,7 +28,7 @@ LDFLAGS="-nostdlib -static -no-pie -Wl,-T,$src/linker.ld -Wl,--build-id=none
  -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments"
 
 objs=""
-for f in entry.S tg.c console.c acpi.c smp.c test-guest.c; do
+for f in entry.S tg.c console.c acpi.c smp.c virtio-blk.c test-guest.c; do
 	o="$out/$(basename "$f" | sed 's/\.[cS]$/.o/')"
 	# shellcheck disable=SC2086
 	"$CC" $CFLAGS -I"$src" -c "$src/$f" -o "$o"

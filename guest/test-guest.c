@@ -2,13 +2,16 @@
  * typevisor's test guest: reports what the machine handed it, as TG lines on
  * COM1 (guest/README.md), then leaves the way the command line asks.
  *
- *   tg.test=boot,acpi,smp[,exception]   what to check and report (default: boot,acpi,smp)
+ *   tg.test=boot,acpi,smp[,blk][,exception]   what to check and report (default: boot,acpi,smp)
  *   tg.exit=poweroff|reset|kbd-reset|triple-fault|halt   how to leave (default: poweroff)
  *   tg.console=outb|outsb               one OUT per byte, or one REP OUTSB per line
  */
 #include "tg.h"
 
 #define TG_VERSION "1"
+
+/* virtio-blk.c: tg.test=blk. */
+void blk_test(void);
 
 /* Boot params, "zero page" (Documentation/arch/x86/zero-page.rst, boot.rst). */
 #define BP_EXT_RAMDISK_IMAGE	0x0c0
@@ -227,7 +230,7 @@ static bool is(const char *s, size_t len, const char *word)
 	return len == strlen(word) && !memcmp(s, word, len);
 }
 
-static const char *const known_tests[] = { "boot", "acpi", "smp", "exception" };
+static const char *const known_tests[] = { "boot", "acpi", "smp", "blk", "exception" };
 static const char *const known_exits[] = { "poweroff", "reset", "kbd-reset", "triple-fault", "halt" };
 
 static __attribute__((noreturn)) void leave(const char *how, size_t how_len, const struct acpi_info *acpi)
@@ -333,6 +336,8 @@ void tg_main(const u8 *bp)
 	tg_mute(false);
 	if (list_has(tests, tests_len, "smp"))
 		smp_boot(&acpi, bp);
+	if (list_has(tests, tests_len, "blk"))
+		blk_test();
 	if (list_has(tests, tests_len, "exception"))
 		__asm__ volatile("ud2");
 
