@@ -3,6 +3,7 @@ import { VmmError } from '../vmm/errors.js';
 import { EXIT } from '../vmm/exit-status.js';
 import { runCommand, RUN_OPTIONS, RUN_USAGE } from './run.js';
 import { apiCommand, API_OPTIONS, API_USAGE } from './api.js';
+import { serveCommand, SERVE_OPTIONS, SERVE_USAGE } from './serve.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `typevisor ${VERSION}: a hypervisor in TypeScript
@@ -12,6 +13,7 @@ usage: typevisor <command> [options]
 commands:
   run        boot a Linux kernel (or any 64-bit boot-protocol image) in a new VM
   api        start a VMM driven by a Firecracker-compatible REST API on a Unix socket
+  serve      a web console managing many VMs on this host (one VMM process each)
   version    print the version
 
 Run 'typevisor <command> --help' for a command's options.
@@ -62,6 +64,14 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
         }
         const { values } = parse(rest, API_OPTIONS);
         return await apiCommand(values, stderr);
+      }
+      case 'serve': {
+        if (rest.includes('--help') || rest.includes('-h')) {
+          process.stdout.write(SERVE_USAGE);
+          return EXIT.OK;
+        }
+        const { values } = parse(rest, SERVE_OPTIONS);
+        return await serveCommand(values, stderr);
       }
       default:
         throw new UsageError(`unknown command "${command}"`);
