@@ -244,7 +244,7 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
 
   activate(activation: VirtioActivation): void {
     this.act = activation;
-    if (this.owesTransportReset) this.sendTransportReset();
+    if (this.owesTransportReset) this.deliverTransportReset();
     this.processTx();
   }
 
@@ -256,7 +256,8 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
   processQueue(index: number): void {
     if (index === VSOCK_TX_QUEUE) this.processTx();
     else if (index === VSOCK_RX_QUEUE) this.processRx();
-    // Event buffers wait in their queue until an event happens.
+    // Event buffers wait in their queue until an event happens (Linux posts them right after DRIVER_OK).
+    else if (index === VSOCK_EVENT_QUEUE && this.owesTransportReset) this.deliverTransportReset();
   }
 
   /**
@@ -266,13 +267,16 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
    */
   sendTransportReset(): void {
     this.dropAll();
+    this.owesTransportReset = true;
+    this.deliverTransportReset();
+  }
+
+  /** Puts an owed TRANSPORT_RESET into an event buffer, if the driver has posted one. */
+  private deliverTransportReset(): void {
     const act = this.act;
     const q = act?.queues[VSOCK_EVENT_QUEUE];
     const chain = q?.popChain();
-    if (!act || !q || !chain) {
-      this.owesTransportReset = true;
-      return;
-    }
+    if (!act || !q || !chain) return;
     this.owesTransportReset = false;
     const event = new Uint8Array(EVENT_SIZE);
     new DataView(event.buffer).setUint32(0, VSOCK_EVENT_TRANSPORT_RESET, true);
@@ -333,7 +337,7 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
           conn.state = 'established';
           conn.sendResponse = true;
           this.metrics.connections++;
-          this.kick(conn);
+          this.flush(conn);
         }),
       data: (chunk) =>
         this.guard(() => {
@@ -352,13 +356,13 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
             conn.paused = true;
             stream.pause();
           }
-          this.kick(conn);
+          this.flush(conn);
         }),
       end: () =>
         this.guard(() => {
           if (!live()) return;
           conn.hostEnded = true;
-          this.kick(conn);
+          this.flush(conn);
         }),
       close: (error) =>
         this.guard(() => {
@@ -373,7 +377,7 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
             return;
           }
           // Clean close: data already queued still goes to the guest, then SHUTDOWN.
-          this.kick(conn);
+          this.flush(conn);
         }),
     };
   }
@@ -565,8 +569,7 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
     const guestView = this.bufAlloc - ((conn.rxCnt - conn.sentFwdCnt) >>> 0);
     if (guestView < Math.min(VSOCK_MAX_PAYLOAD, this.bufAlloc / 2) && conn.fwdCnt !== conn.sentFwdCnt) {
       conn.sendCreditUpdate = true;
-      this.kick(conn);
-      this.processRx();
+      this.flush(conn);
     }
   }
 
@@ -640,6 +643,12 @@ export class VirtioVsock implements VirtioDevice, VsockHost {
 
   private kick(conn: Connection): void {
     if (!conn.gone) this.ready.add(conn);
+  }
+
+  /** From host events: queue `conn`'s work and send what the receive buffers allow. */
+  private flush(conn: Connection): void {
+    this.kick(conn);
+    this.processRx();
   }
 
   private processRx(): void {

@@ -106,13 +106,11 @@ export function decodeHeader(bytes: Uint8Array): VsockHeader {
   };
 }
 
-/** Writes `h` into the first 44 bytes of `into` (CIDs must be 0..2^32-1). */
+/** Writes `h` into the first 44 bytes of `into` (CIDs are non-negative integers below 2^53). */
 export function encodeHeader(h: VsockHeader, into: Uint8Array): void {
   const dv = new DataView(into.buffer, into.byteOffset, VSOCK_HDR_SIZE);
-  dv.setUint32(SRC_CID, h.srcCid >>> 0, true);
-  dv.setUint32(SRC_CID + 4, 0, true);
-  dv.setUint32(DST_CID, h.dstCid >>> 0, true);
-  dv.setUint32(DST_CID + 4, 0, true);
+  dv.setBigUint64(SRC_CID, BigInt(h.srcCid), true);
+  dv.setBigUint64(DST_CID, BigInt(h.dstCid), true);
   dv.setUint32(SRC_PORT, h.srcPort >>> 0, true);
   dv.setUint32(DST_PORT, h.dstPort >>> 0, true);
   dv.setUint32(LEN, h.len >>> 0, true);
