@@ -19,6 +19,8 @@ import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK } from '../../src/virtio/blk/index.
 import { buildGuests, guestToolchainMissing } from './build-guests.js';
 import { GuestReport, tgNumber, unescapeTg } from './protocol.js';
 import { cliMissing, kvmMissing } from './run-guest.js';
+import { Vmm } from '../../src/vmm/vmm.js';
+import { VmmError } from '../../src/vmm/errors.js';
 
 const CLI_BIN = fileURLToPath(new URL('../../../bin/typevisor.js', import.meta.url));
 /** guest/virtio-blk.c: 8 sectors from sector 3. */
@@ -41,13 +43,13 @@ interface Run {
 }
 
 /** Runs the test guest with tg.test=blk and the given --disk options; undefined (skipped) when it cannot run here. */
-async function runBlk(t: TestContext, disks: string[]): Promise<Run | undefined> {
+async function runBlk(t: TestContext, disks: string[], tests = 'blk'): Promise<Run | undefined> {
   const why = guestToolchainMissing() ?? kvmMissing() ?? cliMissing();
   if (why) {
     t.skip(why);
     return undefined;
   }
-  const args = [CLI_BIN, 'run', '--engine', 'kvm', '--kernel', buildGuests().testGuest, '--cmdline', 'tg.test=blk tg.exit=poweroff', '--memory', '256M'];
+  const args = [CLI_BIN, 'run', '--engine', 'kvm', '--kernel', buildGuests().testGuest, '--cmdline', `tg.test=${tests} tg.exit=poweroff`, '--memory', '256M'];
   for (const d of disks) args.push('--disk', d);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -121,7 +123,7 @@ test('guest on kvm: with ,ro the device offers RO, the write fails with IOERR an
   assert.ok(readFileSync(image).equals(original), 'image unchanged');
 });
 
-test('guest on kvm: two disks take slots 0 and 1 in --disk order; the guest drives the first', async (t) => {
+test('guest on kvm: two disks take slots 0 and 1 in --disk order, each an LNRO0005 node in the DSDT; the guest drives the first', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'typevisor-guest-blk-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = join(dir, 'a.img');
@@ -129,9 +131,10 @@ test('guest on kvm: two disks take slots 0 and 1 in --disk order; the guest driv
   writeFileSync(a, Buffer.alloc(IMAGE_BYTES));
   const second = randomBytes(IMAGE_BYTES);
   writeFileSync(b, second);
-  const r = await runBlk(t, [a, b]);
+  const r = await runBlk(t, [a, b], 'acpi,blk');
   if (!r) return;
   assert.equal(r.status, 0, ctx(r));
+  assert.equal(r.report.one('acpi-dsdt').lnro0005, '2', ctx(r));
   assert.equal(tgNumber(r.report.one('blk').base), BigInt(MMIO_START));
   assert.equal(unescapeTg(request(r, 'get-id').id!).toString('latin1'), 'disk0');
   assert.ok(readFileSync(a).subarray(SECTOR * 512, (SECTOR + SECTORS) * 512).equals(guestPattern()));
@@ -155,4 +158,37 @@ test('guest on kvm: a bad --disk stops the CLI before the VM starts, with the re
     assert.match(r.stderr, message);
     assert.equal(r.report.has('blk'), false, 'the guest never ran');
   }
+});
+
+test('guest on kvm: configure-drive while the VM runs points a drive at another image; adding or changing ro is refused', async (t) => {
+  const why = guestToolchainMissing() ?? kvmMissing();
+  if (why) {
+    t.skip(why);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'typevisor-guest-blk-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const first = join(dir, 'first.img');
+  const second = join(dir, 'second.img');
+  writeFileSync(first, Buffer.alloc(IMAGE_BYTES));
+  writeFileSync(second, Buffer.alloc(2 * IMAGE_BYTES));
+  const vmm = new Vmm();
+  vmm.configureMachine({ engine: 'kvm', memBytes: 256 * 1024 * 1024 });
+  vmm.configureBootSource({ kernelPath: buildGuests().testGuest, cmdline: 'tg.test=blk tg.exit=halt' });
+  vmm.configureDrive({ id: 'root', pathOnHost: first, readOnly: false });
+  await vmm.start();
+  let out = '';
+  vmm.runningMachine!.setSerialOutput((byte) => (out += String.fromCharCode(byte)));
+  try {
+    for (let i = 0; i < 200 && !out.includes('TG halt'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.match(out, /TG blk-req op=get-id [^\n]*id=root/, out);
+    vmm.configureDrive({ id: 'root', pathOnHost: second, readOnly: false });
+    assert.equal(vmm.config().devices?.drives?.[0]?.pathOnHost, second);
+    assert.throws(() => vmm.configureDrive({ id: 'more', pathOnHost: second, readOnly: false }), (e: unknown) => e instanceof VmmError && e.code === 'wrong-phase');
+    assert.throws(() => vmm.configureDrive({ id: 'root', pathOnHost: second, readOnly: true }), (e: unknown) => e instanceof VmmError && /cannot change/.test(e.message));
+    assert.throws(() => vmm.configureDrive({ id: 'root', pathOnHost: join(dir, 'none.img'), readOnly: false }), (e: unknown) => e instanceof VmmError && e.code === 'bad-file');
+  } finally {
+    await vmm.stop();
+  }
+  assert.ok(readFileSync(first).subarray(SECTOR * 512, (SECTOR + SECTORS) * 512).equals(guestPattern()), 'the guest wrote to the first image');
 });
