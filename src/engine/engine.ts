@@ -89,9 +89,22 @@ export interface EngineVm {
   requestStop(stop: VmStop): void;
   pause(): Promise<void>;
   resume(): void;
+  /**
+   * Delivers guest writes of `value` (`length` bytes, little-endian) at MMIO
+   * `address` to `handler` on the machine thread, without stopping the vCPU
+   * where the engine can (KVM: an ioeventfd with datamatch). Several writes may
+   * arrive as one call, after the guest has moved on, so the handler must act on
+   * state (a virtqueue's avail index), not count calls. Writes of any other
+   * value or size at `address` still reach the ExitDispatcher. An engine
+   * without such a path may omit the method, or return having registered
+   * nothing: the write then reaches the dispatcher like any other. Throws a
+   * RangeError for an address inside guest RAM, a bad length or a value that
+   * does not fit. Returns the function that unregisters it.
+   */
+  addMmioNotifier?(address: number, length: 1 | 2 | 4 | 8, value: number, handler: () => void): () => void;
   /** Engine figures for status and metrics (exits, instructions…). */
   stats(): Record<string, number>;
-  /** Releases host resources (fds, threads, mappings). */
+  /** Releases host resources (fds, threads, mappings), notifiers included. */
   close(): Promise<void>;
 }
 

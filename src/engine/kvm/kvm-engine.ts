@@ -7,6 +7,7 @@ import {
 } from '../../native/index.js';
 import { EngineUnavailableError, type Engine, type EngineVm, type EngineVmConfig, type VmStop } from '../engine.js';
 import { decodeCpuid, encodeCpuid, vcpuCpuid, type CpuidEntry } from './cpuid.js';
+import { MmioNotifiers, checkNotifier } from './notifiers.js';
 import {
   CMD_EXIT, CMD_HOLD, CMD_PAUSE, CMD_RUN, CMD_STOP, DOORBELL_BYTES, EXIT_KINDS, REQ_PIO, STATE_REPLY, STATE_REQUEST, STAT, W, mailbox,
   type Mailbox, type VcpuMessage, type VcpuWorkerData,
@@ -65,12 +66,19 @@ export interface KvmEngineOptions {
    * thread keeps polling for the next exit after serving one, and how long a
    * vCPU thread polls for the reply before sleeping. 0 = always sleep.
    */
-  spin?: { machine?: number; vcpu?: number };
+  spin?: { machine?: number; vcpu?: number; io?: number };
 }
 
 /** Defaults of KvmEngineOptions.spin, from bench/kvm (README.md). */
 export const DEFAULT_MACHINE_SPIN_US = 50;
 export const DEFAULT_VCPU_SPIN_US = 20;
+export const DEFAULT_IO_SPIN_US = 0;
+/**
+ * Longest single sleep of the I/O worker in poll(). The worker is ended when
+ * the VM stops, so this only bounds how long a VM dropped without close() can
+ * hold up the process's exit (Node joins worker threads on exit).
+ */
+const IO_SLEEP_MS = 1000;
 /** Longest stretch the machine thread serves exits without letting the event loop run (ms). */
 const SERVE_SLICE_MS = 2;
 
@@ -83,11 +91,15 @@ export class KvmEngine implements Engine {
   readonly name = 'kvm' as const;
   private fd: number;
   private supported: CpuidEntry[] | undefined;
-  private readonly spin: { machine: number; vcpu: number };
+  private readonly spin: { machine: number; vcpu: number; io: number };
 
   constructor(options: KvmEngineOptions = {}) {
     const path = options.devicePath ?? KVM_DEVICE;
-    this.spin = { machine: options.spin?.machine ?? DEFAULT_MACHINE_SPIN_US, vcpu: options.spin?.vcpu ?? DEFAULT_VCPU_SPIN_US };
+    this.spin = {
+      machine: options.spin?.machine ?? DEFAULT_MACHINE_SPIN_US,
+      vcpu: options.spin?.vcpu ?? DEFAULT_VCPU_SPIN_US,
+      io: options.spin?.io ?? DEFAULT_IO_SPIN_US,
+    };
     for (const [k, v] of Object.entries(this.spin)) {
       if (!Number.isFinite(v) || v < 0) throw new RangeError(`kvm: spin.${k} must be a non-negative number of µs, not ${v}`);
     }
@@ -144,7 +156,7 @@ export class KvmEngine implements Engine {
     const runSize = ioctl(this.liveFd(), KVM.GET_VCPU_MMAP_SIZE, 0, 'KVM_GET_VCPU_MMAP_SIZE');
     const supported = this.supportedCpuid();
     const vmFd = ioctl(this.liveFd(), KVM.CREATE_VM, 0, 'KVM_CREATE_VM');
-    const vm = new KvmVm(vmFd, config, this.spin);
+    const vm = new KvmVm(vmFd, config, this.spin, this.extension(KVM_CAP.IOEVENTFD) > 0);
     try {
       setUpVm(vmFd, config.memory);
       await vm.startVcpus(runSize, supported);
@@ -232,13 +244,22 @@ export class KvmVm implements EngineVm {
 
   private readonly doorbellSab = new SharedArrayBuffer(DOORBELL_BYTES);
   private readonly doorbell = new Int32Array(this.doorbellSab);
+  /** Undefined when KVM lacks KVM_CAP_IOEVENTFD: notified writes then take the exit path. */
+  private readonly notifiers: MmioNotifiers | undefined;
 
   constructor(
     private vmFd: number,
     private readonly config: EngineVmConfig,
-    private readonly spin: { machine: number; vcpu: number },
+    private readonly spin: { machine: number; vcpu: number; io: number },
+    ioeventfd: boolean,
   ) {
     this.runPromise = new Promise((resolve) => (this.resolveRun = resolve));
+    if (ioeventfd) {
+      this.notifiers = new MmioNotifiers(vmFd, config.memory, this.doorbellSab, { spinMicros: spin.io, sleepMs: IO_SLEEP_MS }, (message) =>
+        // The write came from some vCPU; which one, the eventfd does not say.
+        this.requestStop({ reason: 'engine-error', cpu: 0, message: `MMIO ${message}` }),
+      );
+    }
   }
 
   /** Creates the vCPU workers and waits until each has set up its vCPU. */
@@ -308,12 +329,36 @@ export class KvmVm implements EngineVm {
     ioctlBuf(this.vmFd, KVM.IRQ_LINE, this.irqBuf, 'KVM_IRQ_LINE');
   }
 
+  /**
+   * EngineVm.addMmioNotifier: an ioeventfd with datamatch, served by the I/O
+   * worker and delivered by the exit loop (README.md, "MMIO notifiers").
+   */
+  addMmioNotifier(address: number, length: 1 | 2 | 4 | 8, value: number, handler: () => void): () => void {
+    if (this.phase === 'closed') throw new Error('kvm: cannot add a notifier to a closed VM');
+    if (!this.notifiers) {
+      checkNotifier(this.config.memory, address, length, value);
+      return () => {};
+    }
+    return this.notifiers.add(address, length, value, handler);
+  }
+
   run(): Promise<VmStop> {
     if (this.phase !== 'created') throw new Error(`kvm: run() called on a ${this.phase} VM`);
     this.phase = 'running';
     void this.serve();
-    for (const v of this.vcpus) this.command(v, this.stopReason ? CMD_STOP : CMD_RUN);
-    if (this.stopReason) this.finish(this.stopReason);
+    if (this.stopReason) {
+      for (const v of this.vcpus) this.command(v, CMD_STOP);
+      this.finish(this.stopReason);
+      return this.runPromise;
+    }
+    const go = (): void => {
+      // A stop or pause may have come while the I/O worker started.
+      if (this.phase !== 'running' || this.paused) return;
+      for (const v of this.vcpus) this.command(v, CMD_RUN);
+    };
+    const ready = this.notifiers?.ready();
+    if (ready) void ready.then(go);
+    else go();
     return this.runPromise;
   }
 
@@ -357,6 +402,7 @@ export class KvmVm implements EngineVm {
         out[`exits.${kind}`]! += n;
       }
     }
+    if (this.notifiers) Object.assign(out, this.notifiers.stats());
     return out;
   }
 
@@ -371,7 +417,7 @@ export class KvmVm implements EngineVm {
       return new Promise<void>((r) => v.worker.once('exit', () => r()));
     });
     for (const v of this.vcpus) this.command(v, CMD_EXIT);
-    await Promise.all(exits);
+    await Promise.all([...exits, this.notifiers?.close()]);
     if (this.vmFd >= 0) close(this.vmFd);
     this.vmFd = -1;
     Atomics.add(this.doorbell, 0, 1);
@@ -412,6 +458,7 @@ export class KvmVm implements EngineVm {
           this.phase = 'stopped';
           // Parked workers must not keep the process alive once the VM is over.
           for (const v of this.vcpus) v.worker.unref();
+          this.notifiers?.stop();
           this.resolveRun?.(this.stopReason!);
         }
         break;
@@ -465,7 +512,7 @@ export class KvmVm implements EngineVm {
   }
 
   private serveReady(): boolean {
-    let served = false;
+    let served = this.notifiers?.deliver() ?? false;
     for (const v of this.vcpus) {
       if (Atomics.load(v.mb.words, W.STATE) === STATE_REQUEST) {
         this.dispatch(v);
