@@ -1,7 +1,8 @@
 /**
- * Loads a static x86-64 Linux executable (ET_EXEC, or ET_DYN without an
- * interpreter: static-PIE) into an AddressSpace and builds the initial
- * process stack, as Linux's fs/binfmt_elf.c does for such files.
+ * Loads an x86-64 Linux executable (ET_EXEC, or ET_DYN: PIE and static-PIE)
+ * into an AddressSpace and builds the initial process stack, as Linux's
+ * fs/binfmt_elf.c does. A dynamically linked program names its interpreter
+ * (PT_INTERP); the caller loads that too (kernel.ts).
  *
  * Every header is checked before anything is mapped. Field offsets: System V
  * ABI (ELF-64 Object File Format 1.5); stack layout: System V AMD64 psABI,
@@ -58,6 +59,8 @@ export const AT_EXECFN = 31;
 
 export interface ElfImage {
   entry: number;
+  /** PT_INTERP: the program interpreter (dynamic loader) path, if any. */
+  interp?: string;
   /** Address of the program headers in memory (AT_PHDR). */
   phdr: number;
   phnum: number;
@@ -81,8 +84,11 @@ function u64(v: DataView, off: number): number {
   return n;
 }
 
-/** Validates the headers of `file` and maps its PT_LOAD segments into `as`. */
-export function loadElf(file: Uint8Array, as: AddressSpace): ElfImage {
+/**
+ * Validates the headers of `file` and maps its PT_LOAD segments into `as`.
+ * An ET_DYN file goes at `dynBase` (default: where Linux puts a PIE).
+ */
+export function loadElf(file: Uint8Array, as: AddressSpace, dynBase = ET_DYN_BASE): ElfImage {
   if (file.length < EHDR_SIZE) throw new ElfError(`file too short for an ELF header (${file.length} bytes)`);
   const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
   if (v.getUint32(0, true) !== ELF_MAGIC) throw new ElfError('not an ELF file (bad magic)');
@@ -101,14 +107,18 @@ export function loadElf(file: Uint8Array, as: AddressSpace): ElfImage {
 
   const loads: Segment[] = [];
   let phdrVaddr = -1;
+  let interp: string | undefined;
   for (let k = 0; k < phnum; k++) {
     const o = phoff + k * PHDR_SIZE;
     const ptype = v.getUint32(o, true);
-    if (ptype === PT_INTERP) throw new ElfError('dynamically linked executable (PT_INTERP): only static executables run in process mode');
     const seg: Segment = {
       flags: v.getUint32(o + 4, true), offset: u64(v, o + 8), vaddr: u64(v, o + 16), filesz: u64(v, o + 32), memsz: u64(v, o + 40),
     };
     if (ptype === PT_PHDR) phdrVaddr = seg.vaddr;
+    if (ptype === PT_INTERP) {
+      if (seg.offset + seg.filesz > file.length || seg.filesz < 2 || seg.filesz > 4096) throw new ElfError('bad PT_INTERP');
+      interp = new TextDecoder().decode(file.subarray(seg.offset, seg.offset + seg.filesz - 1));
+    }
     if (ptype !== PT_LOAD) continue;
     if (seg.filesz > seg.memsz) throw new ElfError(`segment ${k}: p_filesz > p_memsz`);
     if (seg.offset + seg.filesz > file.length) throw new ElfError(`segment ${k} runs past the end of the file`);
@@ -117,7 +127,7 @@ export function loadElf(file: Uint8Array, as: AddressSpace): ElfImage {
   }
   if (loads.length === 0) throw new ElfError('no PT_LOAD segment');
   loads.sort((a, b) => a.vaddr - b.vaddr);
-  const bias = type === ET_DYN ? ET_DYN_BASE - Math.floor((loads[0] as Segment).vaddr / PAGE_SIZE) * PAGE_SIZE : 0;
+  const bias = type === ET_DYN ? dynBase - Math.floor((loads[0] as Segment).vaddr / PAGE_SIZE) * PAGE_SIZE : 0;
   let brk = 0;
   for (const s of loads) {
     const start = Math.floor((s.vaddr + bias) / PAGE_SIZE) * PAGE_SIZE;
@@ -152,10 +162,35 @@ export function loadElf(file: Uint8Array, as: AddressSpace): ElfImage {
     const s = loads.find((g) => g.offset <= phoff && phoff + phnum * PHDR_SIZE <= g.offset + g.filesz);
     phdr = s ? s.vaddr + (phoff - s.offset) + bias : 0;
   }
-  return { entry: entry + bias, phdr, phnum, brk, bias };
+  const img: ElfImage = { entry: entry + bias, phdr, phnum, brk, bias };
+  if (interp !== undefined) img.interp = interp;
+  return img;
+}
+
+/** Bytes of address space the PT_LOAD segments of `file` span (to place an interpreter). */
+export function loadSpan(file: Uint8Array): number {
+  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  if (file.length < EHDR_SIZE || v.getUint32(0, true) !== ELF_MAGIC) throw new ElfError('interpreter is not an ELF file');
+  const phoff = u64(v, 0x20);
+  const phnum = v.getUint16(0x38, true);
+  let lo = Infinity, hi = 0;
+  for (let k = 0; k < phnum; k++) {
+    const o = phoff + k * PHDR_SIZE;
+    if (o + PHDR_SIZE > file.length) throw new ElfError('interpreter program headers run past the end of the file');
+    if (v.getUint32(o, true) !== PT_LOAD) continue;
+    const va = u64(v, o + 16), mem = u64(v, o + 40);
+    lo = Math.min(lo, Math.floor(va / PAGE_SIZE) * PAGE_SIZE);
+    hi = Math.max(hi, va + mem);
+  }
+  if (hi === 0) throw new ElfError('interpreter has no PT_LOAD segment');
+  return pageAlignUp(hi - lo);
 }
 
 export interface StackSpec {
+  /** AT_BASE: where the interpreter was loaded (0 without one). */
+  base?: number;
+  /** AT_ENTRY when an interpreter runs first: the program's own entry point. */
+  programEntry?: number;
   argv: readonly string[];
   envp: readonly string[];
   execfn: string;
@@ -190,7 +225,7 @@ export function buildStack(as: AddressSpace, img: ElfImage, spec: StackSpec): nu
   const random = put(spec.random.subarray(0, 16));
   const aux: [number, number][] = [
     [AT_HWCAP, spec.hwcap], [AT_PAGESZ, PAGE_SIZE], [AT_CLKTCK, 100], [AT_PHDR, img.phdr], [AT_PHENT, PHDR_SIZE],
-    [AT_PHNUM, img.phnum], [AT_BASE, 0], [AT_FLAGS, 0], [AT_ENTRY, img.entry], [AT_UID, uid()], [AT_EUID, uid()],
+    [AT_PHNUM, img.phnum], [AT_BASE, spec.base ?? 0], [AT_FLAGS, 0], [AT_ENTRY, spec.programEntry ?? img.entry], [AT_UID, uid()], [AT_EUID, uid()],
     [AT_GID, gid()], [AT_EGID, gid()], [AT_SECURE, 0], [AT_RANDOM, random], [AT_HWCAP2, 0], [AT_EXECFN, execfn],
     [AT_PLATFORM, platform], [AT_NULL, 0],
   ];

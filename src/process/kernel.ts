@@ -17,7 +17,7 @@ import { LEAF1_EDX } from '../engine/soft/cpuid.js';
 import { type CpuException, type PageFrame, type SoftPlatform, VEC_BP, VEC_DB, VEC_DE, VEC_UD, VEC_XM, VEC_MF, hex } from '../engine/soft/mmu.js';
 import { FCW_DEFAULT, LF_NONE, FLAG_RESERVED1, FLAG_IF, MXCSR_DEFAULT, RSP } from '../engine/soft/state.js';
 import { AddressSpace } from './address-space.js';
-import { buildStack, ElfError, loadElf } from './elf.js';
+import { buildStack, ElfError, loadElf, loadSpan } from './elf.js';
 import { hostStdio, type OpenFile } from './files.js';
 import { dispatchSyscall } from './syscalls.js';
 
@@ -40,6 +40,9 @@ export const SIG_IGN = 1;
 
 /** Signals whose default action is to be ignored (signal(7)). */
 const DEFAULT_IGNORED = new Set([SIGCHLD, 23 /* SIGURG */, 28 /* SIGWINCH */]);
+
+/** Top of the mmap area (Linux's mmap_base without randomisation: below the stack and its gap). */
+const MMAP_TOP = 0x7ffff7fff000;
 
 /** Instructions a process runs before the next one gets a turn. */
 const SLICE = 200_000;
@@ -72,7 +75,7 @@ export class Process {
   exe = '';
   brkStart = 0;
   brkEnd = 0;
-  mmapTop = 0x7ffff7fff000;
+  mmapTop = MMAP_TOP;
   umask = 0o022;
   pgid: number;
   sigactions = new Map<number, Uint8Array>();
@@ -185,12 +188,26 @@ export class Kernel {
     const as = new AddressSpace();
     let sp: number;
     let img;
+    let entry: number;
     try {
       img = loadElf(bytes, as);
       const random = new Uint8Array(16);
       randomFillSync(random);
-      sp = buildStack(as, img, { argv, envp, execfn: file, hwcap: LEAF1_EDX, random });
+      entry = img.entry;
+      let base = 0;
+      if (img.interp !== undefined) {
+        // The dynamic loader goes where Linux's mmap would put it: top-down below the mmap base.
+        const ld = fs.readFileSync(img.interp);
+        const at = as.findFree(loadSpan(ld), MMAP_TOP);
+        if (at === undefined) throw new ElfError('no room for the interpreter');
+        const li = loadElf(ld, as, at);
+        if (li.interp !== undefined) throw new ElfError('the interpreter names an interpreter');
+        base = at;
+        entry = li.entry;
+      }
+      sp = buildStack(as, img, { argv, envp, execfn: file, hwcap: LEAF1_EDX, random, base, programEntry: img.entry });
     } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return -2;
       if (e instanceof ElfError) {
         if (p.exe !== '') this.log(`execve ${file}: ${e.message}`);
         return -8; // ENOEXEC
@@ -200,12 +217,12 @@ export class Kernel {
     p.exe = resolved;
     p.attach(as);
     resetCpu(p.cpu);
-    p.cpu.rip = img.entry;
-    p.cpu.nextRip = img.entry;
+    p.cpu.rip = entry;
+    p.cpu.nextRip = entry;
     p.cpu.gpr[2 * RSP] = sp;
     p.cpu.gpr[2 * RSP + 1] = Math.floor(sp / 4294967296);
     p.brkStart = p.brkEnd = Math.ceil(img.brk / 4096) * 4096;
-    p.mmapTop = 0x7ffff7fff000;
+    p.mmapTop = MMAP_TOP;
     for (let n = 0; n < p.fds.length; n++) if (p.fds[n]?.cloexec) p.closeFd(n);
     // Handled signals revert to the default action; ignored ones stay ignored (execve(2)).
     for (const sig of [...p.sigactions.keys()]) if (p.sigHandler(sig) !== SIG_IGN) p.sigactions.delete(sig);

@@ -5,7 +5,8 @@
  * RDX, R10, R8, R9; result (or -errno) in RAX; SYSCALL leaves the return
  * address in RCX and RFLAGS in R11, and Linux preserves the other registers.
  * Structure layouts cite their uapi header. A number not handled here
- * returns -ENOSYS and is reported once.
+ * returns -ENOSYS and is reported once; the table's `enosys` entries are
+ * calls whose ENOSYS makes the C library fall back quietly (clone3, statx, rseq).
  */
 import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -803,7 +804,8 @@ const TABLE: Record<number, [string, Sys]> = {
   263: ['unlinkat', sys_unlinkat], 264: ['renameat', sys_renameat], 267: ['readlinkat', sys_readlinkat],
   268: ['fchmodat', sys_fchmodat], 269: ['faccessat', sys_faccessat], 271: ['ppoll', sys_poll], 273: ['set_robust_list', ok0],
   280: ['utimensat', sys_utimensat], 292: ['dup3', sys_dup3], 293: ['pipe2', sys_pipe2], 302: ['prlimit64', sys_prlimit64],
-  318: ['getrandom', sys_getrandom], 332: ['statx', enosys], 334: ['rseq', enosys], 439: ['faccessat2', (k, p, a) => sys_faccessat(k, p, a)],
+  318: ['getrandom', sys_getrandom], 332: ['statx', enosys], 334: ['rseq', enosys], 435: ['clone3', enosys],
+  221: ['fadvise64', ok0], 137: ['statfs', enosys], 138: ['fstatfs', enosys], 439: ['faccessat2', (k, p, a) => sys_faccessat(k, p, a)],
 };
 
 /** Executes the system call in RAX for process `p`. */

@@ -189,9 +189,9 @@ export class CpuState {
     return this.flagsBase;
   }
 
-  /** A GPR as a bigint (tests, traces; not the hot path). */
+  /** A GPR as an unsigned bigint (tests, traces; not the hot path). */
   reg64(r: number): bigint {
-    return (BigInt(this.gpr[2 * r + 1] ?? 0) << 32n) | BigInt((this.gpr[2 * r] ?? 0) >>> 0);
+    return (BigInt((this.gpr[2 * r + 1] ?? 0) >>> 0) << 32n) | BigInt((this.gpr[2 * r] ?? 0) >>> 0);
   }
 
   setReg64(r: number, v: bigint): void {

@@ -3,11 +3,11 @@
  * CWD/CDQ/CQO, XLAT, MOV to/from segment registers, CMOVcc, SETcc, MOVBE
  * (SDM Vol. 2A/2B).
  */
-import { OP_GPR } from '../decode/index.js';
+import { BASE_RIP, OP_GPR } from '../decode/index.js';
 import { cond } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
-import { ea, maskOf, rd, readReg, regAddr, sext, T32, wr, writeBack, writeReg } from '../operands.js';
+import { maskOf, rd, readReg, regAddr, sext, T32, wr, writeBack, writeReg } from '../operands.js';
 import { RAX, RBX, RDX, SEG_FS, SEG_GS } from '../state.js';
 import type { HandlerMap } from './types.js';
 
@@ -29,11 +29,36 @@ function mov_movsx(c: Cpu, i: Op): void {
   wr(c, i, 0, size, v & maskOf(size), v >> 31);
 }
 
+/**
+ * LEA: the offset only, no segment base (SDM "LEA"), in exact 64-bit
+ * arithmetic: compilers use it to add and multiply arbitrary values.
+ */
 function mov_lea(c: Cpu, i: Op): void {
-  // LEA computes the offset only: no segment base (SDM "LEA").
-  const a = ea(c, i) - (c.segBase[i.segment] as number);
+  const g = c.gpr;
+  let lo = i.disp | 0;
+  let hi = i.dispBytes === 8 ? i.dispHi : lo >> 31;
+  const b = i.base;
+  if (b >= 0) {
+    let bl: number, bh: number;
+    if (b === BASE_RIP) { bl = c.nextRip | 0; bh = Math.floor(c.nextRip / T32); }
+    else { bl = g[2 * b] as number; bh = g[2 * b + 1] as number; }
+    const l = (lo >>> 0) + (bl >>> 0);
+    hi = (hi + bh + (l > 0xffffffff ? 1 : 0)) | 0;
+    lo = l | 0;
+  }
+  const x = i.index;
+  if (x >= 0) {
+    const s = i.scale;
+    let xl = g[2 * x] as number, xh = g[2 * x + 1] as number;
+    if (s > 0) { xh = (xh << s) | (xl >>> (32 - s)); xl <<= s; }
+    const l = (lo >>> 0) + (xl >>> 0);
+    hi = (hi + xh + (l > 0xffffffff ? 1 : 0)) | 0;
+    lo = l | 0;
+  }
   const size = i.opSize[0] as number;
-  writeReg(c, i.opReg[0] as number, size, size === 2 ? a & 0xffff : a, Math.floor(a / T32));
+  if (i.asize === 4) hi = 0;
+  else if (i.asize === 2) { lo &= 0xffff; hi = 0; }
+  writeReg(c, i.opReg[0] as number, size, size === 2 ? lo & 0xffff : lo, hi);
 }
 
 function mov_xchg(c: Cpu, i: Op): void {

@@ -164,7 +164,6 @@ const I8 = (c: Cpu): View => c.xmmI8;
 const U16 = (c: Cpu): View => c.xmmU16;
 const I16 = (c: Cpu): View => c.xmmI16;
 const I32 = (c: Cpu): View => c.xmm;
-const U32 = (c: Cpu): View => c.xmmU32;
 
 const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v);
 
