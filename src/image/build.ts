@@ -12,7 +12,7 @@
  * leaves the previous directory or none, never half of one.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +74,8 @@ export interface ImageManifest {
   builtinModules: string[];
   /** SHA-256 of the /init script. */
   init: string;
+  /** Fingerprint of apt's package lists when the versions were last checked (see `aptListsStamp`). */
+  aptLists?: string;
   files: { kernel: FileRecord; initrd: FileRecord };
 }
 
@@ -189,8 +191,11 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Built
   if (!options.force) {
     const v = verifyImage(out, { packages: [names.kernel, names.busybox], init: initSha });
     if (v.ok) {
-      const stale = newerPackages(tools, v.manifest, [names.kernel, names.busybox]);
+      // apt-cache reads every package list (~0.5 s): ask it only when the lists changed since the last check.
+      const stamp = aptListsStamp();
+      const stale = stamp !== undefined && stamp === v.manifest.aptLists ? undefined : newerPackages(tools, v.manifest, [names.kernel, names.busybox]);
       if (stale === undefined) {
+        if (stamp !== undefined && stamp !== v.manifest.aptLists) rewriteManifest(out, { ...v.manifest, aptLists: stamp });
         log(`image ${out} is up to date`);
         return result(out, v.manifest, true);
       }
@@ -204,6 +209,7 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Built
   const kernelPkg = apt.dependency(names.kernel, metaVersion, 'linux-image-');
   const kernelVersion = apt.resolve(kernelPkg);
   const busyboxVersion = apt.resolve(names.busybox);
+  const stamp = aptListsStamp();
 
   const parent = dirname(out);
   try {
@@ -252,6 +258,7 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Built
       builtinModules: modules.builtin,
       init: initSha,
       files: { kernel: record(kernel), initrd: record(initrd) },
+      ...(stamp !== undefined && { aptLists: stamp }),
     };
     const image = join(staging, 'image');
     mkdirSync(image);
@@ -297,6 +304,41 @@ function commit(image: string, out: string): void {
     }
     fsyncDir(dirname(out));
     return;
+  }
+}
+
+/** Where apt keeps its package lists on Debian (apt-config's Dir::State::lists). */
+const APT_LISTS_DIR = '/var/lib/apt/lists';
+
+/**
+ * A fingerprint of apt's package lists (names, sizes, mtimes of the
+ * *_Packages* files): it changes when `apt-get update` brings new lists.
+ * Undefined without lists.
+ */
+export function aptListsStamp(dir = APT_LISTS_DIR): string | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.includes('_Packages')).sort();
+  } catch {
+    return undefined;
+  }
+  if (names.length === 0) return undefined;
+  const h = createHash('sha256');
+  for (const n of names) {
+    const st = statSync(join(dir, n));
+    h.update(`${n}\0${st.size}\0${st.mtimeMs}\n`);
+  }
+  return h.digest('hex');
+}
+
+/** Replaces the manifest atomically (it is not among the files it verifies). A failure only costs a later re-check. */
+function rewriteManifest(dir: string, manifest: ImageManifest): void {
+  const tmp = join(dir, `.${MANIFEST_FILE}.${randomBytes(4).toString('hex')}`);
+  try {
+    writeDurable(tmp, new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
+    renameSync(tmp, join(dir, MANIFEST_FILE));
+  } catch {
+    rmSync(tmp, { force: true });
   }
 }
 

@@ -11,7 +11,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import { buildImage, verifyImage, INIT_SCRIPT, IMAGE_FORMAT, type BuiltImage } from '../../src/image/build.js';
+import { aptListsStamp, buildImage, verifyImage, INIT_SCRIPT, IMAGE_FORMAT, type BuiltImage, type ImageManifest } from '../../src/image/build.js';
 import { ImageError } from '../../src/image/errors.js';
 import { readModinfo } from '../../src/image/modules.js';
 import { imageCommand } from '../../src/cli/image.js';
@@ -147,6 +147,29 @@ test('a corrupted image is rebuilt, to the same bytes', async (t) => {
     assert.deepEqual(readdirSync(work).filter((f) => f.startsWith('.')), [], `${what}: no staging directory left`);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("when apt's package lists change, versions are checked again: same → kept, newer → rebuilt", async (t) => {
+  const missing = imageBuildMissing();
+  if (missing) return t.skip(missing);
+  if (aptListsStamp() === undefined) return t.skip('apt has no package lists on this host');
+  const img = await image();
+  const dir = join(work, 'lists-changed');
+  cpSync(img.dir, dir, { recursive: true });
+  const manifestPath = join(dir, 'manifest.json');
+  const edit = (f: (m: ImageManifest) => ImageManifest) => writeFileSync(manifestPath, JSON.stringify(f(JSON.parse(readFileSync(manifestPath, 'utf8')) as ImageManifest)));
+
+  edit((m) => ({ ...m, aptLists: 'lists before an apt-get update' }));
+  const kept = await buildImage({ out: dir, debCache: debCache() });
+  assert.equal(kept.reused, true, 'same versions: kept');
+  assert.equal((JSON.parse(readFileSync(manifestPath, 'utf8')) as ImageManifest).aptLists, aptListsStamp(), 'the check is recorded');
+
+  edit((m) => ({ ...m, aptLists: 'lists before an apt-get update', packages: m.packages.map((p) => (p.name === 'busybox-static' ? { ...p, version: '1:0.1-1' } : p)) }));
+  const lines: string[] = [];
+  const rebuilt = await buildImage({ out: dir, debCache: debCache(), log: (l) => lines.push(l) });
+  assert.equal(rebuilt.reused, false);
+  assert.match(lines[0] ?? '', /^rebuilding .*: apt now has busybox-static \S+ \(image: 1:0\.1-1\)$/);
+  assert.deepEqual(rebuilt.manifest.packages, img.manifest.packages);
 });
 
 test('apt missing: says so and how to boot without the default image', async () => {
