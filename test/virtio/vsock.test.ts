@@ -367,8 +367,7 @@ test('vsock: RSTs wait for receive buffers, bounded: the transmit queue is not r
   for (let i = 0; i < VSOCK_RST_QUEUE_LIMIT + 10; i++) s.guest.send({ op: VSOCK_OP_RW, srcPort: i, dstPort: 1 }, text('x'));
   assert.equal(s.vsock.metrics.txPackets, VSOCK_RST_QUEUE_LIMIT);
   // Buffers arrive: RSTs flow, and the transmit queue is read again.
-  for (let i = 0; i < 300; i++) s.guest.rx.addChain([{ address: 0x40_0000 + i * 64, length: 64, writable: true }]);
-  s.driver.notify(0);
+  for (let i = 0; i < 300; i++) s.guest.postRx([{ address: 0x40_0000 + i * 64, length: 64, writable: true }]);
   assert.equal(s.vsock.metrics.txPackets, VSOCK_RST_QUEUE_LIMIT + 10);
   assert.equal(s.vsock.metrics.resets, VSOCK_RST_QUEUE_LIMIT + 10);
 });

@@ -56,8 +56,20 @@ export class MockVsockGuest {
     this.rx = new MockVirtqueue(memory, rxLayout);
     this.tx = new MockVirtqueue(memory, txLayout);
     this.event = new MockVirtqueue(memory, evLayout);
-    for (let i = 0; i < (options.rxBuffers ?? 16); i++) this.rx.addChain([{ address: this.rxArea + i * this.rxSlot, length: this.rxSlot, writable: true }]);
+    for (let i = 0; i < (options.rxBuffers ?? 16); i++) {
+      const bufs = [{ address: this.rxArea + i * this.rxSlot, length: this.rxSlot, writable: true }];
+      this.rxChains.set(this.rx.addChain(bufs), { buffers: bufs, repost: true });
+    }
     driver.notify(0);
+  }
+
+  /** Receive chains this driver posted, by head: where to read the answer, and whether to post it again. */
+  private readonly rxChains = new Map<number, { buffers: MockBuffer[]; repost: boolean }>();
+
+  /** Posts one more receive chain, used once (it may be hostile: tiny, or at the end of RAM). */
+  postRx(buffers: MockBuffer[]): void {
+    this.rxChains.set(this.rx.addChain(buffers), { buffers, repost: false });
+    this.driver.notify(0);
   }
 
   /** A header from the guest to the host with the usual fields filled in. */
@@ -90,13 +102,26 @@ export class MockVsockGuest {
   /** Moves used receive buffers into the inbox and gives them back to the device. */
   poll(): void {
     const used = this.rx.takeUsed();
+    let repost = false;
     for (const u of used) {
-      const at = this.rxArea + u.id * this.rxSlot;
-      const raw = this.memory.read(at, Math.min(u.len, this.rxSlot));
+      const chain = this.rxChains.get(u.id);
+      const raw = new Uint8Array(u.len);
+      let done = 0;
+      for (const b of chain?.buffers ?? []) {
+        const n = Math.min(b.length, raw.length - done);
+        if (n <= 0) break;
+        raw.set(this.memory.read(b.address, n), done);
+        done += n;
+      }
       const header = decodeHeader(raw.length >= VSOCK_HDR_SIZE ? raw : new Uint8Array(VSOCK_HDR_SIZE));
-      this.inbox.push({ header, payload: raw.slice(VSOCK_HDR_SIZE, VSOCK_HDR_SIZE + Math.min(header.len, raw.length - VSOCK_HDR_SIZE)), usedLen: u.len });
+      this.inbox.push({ header, payload: raw.slice(VSOCK_HDR_SIZE, VSOCK_HDR_SIZE + Math.min(header.len, Math.max(0, raw.length - VSOCK_HDR_SIZE))), usedLen: u.len });
+      if (chain?.repost) {
+        this.rx.publish(u.id);
+        repost = true;
+      } else {
+        this.rxChains.delete(u.id);
+      }
     }
-    for (const u of used) this.rx.publish(u.id);
-    if (used.length > 0) this.driver.notify(0);
+    if (repost) this.driver.notify(0);
   }
 }
