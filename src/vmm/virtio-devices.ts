@@ -46,6 +46,14 @@ export class VirtioSlots {
         onNeedsReset: (reason) => log(`${s.name}: device needs reset: ${reason}`),
       });
       mmio.insert(s.transport, s.base, MMIO_SLOT_SIZE, s.name);
+      // QueueNotify writes that the engine can take without a vCPU exit
+      // (KVM: ioeventfd); any other write still arrives through `mmio`.
+      if (vm.addMmioNotifier) {
+        const transport = s.transport;
+        for (const n of transport.queueNotifiers()) {
+          vm.addMmioNotifier(s.base + n.offset, n.length, n.value, () => transport.notifyQueue(n.queue));
+        }
+      }
     }
   }
 

@@ -1,6 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { GuestMemory } from '../../memory/index.js';
-import { EFD_CLOEXEC, EFD_NONBLOCK, KVM, NativeError, close, eventfd, ioctlBuf, kvm_ioeventfd, read, write } from '../../native/index.js';
+import {
+  EFD_CLOEXEC, EFD_NONBLOCK, KVM, NativeError, POLLIN, close, eventfd, ioctlBuf, kvm_ioeventfd, poll, read, write,
+} from '../../native/index.js';
 import {
   CHANNEL_BYTES, FD_COLUMN, MAX_NOTIFIERS, N, NCMD_EXIT, PENDING_COLUMN, type IoWorkerData,
 } from './notifier-channel.js';
@@ -76,6 +78,8 @@ export class MmioNotifiers {
   /** Slots unregistered but not yet collected: not free. */
   private readonly retiring = new Uint8Array(MAX_NOTIFIERS);
   private live: number[] = [];
+  /** poll() set over the live notifiers' eventfds, in `live` order (pollNow). */
+  private pollSet: { fd: number; events: number }[] = [];
   /** Unregistered notifiers the worker may still poll, with the generation that dropped them. */
   private retired: { slot: number; entry: Entry; generation: number }[] = [];
   /** Last calls owed to unregistered notifiers, run by the next deliver(). */
@@ -91,6 +95,7 @@ export class MmioNotifiers {
   private closed = false;
   private writes = 0;
   private calls = 0;
+  private machinePolls = 0;
 
   constructor(
     private readonly vmFd: number,
@@ -173,6 +178,37 @@ export class MmioNotifiers {
     return ran;
   }
 
+  /**
+   * The machine thread's own look at the live eventfds (poll with timeout 0),
+   * for when it is polling anyway: counts what fired into PENDING exactly as
+   * the worker does (whichever of the two reads an eventfd first takes its
+   * count; the other reads nothing). True if anything fired; deliver() runs it.
+   */
+  pollNow(): boolean {
+    if (this.pollSet.length === 0) return false;
+    let revents: number[];
+    try {
+      revents = poll(this.pollSet, 0);
+    } catch (e) {
+      if (e instanceof NativeError && e.code === 'EINTR') return false;
+      throw e;
+    }
+    let fired = false;
+    for (let i = 0; i < revents.length; i++) {
+      if (!revents[i]) continue;
+      const n = this.drain(this.pollSet[i]!.fd);
+      if (n > 0) {
+        Atomics.add(this.words, PENDING_COLUMN + this.live[i]!, n);
+        fired = true;
+      }
+    }
+    if (fired) {
+      Atomics.store(this.words, N.ANY, 1);
+      this.machinePolls++;
+    }
+    return fired;
+  }
+
   private call(entry: Entry, writes: number): true {
     this.writes += writes;
     this.calls++;
@@ -190,6 +226,7 @@ export class MmioNotifiers {
       'notify.writes': this.writes,
       'notify.calls': this.calls,
       'notify.wakes': Atomics.load(this.words, N.WAKES),
+      'notify.machine_polls': this.machinePolls,
     };
   }
 
@@ -264,7 +301,7 @@ export class MmioNotifiers {
     }
   }
 
-  /** Reads and resets an eventfd KVM no longer signals; 0 when it is empty. */
+  /** Reads and resets an eventfd's counter; 0 when it is empty (EAGAIN: nonblocking). */
   private drain(fd: number): number {
     try {
       read(fd, this.counter);
@@ -280,6 +317,7 @@ export class MmioNotifiers {
     this.entries.forEach((e, slot) => {
       if (e) this.live.push(slot);
     });
+    this.pollSet = this.live.map((slot) => ({ fd: this.entries[slot]!.fd, events: POLLIN }));
   }
 
   /** Publishes a change of the fd column; returns its generation. */
