@@ -8,7 +8,8 @@
  */
 import { decode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
 import { getRflags } from './flags.js';
-import { FORM_HANDLERS, missingHandler } from './handlers.js';
+import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
+import { specialize } from './ops/fast.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform,
   VEC_GP, VEC_UD,
@@ -89,20 +90,24 @@ export class Cpu extends CpuState {
     this.stopRequested = 0;
     this.exception = undefined;
     let n = 0;
-    let vpn = NaN;
+    /** Linear address of the code page `ops` belongs to (NaN: none yet). */
+    let base = NaN;
     let ops: CodePage = NO_CODE;
     try {
       while (n < limit) {
         const rip = this.rip;
-        const pv = Math.floor(rip / PAGE_SIZE);
-        if (pv !== vpn) {
+        let off = rip - base;
+        if (!(off >= 0 && off < PAGE_SIZE)) {
+          const pv = Math.floor(rip / PAGE_SIZE);
           const t = pv & TLB_MASK;
           ops = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
-          vpn = pv;
+          base = pv * PAGE_SIZE;
+          off = rip - base;
         }
-        const off = rip & PAGE_MASK;
-        let op = ops[off];
-        if (op === undefined) op = this.decodeAt(rip, ops, off);
+        // An int32 index keeps the element load on V8's fast path.
+        const ix = off | 0;
+        let op = ops[ix];
+        if (op === undefined) op = this.decodeAt(rip, ops, ix);
         this.nextRip = rip + op.length;
         op.fn(this, op);
         this.rip = this.nextRip;
@@ -111,7 +116,7 @@ export class Cpu extends CpuState {
           if (this.stopRequested !== STOP_REFETCH) break;
           // Code was invalidated under the loop: look the page up again.
           this.stopRequested = 0;
-          vpn = NaN;
+          base = NaN;
         }
       }
     } catch (e) {
@@ -163,7 +168,8 @@ export class Cpu extends CpuState {
         `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(op.bytes)}`);
     }
     op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
-    op.fn = FORM_HANDLERS[op.form] ?? missingHandler;
+    const fn = FORM_HANDLERS[op.form] ?? missingHandler;
+    op.fn = fn === HANDLER_TABLE[op.handler] ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
     if (!straddles) ops[off] = op;
     return op;
   }

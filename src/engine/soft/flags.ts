@@ -124,6 +124,21 @@ export function setStatus(s: CpuState, mask: number, bits: number): void {
   s.flagsBase = (s.flagsBase & ~mask) | (bits & mask);
 }
 
+/**
+ * Sets only CF and/or OF (rotates, BT*, CLC/STC/CMC) without deriving the
+ * other flags: the pending record becomes an LF_CO record with the same
+ * result (so ZF, SF, PF stay derivable) and AF carried over.
+ */
+export function setCarryOverflow(s: CpuState, mask: number, bits: number): void {
+  if (s.lfOp === LF_NONE) {
+    s.flagsBase = (s.flagsBase & ~mask) | (bits & mask);
+    return;
+  }
+  const keep = s.lfOp === LF_CO ? s.lfAux : ((mask & FLAG_CF) !== 0 ? 0 : getCF(s)) | (getAF(s) << 4) | ((mask & FLAG_OF) !== 0 ? 0 : getOF(s) << 11);
+  s.lfAux = (keep & ~mask) | (bits & mask);
+  s.lfOp = LF_CO;
+}
+
 /** Sign-extends a size-byte value held zero-extended to int32. */
 function sx(v: number, size: number): number {
   return size === 1 ? (v << 24) >> 24 : size === 2 ? (v << 16) >> 16 : v | 0;

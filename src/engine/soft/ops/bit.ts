@@ -9,7 +9,7 @@
  * documents and Intel parts do) and set ZF.
  */
 import { OP_GPR, OP_IMM } from '../decode/index.js';
-import { setStatus } from '../flags.js';
+import { setCarryOverflow, setStatus } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { ea, rd, T32, writeBack, writeReg } from '../operands.js';
@@ -34,7 +34,7 @@ function bitop(c: Cpu, i: Op, kind: number): void {
       const nb = kind === BTS ? byte | (1 << bit) : kind === BTR ? byte & ~(1 << bit) : byte ^ (1 << bit);
       c.write8(a, nb);
     }
-    setStatus(c, FLAG_CF, cf);
+    setCarryOverflow(c, FLAG_CF, cf);
     return;
   }
   const n = rd(c, i, 1, size) & (bits - 1);
@@ -52,7 +52,7 @@ function bitop(c: Cpu, i: Op, kind: number): void {
   }
   if (size < 4) lo &= (1 << bits) - 1;
   if (kind !== BT) writeBack(c, i, 0, size, lo, dh);
-  setStatus(c, FLAG_CF, cf);
+  setCarryOverflow(c, FLAG_CF, cf);
 }
 
 function clz64(lo: number, hi: number): number {

@@ -4,7 +4,7 @@
  * RDTSC, SYSCALL (handed to the platform: process mode has no kernel),
  * and the FS/GS base instructions.
  */
-import { getRflags, materialize, setStatus } from '../flags.js';
+import { getRflags, materialize, setCarryOverflow, setStatus } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import { cpuid } from '../cpuid.js';
 import { CpuException, VEC_GP, VEC_UD } from '../mmu.js';
@@ -73,8 +73,8 @@ function fsgs(c: Cpu, i: Op, seg: number, write: boolean): void {
 }
 
 export const MISC: HandlerMap = {
-  flag_clc: (c) => setStatus(c, FLAG_CF, 0),
-  flag_stc: (c) => setStatus(c, FLAG_CF, FLAG_CF),
+  flag_clc: (c) => setCarryOverflow(c, FLAG_CF, 0),
+  flag_stc: (c) => setCarryOverflow(c, FLAG_CF, FLAG_CF),
   flag_cmc: (c) => { materialize(c); c.flagsBase ^= FLAG_CF; },
   flag_cld: (c) => { c.flagsBase &= ~FLAG_DF; },
   flag_std: (c) => { c.flagsBase |= FLAG_DF; },

@@ -8,7 +8,7 @@
  * only CF and OF.
  */
 import { OP_GPR } from '../decode/index.js';
-import { getCF, setStatus } from '../flags.js';
+import { getCF, setCarryOverflow } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { maskOf, rd, sext, writeBack } from '../operands.js';
@@ -146,7 +146,7 @@ function rotate(c: Cpu, i: Op, kind: number): void {
     of = kind === RCL ? msb ^ cf : msb ^ msb2;
   }
   writeBack(c, i, 0, size, lo, hi);
-  setStatus(c, FLAG_CF | FLAG_OF, cf | (of << 11));
+  setCarryOverflow(c, FLAG_CF | FLAG_OF, cf | (of << 11));
 }
 
 /** SHLD/SHRD: the destination shifted with bits from the source (operands 0, 1; count operand 2). */

@@ -1,0 +1,233 @@
+/**
+ * Specialised handlers for the commonest operand shapes, chosen once when an
+ * instruction is decoded (cpu.ts): MOV, LEA-free ALU ops, PUSH/POP, Jcc,
+ * with 32- and 64-bit register, immediate and simple memory operands.
+ * Each does exactly what the generic family handler does for that shape
+ * (test/soft/native.test.ts runs both); the generic ones cover the rest.
+ */
+import { BASE_RIP, OP_GPR, OP_IMM, OP_MEM, OP_REL } from '../decode/index.js';
+import { cond, setCarryOverflow } from '../flags.js';
+import type { Cpu } from '../cpu.js';
+import type { Handler, Op } from '../op.js';
+import { ea, pop64, push64, T32 } from '../operands.js';
+import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_LOGIC, LF_SUB } from '../state.js';
+
+const ADD = 0, SUB = 1, AND = 2, OR = 3, XOR = 4, CMP = 5, TEST = 6;
+const ALU_HANDLERS: Record<string, number> = { alu_add: ADD, alu_sub: SUB, alu_and: AND, alu_or: OR, alu_xor: XOR, alu_cmp: CMP, alu_test: TEST };
+
+/** dst (lo, hi) op src (lo, hi) for 64-bit operands; returns lo, high half in RH; records flags. */
+let RH = 0;
+function alu64(c: Cpu, k: number, d: number, dh: number, s: number, sh: number): number {
+  let r: number;
+  switch (k) {
+    case ADD: {
+      const lo = (d >>> 0) + (s >>> 0);
+      r = lo | 0;
+      RH = (dh + sh + (lo > 0xffffffff ? 1 : 0)) | 0;
+      c.lfOp = LF_ADD; c.lfDst = d; c.lfDstHi = dh; c.lfSrc = s; c.lfSrcHi = sh;
+      break;
+    }
+    case SUB: case CMP:
+      r = (d - s) | 0;
+      RH = (dh - sh - ((d >>> 0) < (s >>> 0) ? 1 : 0)) | 0;
+      c.lfOp = LF_SUB; c.lfDst = d; c.lfDstHi = dh; c.lfSrc = s; c.lfSrcHi = sh;
+      break;
+    case AND: case TEST: r = d & s; RH = dh & sh; c.lfOp = LF_LOGIC; break;
+    case OR: r = d | s; RH = dh | sh; c.lfOp = LF_LOGIC; break;
+    default: r = d ^ s; RH = dh ^ sh; c.lfOp = LF_LOGIC;
+  }
+  c.lfSize = 8; c.lfRes = r; c.lfResHi = RH; c.lfAux = 0;
+  return r;
+}
+
+function alu32(c: Cpu, k: number, d: number, s: number): number {
+  let r: number;
+  switch (k) {
+    case ADD: r = (d + s) | 0; c.lfOp = LF_ADD; c.lfDst = d; c.lfSrc = s; break;
+    case SUB: case CMP: r = (d - s) | 0; c.lfOp = LF_SUB; c.lfDst = d; c.lfSrc = s; break;
+    case AND: case TEST: r = d & s; c.lfOp = LF_LOGIC; break;
+    case OR: r = d | s; c.lfOp = LF_LOGIC; break;
+    default: r = d ^ s; c.lfOp = LF_LOGIC;
+  }
+  c.lfSize = 4; c.lfRes = r; c.lfAux = 0;
+  return r;
+}
+
+function aluRR(k: number, size: number): Handler {
+  const write = k !== CMP && k !== TEST;
+  if (size === 8) {
+    return (c, i) => {
+      const g = c.gpr;
+      const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+      const r = alu64(c, k, g[d] as number, g[d + 1] as number, g[s] as number, g[s + 1] as number);
+      if (write) { g[d] = r; g[d + 1] = RH; }
+    };
+  }
+  return (c, i) => {
+    const g = c.gpr;
+    const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+    const r = alu32(c, k, g[d] as number, g[s] as number);
+    if (write) { g[d] = r; g[d + 1] = 0; }
+  };
+}
+
+function aluRI(k: number, size: number): Handler {
+  const write = k !== CMP && k !== TEST;
+  if (size === 8) {
+    return (c, i) => {
+      const g = c.gpr;
+      const d = 2 * (i.opReg[0] as number);
+      const r = alu64(c, k, g[d] as number, g[d + 1] as number, i.imm, i.immHi);
+      if (write) { g[d] = r; g[d + 1] = RH; }
+    };
+  }
+  return (c, i) => {
+    const g = c.gpr;
+    const d = 2 * (i.opReg[0] as number);
+    const r = alu32(c, k, g[d] as number, i.imm);
+    if (write) { g[d] = r; g[d + 1] = 0; }
+  };
+}
+
+/** op reg, [mem] */
+function aluRM(k: number, size: number): Handler {
+  const write = k !== CMP && k !== TEST;
+  if (size === 8) {
+    return (c, i) => {
+      const g = c.gpr;
+      const s = c.read64(ea(c, i));
+      const d = 2 * (i.opReg[0] as number);
+      const r = alu64(c, k, g[d] as number, g[d + 1] as number, s, c.hi);
+      if (write) { g[d] = r; g[d + 1] = RH; }
+    };
+  }
+  return (c, i) => {
+    const g = c.gpr;
+    const s = c.read32(ea(c, i));
+    const d = 2 * (i.opReg[0] as number);
+    const r = alu32(c, k, g[d] as number, s);
+    if (write) { g[d] = r; g[d + 1] = 0; }
+  };
+}
+
+/** cmp/test [mem], reg|imm (no write) */
+function aluMX(k: number, size: number, imm: boolean): Handler {
+  if (size === 8) {
+    return (c, i) => {
+      const d = c.read64(ea(c, i));
+      const dh = c.hi;
+      const s = imm ? i.imm : c.gpr[2 * (i.opReg[1] as number)] as number;
+      const sh = imm ? i.immHi : c.gpr[2 * (i.opReg[1] as number) + 1] as number;
+      alu64(c, k, d, dh, s, sh);
+    };
+  }
+  return (c, i) => {
+    const d = c.read32(ea(c, i));
+    alu32(c, k, d, imm ? i.imm : c.gpr[2 * (i.opReg[1] as number)] as number);
+  };
+}
+
+const movRR8: Handler = (c, i) => {
+  const g = c.gpr;
+  const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+  g[d] = g[s] as number; g[d + 1] = g[s + 1] as number;
+};
+const movRR4: Handler = (c, i) => {
+  const g = c.gpr;
+  const d = 2 * (i.opReg[0] as number);
+  g[d] = g[2 * (i.opReg[1] as number)] as number; g[d + 1] = 0;
+};
+const movRI8: Handler = (c, i) => { const d = 2 * (i.opReg[0] as number); c.gpr[d] = i.imm; c.gpr[d + 1] = i.immHi; };
+const movRI4: Handler = (c, i) => { const d = 2 * (i.opReg[0] as number); c.gpr[d] = i.imm; c.gpr[d + 1] = 0; };
+const movRM8: Handler = (c, i) => { const lo = c.read64(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = lo; c.gpr[d + 1] = c.hi; };
+const movRM4: Handler = (c, i) => { const lo = c.read32(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = lo; c.gpr[d + 1] = 0; };
+const movMR8: Handler = (c, i) => { const s = 2 * (i.opReg[1] as number); c.write64(ea(c, i), c.gpr[s] as number, c.gpr[s + 1] as number); };
+const movMR4: Handler = (c, i) => { c.write32(ea(c, i), c.gpr[2 * (i.opReg[1] as number)] as number); };
+const movMI8: Handler = (c, i) => { c.write64(ea(c, i), i.imm, i.immHi); };
+const movMI4: Handler = (c, i) => { c.write32(ea(c, i), i.imm); };
+
+const pushR: Handler = (c, i) => { const r = 2 * (i.opReg[0] as number); push64(c, c.gpr[r] as number, c.gpr[r + 1] as number); };
+const popR: Handler = (c, i) => { const lo = pop64(c); const r = 2 * (i.opReg[0] as number); c.gpr[r] = lo; c.gpr[r + 1] = c.hi; };
+
+const JCC: Handler[] = [];
+for (let cc = 0; cc < 16; cc++) JCC.push((c, i) => { if (cond(c, cc)) c.nextRip += i.imm; });
+const jmpRel: Handler = (c, i) => { c.nextRip += i.imm; };
+const callRel: Handler = (c, i) => {
+  const ret = c.nextRip;
+  push64(c, ret, Math.floor(ret / T32));
+  c.nextRip = ret + i.imm;
+};
+const ret: Handler = (c) => { const lo = pop64(c); c.nextRip = c.hi * T32 + (lo >>> 0); };
+
+/** ROL/ROR r32, imm8: CF and OF as the SDM defines them; other flags kept (shift.ts). */
+function rot32(left: boolean): Handler {
+  return (c, i) => {
+    const n = (i.imm & 31);
+    if (n === 0) { c.gpr[2 * (i.opReg[0] as number) + 1] = 0; return; }
+    const d = 2 * (i.opReg[0] as number);
+    const v = c.gpr[d] as number;
+    const r = left ? (v << n) | (v >>> (32 - n)) : (v >>> n) | (v << (32 - n));
+    c.gpr[d] = r;
+    c.gpr[d + 1] = 0;
+    const msb = r >>> 31;
+    const cf = left ? r & 1 : msb;
+    const of = left ? msb ^ cf : msb ^ ((r >>> 30) & 1);
+    setCarryOverflow(c, FLAG_CF | FLAG_OF, cf | (of << 11));
+  };
+}
+
+/** SHL/SHR/SAR r32, imm8 (count 1-31). */
+function shift32(kind: number): Handler {
+  return (c, i) => {
+    const n = i.imm & 31;
+    const d = 2 * (i.opReg[0] as number);
+    const v = c.gpr[d] as number;
+    c.gpr[d + 1] = 0;
+    if (n === 0) return;
+    let r: number, cf: number, of: number;
+    if (kind === 0) { r = v << n; cf = (v >>> (32 - n)) & 1; of = (r >>> 31) ^ cf; }
+    else if (kind === 1) { r = v >>> n; cf = (v >>> (n - 1)) & 1; of = v >>> 31; }
+    else { r = v >> n; cf = (v >> (n - 1)) & 1; of = 0; }
+    c.gpr[d] = r;
+    c.lfOp = LF_CO; c.lfSize = 4; c.lfRes = r; c.lfResHi = 0; c.lfAux = cf | (of << 11);
+  };
+}
+
+/** Memory operand simple enough for the specialised path: 64-bit addressing, no 16-bit forms. */
+function plainMem(i: Op): boolean {
+  return i.asize === 8 && (i.base === BASE_RIP || i.base >= -1);
+}
+
+/** A specialised handler for `i` (by the name the table binds), or undefined to keep the generic one. */
+export function specialize(name: string, i: Op): Handler | undefined {
+  const k0 = i.opKind[0], k1 = i.opKind[1];
+  const size = i.opSize[0] as number;
+  const gpr = (n: number): boolean => i.opKind[n] === OP_GPR && (i.opReg[n] as number) < 16;
+  if (name === 'mov_mov' && (size === 8 || size === 4) && i.nops === 2) {
+    if (gpr(0) && gpr(1)) return size === 8 ? movRR8 : movRR4;
+    if (gpr(0) && k1 === OP_IMM) return size === 8 ? movRI8 : movRI4;
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return size === 8 ? movRM8 : movRM4;
+    if (k0 === OP_MEM && gpr(1) && plainMem(i)) return size === 8 ? movMR8 : movMR4;
+    if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return size === 8 ? movMI8 : movMI4;
+    return undefined;
+  }
+  const k = ALU_HANDLERS[name];
+  if (k !== undefined && (size === 8 || size === 4) && i.nops === 2) {
+    if (gpr(0) && gpr(1)) return aluRR(k, size);
+    if (gpr(0) && k1 === OP_IMM) return aluRI(k, size);
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return aluRM(k, size);
+    if ((k === CMP || k === TEST) && k0 === OP_MEM && plainMem(i) && (gpr(1) || k1 === OP_IMM)) return aluMX(k, size, k1 === OP_IMM);
+    return undefined;
+  }
+  if ((name === 'shift_rol' || name === 'shift_ror') && size === 4 && gpr(0) && k1 === OP_IMM) return rot32(name === 'shift_rol');
+  if ((name === 'shift_shl' || name === 'shift_shr' || name === 'shift_sar') && size === 4 && gpr(0) && k1 === OP_IMM) {
+    return shift32(name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : 2);
+  }
+  if (name === 'stack_push' && i.osize === 8 && gpr(0)) return pushR;
+  if (name === 'stack_pop' && i.osize === 8 && gpr(0)) return popR;
+  if (name === 'flow_jcc') return JCC[i.opcode & 15];
+  if (name === 'flow_jmp' && k0 === OP_REL) return jmpRel;
+  if (name === 'flow_call' && k0 === OP_REL) return callRel;
+  if (name === 'flow_ret' && i.nops === 0) return ret;
+  return undefined;
+}
