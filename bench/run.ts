@@ -4,12 +4,14 @@
  *
  *   node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process]
  *
+ * With --only, the other suites' rows already in DIR/results.json are kept.
+ *
  * --quick is the smoke run CI does (well under 2 minutes): every suite runs
  * with small sizes and the output is written to a temporary directory unless
  * --out says otherwise; its figures prove the harness works, not how fast
  * anything is.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +29,17 @@ import { vmmCosts } from './suites/vmm-costs.js';
 
 /** Suites in table order. */
 export const SUITES: Record<string, Suite> = { linux: linuxTcg, process: processMode, kvm: kvmExits, vmm: vmmCosts };
+
+/** Row id prefix of each suite's rows. */
+const ROW_PREFIX: Record<string, string> = { linux: 'linux.', process: 'process.', kvm: 'kvm.', vmm: 'vmm.' };
+
+function readPrevious(dir: string): BenchResults | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
+  } catch {
+    return undefined;
+  }
+}
 
 /** bench/results/ of this checkout (this file runs from dist/bench/). */
 export const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -60,8 +73,25 @@ export async function runBench(options: RunOptions): Promise<{ results: BenchRes
     log(`suite ${name}`);
     rows.push(...(await suite(ctx)));
   }
+  const date = new Date(started).toISOString();
+  const suiteDates: Record<string, string> = {};
+  for (const name of Object.keys(SUITES)) if (!options.only || options.only.includes(name)) suiteDates[name] = date;
+  // Re-running some suites into an existing results directory keeps the other suites' rows (and their dates).
+  const previous = options.only ? readPrevious(options.out) : undefined;
+  if (previous) {
+    for (const [name, prefix] of Object.entries(ROW_PREFIX)) {
+      if (options.only!.includes(name)) continue;
+      const kept = previous.rows.filter((r) => r.id.startsWith(prefix));
+      if (kept.length === 0) continue;
+      rows.push(...kept);
+      suiteDates[name] = previous.suiteDates?.[name] ?? previous.date;
+    }
+    const order = Object.values(ROW_PREFIX);
+    rows.sort((a, b) => order.findIndex((p) => a.id.startsWith(p)) - order.findIndex((p) => b.id.startsWith(p)));
+  }
   const results: BenchResults = {
-    date: new Date(started).toISOString(),
+    date,
+    suiteDates,
     mode: options.quick ? 'quick' : 'full',
     machine,
     rows,

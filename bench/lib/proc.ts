@@ -98,9 +98,16 @@ export function watch(cmd: string, args: string[], markers: readonly string[], e
   };
 }
 
+/** The last lines of a process's output, led by its first error line (Node prints a stack after it). */
 export function tail(text: string, lines = 3): string {
-  return text.trim().split('\n').slice(-lines).join(' | ') || '(no output)';
+  const all = text.trim().split('\n');
+  const error = all.find((l) => /\b\w*Error\b|error:/.test(l));
+  const last = all.slice(-lines);
+  return [...(error && !last.includes(error) ? [error] : []), ...last].join(' | ') || '(no output)';
 }
+
+/** How much larger than the guest's RAM its mapping may be (see memoryUse). */
+export const GUEST_MAPPING_SLACK = 64 * 2 ** 20;
 
 export interface MemoryUse {
   /** Resident bytes of the whole process. */
@@ -113,30 +120,36 @@ export interface MemoryUse {
 
 /**
  * Splits a process's resident memory into guest RAM and the rest, from
- * /proc/PID/smaps (proc(5)). Guest RAM is the anonymous or memfd mappings as
- * large as the guest's RAM (QEMU and typevisor each map it in one piece; QEMU
- * may add an alignment page): nothing else a VMM maps is that big.
+ * /proc/PID/smaps (proc(5)). Guest RAM is the largest anonymous or memfd
+ * mapping at least as large as the guest's RAM: QEMU and typevisor each map it
+ * in one piece, nothing else a VMM maps is that big. The slack allowed above
+ * the RAM size covers alignment pages and small anonymous neighbours the
+ * kernel merges into the same mapping (whose pages then count as guest RAM,
+ * understating the overhead by at most their size).
  */
 export function memoryUse(pid: number, guestBytes: number): MemoryUse {
   const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
   let rss = 0;
-  let guestRss = 0;
-  let isGuest = false;
+  let guest = { size: 0, rss: 0 };
+  let candidate: { size: number; rss: number } | undefined;
   for (const line of text.split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
     if (head) {
       const size = parseInt(head[2]!, 16) - parseInt(head[1]!, 16);
       const path = head[3] ?? '';
       const anonymous = path === '' || path.startsWith('/memfd:') || path.startsWith('[anon');
-      isGuest = anonymous && size >= guestBytes && size <= guestBytes + 4 * 2 ** 20;
+      candidate = anonymous && size >= guestBytes && size <= guestBytes + GUEST_MAPPING_SLACK ? { size, rss: 0 } : undefined;
       continue;
     }
     const r = /^Rss:\s+(\d+) kB$/.exec(line);
     if (r) {
       const bytes = Number(r[1]) * 1024;
       rss += bytes;
-      if (isGuest) guestRss += bytes;
+      if (candidate) {
+        candidate.rss = bytes;
+        if (candidate.size > guest.size) guest = candidate;
+      }
     }
   }
-  return { rss, guestRss, overhead: rss - guestRss };
+  return { rss, guestRss: guest.rss, overhead: rss - guest.rss };
 }

@@ -41,6 +41,8 @@ export function markdown(res: BenchResults): string {
   const out: string[] = [];
   out.push(`Measured ${res.date.slice(0, 10)} (${res.mode} run, ${Math.round(res.seconds)} s) on: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ` +
     `${m.os}, ${m.kernel}; KVM: ${m.kvm}; Node ${m.node}; ${m.qemu}; ${m.qemuUser}.`);
+  const dates = Object.entries(res.suiteDates ?? {}).filter(([, d]) => d.slice(0, 16) !== res.date.slice(0, 16));
+  if (dates.length) out.push(`Kept from earlier runs: ${dates.map(([s, d]) => `${s} (${d.slice(0, 16).replace('T', ' ')} UTC)`).join(', ')}.`);
   out.push('');
   out.push('Each figure is the median of n runs; spread is min–max of ours, then of the reference. Ratio = ours ÷ reference.');
   out.push('');
@@ -89,7 +91,7 @@ export function svgChart(group: string, rows: Row[]): string {
     const y = 36 + i * ROW_H;
     const sides = [row.ours, row.reference];
     const top = Math.max(...sides.map((s) => (isMeasured(s) ? s.max : 0)));
-    parts.push(`<text x="8" y="${y + 16}">${xml(row.benchmark.length > 46 ? `${row.benchmark.slice(0, 45)}…` : row.benchmark)}</text>`);
+    parts.push(`<text x="8" y="${y + 16}">${xml(row.benchmark.length > 40 ? `${row.benchmark.slice(0, 39)}…` : row.benchmark)}</text>`);
     parts.push(`<text x="8" y="${y + 32}" fill="#555">${xml(`${row.units}, ${row.better} is better`)}</text>`);
     sides.forEach((s, k) => {
       const by = y + 4 + k * 20;

@@ -54,6 +54,8 @@ export interface MachineInfo {
 export interface BenchResults {
   /** ISO 8601, when the run started. */
   date: string;
+  /** When each suite's rows were measured (differs from `date` for rows kept from an earlier run). */
+  suiteDates?: Record<string, string>;
   mode: 'full' | 'quick';
   machine: MachineInfo;
   rows: Row[];
