@@ -205,10 +205,9 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Built
 
   requireApt(tools);
   const apt = new Apt(tools);
-  const metaVersion = apt.resolve(names.kernel);
+  const [metaVersion, busyboxVersion] = apt.resolve([names.kernel, names.busybox]) as [string, string];
   const kernelPkg = apt.dependency(names.kernel, metaVersion, 'linux-image-');
-  const kernelVersion = apt.resolve(kernelPkg);
-  const busyboxVersion = apt.resolve(names.busybox);
+  const [kernelVersion] = apt.resolve([kernelPkg]) as [string];
   const stamp = aptListsStamp();
 
   const parent = dirname(out);

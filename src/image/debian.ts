@@ -90,24 +90,25 @@ export class Apt {
   }
 
   /**
-   * Like `candidate`, but an unknown package first gets an `apt-get update`
-   * (as root; the package lists may be missing or stale), and is then an error
-   * naming the package.
+   * Candidate versions of `pkgs` (one apt-cache run). Unknown packages first
+   * get an `apt-get update` (as root; the package lists may be missing or
+   * stale); one still unknown is an error naming it.
    */
-  resolve(pkg: string): string {
-    let v = this.candidate(pkg);
-    if (v === undefined && !this.updated && isRoot()) {
-      this.tools.log(`apt knows no ${pkg}: running apt-get update`);
+  resolve(pkgs: readonly string[]): string[] {
+    let found = this.candidates(pkgs);
+    if (pkgs.some((p) => !found.has(p)) && !this.updated && isRoot()) {
+      this.tools.log(`apt knows no ${pkgs.filter((p) => !found.has(p)).join(', ')}: running apt-get update`);
       const r = runTool(this.tools, 'apt-get', ['update', '-qq']);
       this.updated = true;
       if (r.status !== 0) throw new ImageError('package-unavailable', `apt-get update failed: ${aptReason(r.stderr)}`);
-      v = this.candidate(pkg);
+      found = this.candidates(pkgs);
     }
-    if (v === undefined) {
+    return pkgs.map((pkg) => {
+      const v = found.get(pkg);
+      if (v !== undefined) return v;
       const hint = isRoot() ? '' : ' (if the package lists are missing or stale, run: sudo apt-get update)';
       throw new ImageError('package-unavailable', `cannot download Debian package "${pkg}": apt knows no such package${hint}`);
-    }
-    return v;
+    });
   }
 
   /** The first `prefix…` package that `pkg=version` depends on (a metapackage's real package). */
