@@ -252,3 +252,33 @@ test('kvm/ioeventfd: close() releases every eventfd and ends the I/O worker', as
   assert.equal(fds(), before);
   engine.close();
 });
+
+// (A VM created and never run holds the process through its vCPU workers, notifiers or not.)
+test('kvm/ioeventfd: a process whose VM had notifiers exits by itself after the VM stops, without close()', (t) => {
+  const engine = kvm(t);
+  if (!engine) return;
+  engine.close();
+  const dist = new URL('../../', import.meta.url).href;
+  const child = `
+    import { KvmEngine } from '${dist}src/engine/kvm/index.js';
+    import { notifyGuest, NOTIFY_ADDRESS, REPLY_ADDRESS } from '${dist}bench/kvm/notify-guest.js';
+    const engine = new KvmEngine();
+    const { memory, boot } = notifyGuest(engine.memoryBacking(), { mode: 'round-trip', count: 3, value: 0, other: 7 });
+    let vm;
+    const dispatcher = { pio: (_c, port) => { if (port === 0x600) vm.requestStop({ reason: 'poweroff' }); }, mmio: () => {} };
+    vm = await engine.createVm({ memory, cpus: 1, boot, dispatcher });
+    vm.addMmioNotifier(NOTIFY_ADDRESS, 4, 0, () => memory.writeU32(REPLY_ADDRESS, vm.stats()['notify.writes']));
+    process.stdout.write((await vm.run()).reason);
+  `;
+  // A file, not --eval: workers inherit execArgv, and --input-type breaks their start.
+  const dir = mkdtempSync(join(tmpdir(), 'notify-exit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'child.mjs'), child);
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [join(dir, 'child.mjs')], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.error, undefined, 'the child exited before the timeout');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'poweroff');
+  // The I/O worker sleeps in poll() without a timeout: were it not ended when the VM stops, the child would hang.
+  assert.ok(Date.now() - t0 < 10_000, `exited after ${Date.now() - t0} ms`);
+});

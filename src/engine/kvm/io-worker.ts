@@ -73,7 +73,7 @@ function main(): void {
     if (Atomics.load(words, N.COMMAND) === NCMD_EXIT) return;
     if (Atomics.load(words, N.GENERATION) !== generation) reload();
     const spinning = spinMs > 0 && performance.now() < spinUntil;
-    const revents = pollSet(spinning ? 0 : data.sleepMs);
+    const revents = pollSet(spinning ? 0 : -1);
     if (!revents) continue;
     if (!spinning) Atomics.add(words, N.WAKES, 1);
     if (revents[0]) drain(data.controlFd);

@@ -79,12 +79,6 @@ export interface KvmEngineOptions {
 export const DEFAULT_MACHINE_SPIN_US = 50;
 export const DEFAULT_VCPU_SPIN_US = 20;
 export const DEFAULT_IO_SPIN_US = 0;
-/**
- * Longest single sleep of the I/O worker in poll(). The worker is ended when
- * the VM stops, so this only bounds how long a VM dropped without close() can
- * hold up the process's exit (Node joins worker threads on exit).
- */
-const IO_SLEEP_MS = 1000;
 /** Longest stretch the machine thread serves exits without letting the event loop run (ms). */
 const SERVE_SLICE_MS = 2;
 
@@ -264,7 +258,7 @@ export class KvmVm implements EngineVm {
   ) {
     this.runPromise = new Promise((resolve) => (this.resolveRun = resolve));
     if (ioeventfd) {
-      this.notifiers = new MmioNotifiers(vmFd, config.memory, this.doorbellSab, { spinMicros: spin.io, sleepMs: IO_SLEEP_MS }, (message) =>
+      this.notifiers = new MmioNotifiers(vmFd, config.memory, this.doorbellSab, { spinMicros: spin.io }, (message) =>
         // The write came from some vCPU; which one, the eventfd does not say.
         this.requestStop({ reason: 'engine-error', cpu: 0, message: `MMIO ${message}` }),
       );

@@ -46,6 +46,4 @@ export interface IoWorkerData {
   controlFd: number;
   /** How long the worker keeps polling (timeout 0) after an event before it sleeps in poll() (µs). */
   spinMicros: number;
-  /** Longest single sleep in poll() (ms): bounds how long a forgotten worker can hold up process exit. */
-  sleepMs: number;
 }

@@ -20,8 +20,6 @@ const LENGTHS = new Set([1, 2, 4, 8]);
 export interface NotifierOptions {
   /** I/O worker: polling budget after an event before sleeping in poll() (µs). */
   spinMicros: number;
-  /** I/O worker: longest single poll() sleep (ms). */
-  sleepMs: number;
 }
 
 interface Entry {
@@ -340,10 +338,13 @@ export class MmioNotifiers {
     Atomics.store(this.words, N.COMMAND, 0);
     const workerData: IoWorkerData = {
       channel: this.channel, doorbell: this.doorbell, controlFd: this.controlFd,
-      spinMicros: this.options.spinMicros, sleepMs: this.options.sleepMs,
+      spinMicros: this.options.spinMicros,
     };
     const worker = new Worker(new URL('./io-worker.js', import.meta.url), { workerData, name: 'kvm-io' });
-    // It must never keep the process alive by itself: the vCPU workers do that while the VM runs.
+    // It must never keep the process alive by itself: the vCPU workers do
+    // that while the VM exists and has not stopped. Once it has stopped,
+    // stop() ends this worker, which Node could not do while it sits in
+    // poll() (Node joins worker threads at exit).
     worker.unref();
     this.worker = worker;
     // Ready once it has acknowledged a generation (ACK starts at -1). A
