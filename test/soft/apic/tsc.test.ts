@@ -95,3 +95,26 @@ test('CPUID: 0x15 ratio and crystal, 0x16 MHz, ARAT, TSC-deadline, invariant TSC
   assert.deepEqual(leaf(2, [9, 8, 7, 6]), [9, 8, 7, 6], 'other leaves untouched');
   assert.equal(tscEarlyKhzArgument(1e9), 'tsc_early_khz=1000000');
 });
+
+test('readSplit gives the same 64-bit value as read, on the fast path and past it', () => {
+  const clock = new FakeClock(0);
+  const out = new Uint32Array(2);
+  const join = (): bigint => (BigInt(out[1]!) << 32n) | BigInt(out[0]!);
+  const tsc = new GuestTsc({ clock: clock.read });
+  for (const step of [0, 1, 4294967295, 1, 7e12, 0.4]) {
+    clock.advance(step);
+    tsc.readSplit(out);
+    assert.equal(join(), tsc.read());
+  }
+  for (const start of [(1n << 53n) - 3n, (1n << 64n) - 2n]) {
+    tsc.write(start);
+    clock.advance(5);
+    tsc.readSplit(out);
+    assert.equal(join(), tsc.read(), `from ${start}`);
+  }
+  const slow = new GuestTsc({ clock: clock.read, hz: 3e9 });
+  clock.advance(1000);
+  const i32 = new Int32Array(2);
+  slow.readSplit(i32);
+  assert.equal(i32[0], 3000);
+});
