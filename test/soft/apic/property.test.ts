@@ -159,18 +159,17 @@ test('IOAPIC: random programming, lines and EOIs never throw; only unmasked entr
   fc.assert(
     fc.property(fc.array(ioCmd, { maxLength: 200 }), (cmds) => {
       let accepting = true;
-      let io: IoApic | undefined;
       const deliver = (m: ApicMessage): boolean => {
         assert.ok(m.vector >= 0 && m.vector <= 0xff && m.destination >= 0 && m.destination <= 0xff && m.mode >= 0 && m.mode <= 7);
         let from = false;
         for (let pin = 0; pin < 24; pin++) {
-          const e: number = Number(io!.entry(pin) & 0xffffffffn);
+          const e: number = Number(io.entry(pin) & 0xffffffffn);
           if ((e & (1 << 16)) === 0 && (e & 0xff) === m.vector) from = true;
         }
         assert.ok(from, `message 0x${m.vector.toString(16)} from no unmasked entry`);
         return accepting;
       };
-      io = new IoApic({ deliver });
+      const io: IoApic = new IoApic({ deliver });
       for (const c of cmds) {
         switch (c.k) {
           case 'write': {
