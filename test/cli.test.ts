@@ -56,7 +56,7 @@ test('cli: usage errors exit 2 with one line', () => {
 
 test('cli: configuration values out of range', () => {
   const k = file('ok.elf', goodElf());
-  assertOneLineError(cli(['run']), /--kernel is required/);
+  assertOneLineError(cli(['run', '--initrd', k]), /--initrd needs --kernel/);
   assertOneLineError(cli(['run', '--kernel', k, '--cpus', '0']), /vCPU count must be at least 1/);
   assertOneLineError(cli(['run', '--kernel', k, '--cpus', 'two']), /--cpus "two" is not a whole number/);
   assertOneLineError(cli(['run', '--kernel', k, '--cpus', '4096']), /above the machine's limit of 255/);

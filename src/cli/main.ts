@@ -4,6 +4,8 @@ import { EXIT } from '../vmm/exit-status.js';
 import { runCommand, RUN_OPTIONS, RUN_USAGE } from './run.js';
 import { apiCommand, API_OPTIONS, API_USAGE } from './api.js';
 import { serveCommand, SERVE_OPTIONS, SERVE_USAGE } from './serve.js';
+import { imageCommand } from './image.js';
+import { execCommand } from './exec.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `typevisor ${VERSION}: a hypervisor in TypeScript
@@ -13,6 +15,8 @@ usage: typevisor <command> [options]
 commands:
   run        boot a Linux kernel (or any 64-bit boot-protocol image) in a new VM
   api        start a VMM driven by a Firecracker-compatible REST API on a Unix socket
+  exec       run a static x86-64 Linux program on the soft engine (process mode)
+  image      build the default guest image (Debian kernel + busybox initramfs) or ext4 disks
   serve      a web console managing many VMs on this host (one VMM process each)
   version    print the version
 
@@ -65,6 +69,10 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
         const { values } = parse(rest, API_OPTIONS);
         return await apiCommand(values, stderr);
       }
+      case 'exec':
+        return await execCommand(rest, stderr);
+      case 'image':
+        return await imageCommand(rest, { stdout: process.stdout, stderr });
       case 'serve': {
         if (rest.includes('--help') || rest.includes('-h')) {
           process.stdout.write(SERVE_USAGE);

@@ -3,6 +3,7 @@ import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
 import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice } from '../vmm/config.js';
 import { attachConsole } from '../backends/terminal.js';
+import { ensureDefaultImage } from '../image/index.js';
 
 export const RUN_OPTIONS = {
   kernel: { type: 'string' },
@@ -15,11 +16,12 @@ export const RUN_OPTIONS = {
   disk: { type: 'string', multiple: true },
 } as const;
 
-export const RUN_USAGE = `usage: typevisor run --kernel <bzImage|vmlinux> [options]
+export const RUN_USAGE = `usage: typevisor run [--kernel <bzImage|vmlinux>] [options]
 
 options:
   --kernel PATH     kernel image: a bzImage (compressed payloads are decompressed on the host)
-                    or a vmlinux ELF64
+                    or a vmlinux ELF64; without it, the default image (Debian's cloud kernel and
+                    a busybox initramfs, built and cached by 'typevisor image build')
   --initrd PATH     initial ramdisk
   --cmdline TEXT    kernel command line (default: "${DEFAULT_CMDLINE}")
   --cpus N          virtual CPUs (default 1)
@@ -80,8 +82,16 @@ export function parseDisks(specs: readonly string[]): DriveConfig[] {
   return drives;
 }
 
+/** The kernel and initrd to boot: the ones given, or the default image (built on first use). */
+async function bootFiles(values: RunValues, stderr: NodeJS.WritableStream): Promise<{ kernel: string; initrd?: string }> {
+  if (values.kernel) return { kernel: values.kernel, ...(values.initrd !== undefined && { initrd: values.initrd }) };
+  if (values.initrd !== undefined) throw new VmmError('invalid-config', '--initrd needs --kernel (without --kernel the default image brings its own initrd)');
+  const image = await ensureDefaultImage({ log: (line) => stderr.write(`typevisor: ${line}\n`) });
+  return { kernel: image.kernel, initrd: image.initrd };
+}
+
 export async function runCommand(values: RunValues, stderr: NodeJS.WritableStream): Promise<number> {
-  if (!values.kernel) throw new VmmError('invalid-config', '--kernel is required (a bzImage or vmlinux to boot)');
+  const files = await bootFiles(values, stderr);
   const vmm = new Vmm({ log: (line) => stderr.write(`typevisor: ${line}\n`) });
   vmm.configureMachine({
     ...(values.cpus !== undefined && { vcpuCount: parseCpus(values.cpus) }),
@@ -89,8 +99,8 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
     ...(values.engine !== undefined && { engine: parseEngine(values.engine) }),
   });
   vmm.configureBootSource({
-    kernelPath: values.kernel,
-    ...(values.initrd !== undefined && { initrdPath: values.initrd }),
+    kernelPath: files.kernel,
+    ...(files.initrd !== undefined && { initrdPath: files.initrd }),
     ...(values.cmdline !== undefined && { cmdline: values.cmdline }),
   });
   if (values.rng) vmm.configureEntropy({});
