@@ -53,6 +53,7 @@ export function lapicRig(options: Partial<LapicOptions> = {}, hz?: number): Lapi
 
 /** What Linux 6.1's setup_local_APIC + lapic_setup_esr leave behind on the boot CPU (apic.c). */
 export function linuxApicSetup(lapic: Lapic): void {
+  write32(lapic, 0x0f0, read32(lapic, 0x0f0) & ~0x100); // soft-disable first, in case kexec left it on
   write32(lapic, 0x0e0, 0xffffffff); // DFR flat
   write32(lapic, 0x0d0, (read32(lapic, 0x0d0) & 0x00ffffff) | (1 << 24)); // LDR: logical ID bit of CPU 0
   write32(lapic, 0x080, (read32(lapic, 0x080) & ~0xff) | 0x10); // TPR: block vectors 0..31
