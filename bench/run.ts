@@ -26,6 +26,7 @@ import { kvmExits } from './suites/kvm-exits.js';
 import { linuxTcg } from './suites/linux-tcg.js';
 import { processMode } from './suites/process-mode.js';
 import { vmmCosts } from './suites/vmm-costs.js';
+import { snapshotTypevisor } from './lib/vmms.js';
 
 /** Suites in table order. */
 export const SUITES: Record<string, Suite> = { linux: linuxTcg, process: processMode, kvm: kvmExits, vmm: vmmCosts };
@@ -68,10 +69,15 @@ export async function runBench(options: RunOptions): Promise<{ results: BenchRes
   const machine = await machineInfo(refs);
   const ctx: SuiteContext = { quick: options.quick, runs: options.quick ? 3 : 5, refs, kvm: kvmUsable(), log };
   const rows: Row[] = [];
-  for (const [name, suite] of Object.entries(SUITES)) {
-    if (options.only && !options.only.includes(name)) continue;
-    log(`suite ${name}`);
-    rows.push(...(await suite(ctx)));
+  const dropSnapshot = snapshotTypevisor();
+  try {
+    for (const [name, suite] of Object.entries(SUITES)) {
+      if (options.only && !options.only.includes(name)) continue;
+      log(`suite ${name}`);
+      rows.push(...(await suite(ctx)));
+    }
+  } finally {
+    dropSnapshot();
   }
   const date = new Date(started).toISOString();
   const suiteDates: Record<string, string> = {};

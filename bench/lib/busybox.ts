@@ -23,7 +23,8 @@ export function hostBusybox(ctx: Pick<SuiteContext, 'log'>): Tool {
     const tools: HostTools = { env: process.env, log: (l) => ctx.log(`busybox: ${l}`) };
     requireApt(tools);
     const apt = new Apt(tools);
-    const deb = apt.download(BUSYBOX_PACKAGE, apt.resolve(BUSYBOX_PACKAGE), benchCache('debs'));
+    const [version] = apt.resolve([BUSYBOX_PACKAGE]);
+    const deb = apt.download(BUSYBOX_PACKAGE, version!, benchCache('debs'));
     extractDeb(tools, deb, dir);
     cached = existsSync(path) ? { path } : { missing: `${BUSYBOX_PACKAGE} has no bin/busybox` };
   } catch (e) {

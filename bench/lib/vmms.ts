@@ -2,10 +2,35 @@
  * Command lines of the VMMs under comparison, booting the same guest image
  * with the same RAM and one vCPU.
  */
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** bin/typevisor.js of this checkout (this file runs from dist/bench/lib/). */
-export const TYPEVISOR_BIN = fileURLToPath(new URL('../../../bin/typevisor.js', import.meta.url));
+/** The checkout this file was built from (it runs from dist/bench/lib/). */
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** bin/typevisor.js the benchmarks run: the checkout's, or a snapshot of it (see snapshotTypevisor). */
+export let TYPEVISOR_BIN = join(ROOT, 'bin', 'typevisor.js');
+
+/**
+ * Copies bin/, dist/src/ and package.json to a private directory and runs
+ * typevisor from there, so a rebuild of the checkout during a long run (other
+ * work in the same tree) cannot hand half-written modules to VMs the
+ * benchmark starts. Returns a function that removes the copy.
+ */
+export function snapshotTypevisor(): () => void {
+  const dir = mkdtempSync(join(tmpdir(), 'typevisor-bench-snapshot-'));
+  cpSync(join(ROOT, 'bin'), join(dir, 'bin'), { recursive: true });
+  cpSync(join(ROOT, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  TYPEVISOR_BIN = join(dir, 'bin', 'typevisor.js');
+  return () => {
+    TYPEVISOR_BIN = join(ROOT, 'bin', 'typevisor.js');
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
 
 export interface Command {
   cmd: string;
