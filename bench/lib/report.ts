@@ -28,8 +28,10 @@ function spread(s: Side): string {
 function ratioCell(row: Row): string {
   const r = ratio(row);
   if (r === undefined) return '—';
-  const better = row.better === 'higher' ? r >= 1 : r <= 1;
-  return `${r >= 10 ? r.toFixed(0) : r.toFixed(2)}× ${better ? '(ours better)' : '(ref better)'}`;
+  const text = `${r >= 10 ? r.toFixed(0) : r.toFixed(2)}×`;
+  if (Math.abs(r - 1) < 0.005) return `${text} (equal)`;
+  const better = row.better === 'higher' ? r > 1 : r < 1;
+  return `${text} ${better ? '(ours better)' : '(ref better)'}`;
 }
 
 function escape(text: string): string {
