@@ -10,7 +10,7 @@
  */
 import { Vmm, type VmExitReport } from '../vmm/vmm.js';
 import { MiB } from '../arch/x86_64/layout.js';
-import type { EngineChoice } from '../vmm/config.js';
+import { DEFAULT_CMDLINE, type EngineChoice } from '../vmm/config.js';
 import { VERSION } from '../version.js';
 import { attachConsole, type Console } from '../backends/terminal.js';
 import { ApiError, HTTP } from './errors.js';
@@ -246,11 +246,33 @@ export class ApiController {
     this.extras = { smt: false, track_dirty_pages: next.track_dirty_pages ?? false, huge_pages: next.huge_pages ?? 'None' };
   }
 
+  /**
+   * Hands the stored drives to the Vmm in Firecracker's order (the root
+   * device first, so it is /dev/vda) and, as Firecracker does, names the root
+   * device on the kernel command line unless boot_args already chose one.
+   */
+  private attachDrives(): void {
+    const drives = this.devices.configs().drives;
+    for (const d of drives) {
+      this.vmm.configureDrive({ id: d.drive_id, pathOnHost: d.path_on_host!, readOnly: d.is_read_only ?? false });
+    }
+    const root = drives.find((d) => d.is_root_device);
+    const boot = this.vmm.config().boot;
+    if (root && boot) {
+      const cmdline = boot.cmdline ?? DEFAULT_CMDLINE;
+      if (!/(^|\s)root=/.test(cmdline)) {
+        const device = root.partuuid !== undefined ? `PARTUUID=${root.partuuid}` : '/dev/vda';
+        this.vmm.configureBootSource({ ...boot, cmdline: `${cmdline} root=${device} ${root.is_read_only ? 'ro' : 'rw'}` });
+      }
+    }
+  }
+
   private async start(): Promise<void> {
     this.preBoot('InstanceStart');
     const boot = this.vmm.config().boot;
     if (!boot) throw ApiError.badRequest('cannot start the microVM without a boot source: PUT /boot-source first');
     const serial = this.devices.configs().serial;
+    this.attachDrives();
     const entropy = this.devices.configs().entropy;
     if (entropy) {
       // Firecracker's bandwidth bucket: `size` bytes per `refill_time` ms.
@@ -286,7 +308,6 @@ export class ApiController {
     }
     const d = this.devices.configs();
     const pending = [
-      ...d.drives.map((x) => `drive ${x.drive_id}`),
       ...d.networkInterfaces.map((x) => `network interface ${x.iface_id}`),
       ...(d.vsock ? ['vsock'] : []),
     ];
@@ -380,7 +401,8 @@ export class ApiController {
       put('PATCH', '/drives/{drive_id}', 'drive', M.PARTIAL_DRIVE, async (p, b) => {
         this.checkIdMatch('drive_id', p.drive_id!, b.drive_id);
         this.postBoot('PATCH /drives');
-        await this.devices.patchDrive(b);
+        const d = await this.devices.patchDrive(b);
+        if (b.path_on_host !== undefined) this.vmm.configureDrive({ id: d.drive_id, pathOnHost: d.path_on_host!, readOnly: d.is_read_only ?? false });
       }),
       put('PUT', '/network-interfaces/{iface_id}', 'network', M.NETWORK_INTERFACE, (p, b) => {
         this.checkIdMatch('iface_id', p.iface_id!, b.iface_id);
