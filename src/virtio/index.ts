@@ -4,3 +4,4 @@ export * from './mmio.js';
 export * from './queue.js';
 export * from './rate-limiter.js';
 export * from './rng/index.js';
+export * from './blk/index.js';
