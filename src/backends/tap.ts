@@ -96,14 +96,19 @@ export class TapBackend implements NetBackend {
     this.stopFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     const data: ReaderData = { role: READER_ROLE, fd, stopFd: this.stopFd, control: this.control.buffer as SharedArrayBuffer, ring: this.ring.buffer as SharedArrayBuffer };
     this.worker = new Worker(new URL(import.meta.url), { workerData: data, name: `tap ${name}` });
-    // The VM, not its network card, decides when the process ends.
-    this.worker.unref();
     this.worker.on('message', (m: { error?: string }) => {
       if (m.error) this.failure = new Error(`tap ${name}: ${m.error}`);
     });
     this.worker.on('error', (e) => {
       this.failure = e;
     });
+    // The VM, not its network card, decides when the process ends (after the listeners: adding a
+    // 'message' listener refs the worker again).
+    this.worker.unref();
+    // A thread blocked in poll(2) cannot be terminated by Node; at process exit it would hold the
+    // process forever. Wake it so it returns by itself (both hooks run synchronously).
+    process.once('beforeExit', this.wakeReader);
+    process.once('exit', this.wakeReader);
     this.arm();
   }
 
@@ -159,19 +164,26 @@ export class TapBackend implements NetBackend {
     else setImmediate(wake);
   }
 
+  /** Tells the reader thread to stop, and wakes it wherever it sleeps. */
+  private readonly wakeReader = (): void => {
+    if (Atomics.exchange(this.control, STOP, 1) !== 0) return;
+    Atomics.notify(this.control, R);
+    // Settles the pending waitAsync so nothing stays armed.
+    Atomics.notify(this.control, W);
+    write(this.stopFd, new Uint8Array(new BigUint64Array([1n]).buffer));
+  };
+
   /** Stops the reader thread and closes the tap (the interface itself stays, it belongs to the administrator). */
   close(): Promise<void> {
     this.closed ??= new Promise<void>((resolve) => {
-      Atomics.store(this.control, STOP, 1);
-      Atomics.notify(this.control, R);
-      // Wake the W waiter so the pending waitAsync settles and nothing stays armed.
-      Atomics.notify(this.control, W);
+      process.off('beforeExit', this.wakeReader);
+      process.off('exit', this.wakeReader);
       this.worker.once('exit', () => {
         close(this.fd);
         close(this.stopFd);
         resolve();
       });
-      write(this.stopFd, new Uint8Array(new BigUint64Array([1n]).buffer));
+      this.wakeReader();
     });
     return this.closed;
   }

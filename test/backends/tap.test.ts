@@ -230,3 +230,19 @@ test('tap: an ARP request and an ICMP echo from the guest are answered by the ho
     tap.remove();
   }
 });
+
+test('tap: an open backend lets the process end, naturally or by process.exit (the reader thread is woken)', (t) => {
+  const tap = makeTap();
+  if (typeof tap === 'string') return t.skip(tap);
+  try {
+    const mod = new URL('../../src/backends/tap.js', import.meta.url).href;
+    for (const [how, code] of [['setTimeout(() => {}, 50)', 0], ['setTimeout(() => process.exit(3), 50)', 3]] as const) {
+      const script = `import('${mod}').then((m) => { m.TapBackend.open('${tap.name}'); ${how}; })`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000, encoding: 'utf8' });
+      assert.equal(r.signal, null, `${how}: still running after 10 s`);
+      assert.equal(r.status, code, r.stderr);
+    }
+  } finally {
+    tap.remove();
+  }
+});
