@@ -178,6 +178,8 @@ export class TapBackend implements NetBackend {
     this.closed ??= new Promise<void>((resolve) => {
       process.off('beforeExit', this.wakeReader);
       process.off('exit', this.wakeReader);
+      // Whoever awaits close() must not see the event loop end before the thread does.
+      this.worker.ref();
       this.worker.once('exit', () => {
         close(this.fd);
         close(this.stopFd);

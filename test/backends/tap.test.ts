@@ -221,7 +221,8 @@ test('tap: an ARP request and an ICMP echo from the guest are answered by the ho
       rtts.push(echo.ms);
     }
     rtts.sort((a, b) => a - b);
-    t.diagnostic(`ARP ${arp.ms.toFixed(3)} ms; ICMP echo round trip through device + tap + host kernel: median ${rtts[25]!.toFixed(3)} ms, min ${rtts[0]!.toFixed(3)} ms`);
+    // The test polls the used ring every millisecond, so only the minimum says something about the path.
+    t.diagnostic(`ARP (reader thread start included) ${arp.ms.toFixed(1)} ms; ICMP echo round trip, best of 50: ${(rtts[0]! * 1000).toFixed(0)} µs`);
     assert.ok(irq.edges > 0);
     assert.equal(net.metrics.txFrames, 51);
     assert.ok(net.metrics.rxFrames >= 51);
@@ -236,8 +237,12 @@ test('tap: an open backend lets the process end, naturally or by process.exit (t
   if (typeof tap === 'string') return t.skip(tap);
   try {
     const mod = new URL('../../src/backends/tap.js', import.meta.url).href;
-    for (const [how, code] of [['setTimeout(() => {}, 50)', 0], ['setTimeout(() => process.exit(3), 50)', 3]] as const) {
-      const script = `import('${mod}').then((m) => { m.TapBackend.open('${tap.name}'); ${how}; })`;
+    const cases: [string, number][] = [
+      ['setTimeout(() => {}, 50)', 0],
+      ['setTimeout(() => process.exit(3), 50)', 3],
+    ];
+    for (const [how, code] of cases) {
+      const script: string = `import('${mod}').then((m) => { m.TapBackend.open('${tap.name}'); ${how}; })`;
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000, encoding: 'utf8' });
       assert.equal(r.signal, null, `${how}: still running after 10 s`);
       assert.equal(r.status, code, r.stderr);
