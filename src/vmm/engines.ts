@@ -1,5 +1,6 @@
 import { EngineUnavailableError, type Engine, type ExitDispatcher } from '../engine/engine.js';
 import { KvmEngine } from '../engine/kvm/index.js';
+import { SoftEngine } from '../engine/soft/engine.js';
 import { allocateGuestMemory } from '../memory/index.js';
 import { bootCpuState } from '../boot/index.js';
 import { HIMEM_START, MiB, ZERO_PAGE_ADDR } from '../arch/x86_64/layout.js';
@@ -86,31 +87,28 @@ function openKvm(): KvmEngine {
   }
 }
 
-const SOFT_MISSING = 'the soft engine (typevisor\'s own x86-64 CPU) is not built yet';
-
 export async function selectEngine(choice: EngineChoice): Promise<EngineSelection> {
   switch (choice) {
     case 'kvm':
       return { engine: openKvm() };
     case 'soft':
-      throw new VmmError('engine-unavailable', `${SOFT_MISSING}; use --engine kvm on a host with KVM`);
+      return { engine: new SoftEngine() };
     case 'auto': {
       let kvm: KvmEngine;
       try {
         kvm = openKvm();
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
-        throw new VmmError('engine-unavailable', `no engine can run this guest here: ${why}, and ${SOFT_MISSING}`);
+        return { engine: new SoftEngine(), note: `engine: soft (${why})` };
       }
       const probe = await probeKvm(kvm);
       const rate = `${(probe.ips / 1e6).toFixed(probe.ips < 1e7 ? 1 : 0)} M instructions/s`;
       if (probe.native) return { engine: kvm, note: `engine: kvm (guest kernel code runs natively, ${rate})` };
       kvm.close();
-      throw new VmmError(
-        'engine-unavailable',
-        `no engine can run this guest fast here: KVM on this host emulates guest kernel code (${rate}; nested virtualization such as PVM), ` +
-          `and ${SOFT_MISSING}. Use --engine kvm to run it on KVM anyway.`,
-      );
+      return {
+        engine: new SoftEngine(),
+        note: `engine: soft (KVM here emulates guest kernel code: ${rate}; use --engine kvm to run on it anyway)`,
+      };
     }
   }
 }

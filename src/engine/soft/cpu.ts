@@ -6,7 +6,7 @@
  * by page offset and reused until the page is written (self-modifying code)
  * or unmapped; no allocation per executed instruction; int32 arithmetic.
  */
-import { decode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
+import { decode, type DecodeMode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
 import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { specialize } from './ops/fast.js';
@@ -16,12 +16,13 @@ import {
 } from './mmu.js';
 import { Op } from './op.js';
 import { CpuState } from './state.js';
+import type { SystemState } from './system.js';
 
 /** Why run() returned. */
 export const EXIT_LIMIT = 0; // the instruction budget ran out
 export const EXIT_STOP = 1; // requestStop() (a system call that blocks or ends the process)
 export const EXIT_EXCEPTION = 2; // an instruction faulted: cpu.exception
-export const EXIT_HLT = 3;
+export const EXIT_HLT = 3; // HLT: the CPU sleeps until an interrupt (cpu.halted)
 
 const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
@@ -43,8 +44,16 @@ export class Cpu extends CpuState {
   addr = 0;
   /** Instructions retired since creation. */
   icount = 0;
+  /** Machine-mode system registers; undefined for a process's CPU (src/process). */
+  sys: SystemState | undefined;
+  /** Linear address of the access being translated (CR2 of a page fault). */
+  faultAddr = 0;
   /** Set when run() returned EXIT_EXCEPTION. */
   exception: CpuException | undefined;
+  /** Decoding mode of the code segment (16/32/64-bit); set through setMode(). */
+  mode: DecodeMode = MODE_64;
+  /** Set by HLT; the machine clears it when it delivers an interrupt or a SIPI. */
+  halted = false;
   /** Reports an unimplemented instruction form (once per form). */
   log: (message: string) => void = (m) => process.stderr.write(`typevisor: ${m}\n`);
 
@@ -61,8 +70,16 @@ export class Cpu extends CpuState {
   private readonly wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
   private readonly xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
-  /** Decoded instructions of every page code was fetched from, by page number. */
-  private readonly code = new Map<number, CodePage>();
+  /**
+   * Decoded instructions by page frame: the frame stands for the physical
+   * page, so a write through any alias (Linux patches its text through a
+   * second mapping) finds and drops them.
+   */
+  private readonly code = new Map<PageFrame, CodePage>();
+  /** The frame each linear code page was last decoded from (invalidatePage). */
+  private readonly codeFrameOf = new Map<number, PageFrame>();
+  private readonly mmioBuf = new Uint8Array(8);
+  private readonly mmioView = new DataView(this.mmioBuf.buffer);
   private readonly fetchBuf = new Uint8Array(16);
 
   constructor(readonly platform: SoftPlatform) {
@@ -126,20 +143,24 @@ export class Cpu extends CpuState {
       return EXIT_EXCEPTION;
     }
     this.icount += n;
+    if (this.halted) return EXIT_HLT;
     return this.stopRequested === STOP_REQUESTED ? EXIT_STOP : EXIT_LIMIT;
   }
 
   /** The decoded-instruction page for `vpn`, checking execute permission. */
   private codePage(vpn: number): CodePage {
-    this.platform.translate(vpn, ACCESS_EXEC);
-    let ops = this.code.get(vpn);
+    this.faultAddr = this.rip;
+    const frame = this.platform.translate(vpn, ACCESS_EXEC);
+    if (frame.mmio !== undefined) throw new Error(`instruction fetch from MMIO (physical 0x${hex(frame.mmio)}) at 0x${hex(vpn * PAGE_SIZE)}`);
+    let ops = this.code.get(frame);
     if (ops === undefined) {
       ops = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
-      this.code.set(vpn, ops);
-      // Writes to a page with cached code must take the slow path to invalidate it.
-      const t = vpn & TLB_MASK;
-      if (this.wTag[t] === vpn) this.wTag[t] = NaN;
+      this.code.set(frame, ops);
+      // Writes to a page with cached code, through any alias, must take the slow path to invalidate it.
+      const wb = this.wBytes;
+      for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === frame.bytes) this.wTag[k] = NaN;
     }
+    this.codeFrameOf.set(vpn, frame);
     const t = vpn & TLB_MASK;
     this.xTag[t] = vpn;
     this.xCode[t] = ops;
@@ -149,16 +170,18 @@ export class Cpu extends CpuState {
   private decodeAt(rip: number, ops: CodePage, off: number): Op {
     const op = new Op();
     const vpn = Math.floor(rip / PAGE_SIZE);
+    this.faultAddr = rip;
     const frame = this.platform.translate(vpn, ACCESS_EXEC);
-    let status = decode(op, frame.bytes, off, PAGE_SIZE, MODE_64);
+    let status = decode(op, frame.bytes, off, PAGE_SIZE, this.mode);
     let straddles = false;
     if (status === STATUS_TRUNCATED) {
       // The instruction continues on the next page: decode from a copy and do not cache it.
       const n = PAGE_SIZE - off;
       this.fetchBuf.set(frame.bytes.subarray(off));
+      this.faultAddr = (vpn + 1) * PAGE_SIZE;
       const next = this.platform.translate(vpn + 1, ACCESS_EXEC);
       this.fetchBuf.set(next.bytes.subarray(0, 16 - n), n);
-      status = decode(op, this.fetchBuf, 0, 16, MODE_64);
+      status = decode(op, this.fetchBuf, 0, 16, this.mode);
       straddles = true;
     }
     op.address = rip;
@@ -192,12 +215,43 @@ export class Cpu extends CpuState {
     if (this.rTag[t] === vpn) this.rTag[t] = NaN;
     if (this.wTag[t] === vpn) this.wTag[t] = NaN;
     if (this.xTag[t] === vpn) this.xTag[t] = NaN;
-    const ops = this.code.get(vpn);
-    if (ops !== undefined) {
-      ops.fill(undefined);
-      this.code.delete(vpn);
-      this.codeDropped();
+    const frame = this.codeFrameOf.get(vpn);
+    if (frame !== undefined) {
+      this.codeFrameOf.delete(vpn);
+      this.dropCode(frame);
     }
+  }
+
+  private dropCode(frame: PageFrame): void {
+    const ops = this.code.get(frame);
+    if (ops === undefined) return;
+    ops.fill(undefined);
+    this.code.delete(frame);
+    this.xTag.fill(NaN);
+    this.codeDropped();
+  }
+
+  /**
+   * Forgets every translation but keeps decoded code (it is keyed by frame
+   * and revalidated through translate): INVLPG-wide flushes, CR3 writes,
+   * privilege changes (the TLB holds permissions checked at one CPL).
+   */
+  flushTlb(): void {
+    this.rTag.fill(NaN);
+    this.wTag.fill(NaN);
+    this.xTag.fill(NaN);
+    this.codeDropped();
+  }
+
+  /** Changes the decoding mode; decoded code of the old mode is dropped (mode switches are rare: trampolines). */
+  setMode(mode: DecodeMode): void {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    for (const ops of this.code.values()) ops.fill(undefined);
+    this.code.clear();
+    this.codeFrameOf.clear();
+    this.xTag.fill(NaN);
+    this.codeDropped();
   }
 
   /** Forgets every translation and all decoded code (execve, CR3 write). */
@@ -207,14 +261,18 @@ export class Cpu extends CpuState {
     this.xTag.fill(NaN);
     for (const ops of this.code.values()) ops.fill(undefined);
     this.code.clear();
+    this.codeFrameOf.clear();
     this.codeDropped();
   }
 
   // ---- Memory access: linear address `a` is a signed canonical number ----
 
+  /** Fills the read TLB for `a`; -1 for an MMIO page (never cached: every access reaches the device). */
   private rFill(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
+    this.faultAddr = a;
     const f = this.platform.translate(vpn, ACCESS_READ);
+    if (f.mmio !== undefined) return -1;
     const t = vpn & TLB_MASK;
     this.rTag[t] = vpn;
     this.rView[t] = f.view;
@@ -224,16 +282,11 @@ export class Cpu extends CpuState {
 
   private wFill(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
+    this.faultAddr = a;
     const f = this.platform.translate(vpn, ACCESS_WRITE);
-    const ops = this.code.get(vpn);
-    if (ops !== undefined) {
-      // Self-modifying code: forget what was decoded from this page.
-      ops.fill(undefined);
-      this.code.delete(vpn);
-      const x = vpn & TLB_MASK;
-      if (this.xTag[x] === vpn) this.xTag[x] = NaN;
-      this.codeDropped();
-    }
+    if (f.mmio !== undefined) return -1;
+    // Self-modifying code: forget what was decoded from this page.
+    if (this.code.has(f)) this.dropCode(f);
     const t = vpn & TLB_MASK;
     this.wTag[t] = vpn;
     this.wView[t] = f.view;
@@ -244,7 +297,10 @@ export class Cpu extends CpuState {
   read8(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    if (this.rTag[t] !== vpn) {
+      t = this.rFill(a);
+      if (t < 0) return this.mmioRead(a, 1);
+    }
     return (this.rBytes[t] as Uint8Array)[a & PAGE_MASK] as number;
   }
 
@@ -253,7 +309,10 @@ export class Cpu extends CpuState {
     if (off > PAGE_SIZE - 2) return this.read8(a) | (this.read8(a + 1) << 8);
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    if (this.rTag[t] !== vpn) {
+      t = this.rFill(a);
+      if (t < 0) return this.mmioRead(a, 2);
+    }
     return (this.rView[t] as DataView).getUint16(off, true);
   }
 
@@ -263,7 +322,10 @@ export class Cpu extends CpuState {
     if (off > PAGE_SIZE - 4) return this.read16(a) | (this.read16(a + 2) << 16);
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    if (this.rTag[t] !== vpn) {
+      t = this.rFill(a);
+      if (t < 0) return this.mmioRead(a, 4);
+    }
     return (this.rView[t] as DataView).getInt32(off, true);
   }
 
@@ -277,7 +339,10 @@ export class Cpu extends CpuState {
     }
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) t = this.rFill(a);
+    if (this.rTag[t] !== vpn) {
+      t = this.rFill(a);
+      if (t < 0) return this.mmioRead(a, 8);
+    }
     const v = this.rView[t] as DataView;
     this.hi = v.getInt32(off + 4, true);
     return v.getInt32(off, true);
@@ -286,7 +351,10 @@ export class Cpu extends CpuState {
   write8(a: number, value: number): void {
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    if (this.wTag[t] !== vpn) {
+      t = this.wFill(a);
+      if (t < 0) { this.mmioWrite(a, 1, value, 0); return; }
+    }
     (this.wBytes[t] as Uint8Array)[a & PAGE_MASK] = value;
   }
 
@@ -300,7 +368,10 @@ export class Cpu extends CpuState {
     }
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    if (this.wTag[t] !== vpn) {
+      t = this.wFill(a);
+      if (t < 0) { this.mmioWrite(a, 2, value, 0); return; }
+    }
     (this.wView[t] as DataView).setUint16(off, value, true);
   }
 
@@ -314,7 +385,10 @@ export class Cpu extends CpuState {
     }
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    if (this.wTag[t] !== vpn) {
+      t = this.wFill(a);
+      if (t < 0) { this.mmioWrite(a, 4, value, 0); return; }
+    }
     (this.wView[t] as DataView).setInt32(off, value, true);
   }
 
@@ -328,10 +402,36 @@ export class Cpu extends CpuState {
     }
     const vpn = Math.floor(a / PAGE_SIZE);
     let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) t = this.wFill(a);
+    if (this.wTag[t] !== vpn) {
+      t = this.wFill(a);
+      if (t < 0) { this.mmioWrite(a, 8, lo, hi); return; }
+    }
     const v = this.wView[t] as DataView;
     v.setInt32(off, lo, true);
     v.setInt32(off + 4, hi, true);
+  }
+
+  /** An access to a page the platform reports as MMIO: `size` bytes to the device, no TLB entry. */
+  private mmioRead(a: number, size: number): number {
+    const f = this.platform.translate(Math.floor(a / PAGE_SIZE), ACCESS_READ);
+    const data = this.mmioBuf.subarray(0, size);
+    data.fill(0);
+    this.platform.mmio?.((f.mmio ?? 0) + (a & PAGE_MASK), data, false);
+    const v = this.mmioView;
+    switch (size) {
+      case 8: this.hi = v.getInt32(4, true); return v.getInt32(0, true);
+      case 4: return v.getInt32(0, true);
+      case 2: return v.getUint16(0, true);
+      default: return v.getUint8(0);
+    }
+  }
+
+  private mmioWrite(a: number, size: number, lo: number, hi: number): void {
+    const f = this.platform.translate(Math.floor(a / PAGE_SIZE), ACCESS_WRITE);
+    const v = this.mmioView;
+    v.setInt32(0, lo, true);
+    v.setInt32(4, hi, true);
+    this.platform.mmio?.((f.mmio ?? 0) + (a & PAGE_MASK), this.mmioBuf.subarray(0, size), true);
   }
 
   /** Faults before a page-crossing write changes anything (writes are all-or-nothing). */

@@ -15,6 +15,8 @@ import type { CpuFeature } from './decode/index.js';
 export const ADVERTISED: ReadonlySet<CpuFeature> = new Set<CpuFeature>([
   'fpu', 'tsc', 'cx8', 'cmov', 'clflush', 'mmx', 'fxsr', 'sse', 'sse2', 'cx16',
   'popcnt', 'syscall', 'lahf_lm',
+  // Privileged (#GP at CPL 3 before the gate matters); machine mode implements it.
+  'msr',
 ]);
 
 // Leaf 1 EDX (SDM Vol. 2A, Table 3-11) and ECX (Table 3-10).

@@ -25,12 +25,15 @@ import { SHIFT } from './ops/shift.js';
 import { STACK } from './ops/stack.js';
 import { STRING } from './ops/string.js';
 import { SSE } from './ops/sse.js';
+import { SYSTEM } from './ops/system.js';
 import { X87 } from './ops/x87.js';
 import type { HandlerMap } from './ops/types.js';
 
 export const FAMILIES: Readonly<Record<string, HandlerMap>> = {
   alu: ALU, bit: BIT, branch: BRANCH, misc: MISC, mov: MOV, muldiv: MULDIV, shift: SHIFT, stack: STACK,
   string: STRING, sse: SSE, x87: X87,
+  // Last: machine-mode handlers override part-1 ones and hand back to them without a machine.
+  system: SYSTEM,
 };
 
 const ALL: HandlerMap = Object.assign({}, ...Object.values(FAMILIES)) as HandlerMap;

@@ -24,6 +24,11 @@ export const ACCESS_EXEC = 4;
 export interface PageFrame {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /**
+   * Set for a page that is not RAM: its physical address. The CPU never
+   * caches it and sends every access to `SoftPlatform.mmio`.
+   */
+  readonly mmio?: number;
 }
 
 /** Exception vectors (SDM Vol. 3A, Table 6-1). */
@@ -89,4 +94,9 @@ export interface SoftPlatform extends SoftMmu {
    * acts on the registers. It may ask the run loop to stop (cpu.requestStop).
    */
   syscall(cpu: unknown): void;
+  /**
+   * An access to an MMIO page (a frame with `mmio` set) at physical
+   * `address`: a read fills `data`, a write consumes it. Machine mode only.
+   */
+  mmio?(address: number, data: Uint8Array, isWrite: boolean): void;
 }
