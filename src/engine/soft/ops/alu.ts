@@ -3,6 +3,7 @@
  * NEG NOT, XADD, CMPXCHG, CMPXCHG8B/16B (SDM Vol. 2A/2B, one entry each).
  * Flags are recorded lazily (flags.ts).
  */
+import { OP_MEM } from '../decode/index.js';
 import { getCF, setStatus } from '../flags.js';
 import { CpuException, VEC_GP } from '../mmu.js';
 import type { Cpu } from '../cpu.js';
@@ -140,8 +141,9 @@ function alu_cmpxchg(c: Cpu, i: Op): void {
     const s = rd(c, i, 1, size);
     writeBack(c, i, 0, size, s, c.hi);
   } else {
-    // The destination is written back unchanged (a locked cycle always writes); the accumulator gets it.
-    writeBack(c, i, 0, size, d, dh);
+    // A memory destination is written back unchanged (a locked cycle always writes); a register
+    // destination is not written, so a 32-bit one keeps its upper half (as the host CPU does).
+    if (i.opKind[0] === OP_MEM) writeBack(c, i, 0, size, d, dh);
     writeReg(c, RAX, size, d, dh);
   }
 }
