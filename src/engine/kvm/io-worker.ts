@@ -72,11 +72,18 @@ function main(): void {
   for (;;) {
     if (Atomics.load(words, N.COMMAND) === NCMD_EXIT) return;
     if (Atomics.load(words, N.GENERATION) !== generation) reload();
+    if (Atomics.load(words, N.MACHINE_POLLING) === 1) {
+      // The machine thread takes the kicks; it wakes this word when it stops polling, or to command.
+      Atomics.wait(words, N.MACHINE_POLLING, 1);
+      continue;
+    }
     const spinning = spinMs > 0 && performance.now() < spinUntil;
     const revents = pollSet(spinning ? 0 : -1);
     if (!revents) continue;
     if (!spinning) Atomics.add(words, N.WAKES, 1);
     if (revents[0]) drain(data.controlFd);
+    // Woken by a kick while the machine thread polls: leave it to that thread.
+    if (Atomics.load(words, N.MACHINE_POLLING) === 1) continue;
     let fired = false;
     for (let i = 1; i < revents.length; i++) {
       if (!revents[i]) continue;

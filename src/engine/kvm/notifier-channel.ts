@@ -22,6 +22,11 @@ export const N = {
   ANY: 3,
   /** Times the worker came back from poll() (a figure for stats). */
   WAKES: 4,
+  /**
+   * 1 while the machine thread polls the eventfds itself: the worker then
+   * waits on this word instead of in poll(), so a kick wakes no third thread.
+   */
+  MACHINE_POLLING: 5,
 } as const;
 const HEADER_WORDS = 8;
 

@@ -207,6 +207,17 @@ export class MmioNotifiers {
     return fired;
   }
 
+  /**
+   * The machine thread says whether it is polling the eventfds itself
+   * (pollNow); while it is, the worker stays off them. Turned off before the
+   * machine thread sleeps, which wakes the worker to take over.
+   */
+  machinePolling(on: boolean): void {
+    if ((Atomics.load(this.words, N.MACHINE_POLLING) === 1) === on) return;
+    Atomics.store(this.words, N.MACHINE_POLLING, on ? 1 : 0);
+    if (!on) Atomics.notify(this.words, N.MACHINE_POLLING);
+  }
+
   private call(entry: Entry, writes: number): true {
     this.writes += writes;
     this.calls++;
@@ -326,6 +337,7 @@ export class MmioNotifiers {
   }
 
   private wakeWorker(): void {
+    Atomics.notify(this.words, N.MACHINE_POLLING);
     if (this.controlFd < 0) return;
     const one = new Uint8Array(8);
     one[0] = 1;
