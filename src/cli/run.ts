@@ -1,7 +1,7 @@
 import { Vmm } from '../vmm/vmm.js';
 import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
-import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice } from '../vmm/config.js';
+import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice, type NetConfig, type VsockConfig } from '../vmm/config.js';
 import { attachConsole } from '../backends/terminal.js';
 import { ensureDefaultImage } from '../image/index.js';
 
@@ -13,6 +13,8 @@ export const RUN_OPTIONS = {
   memory: { type: 'string' },
   engine: { type: 'string' },
   rng: { type: 'boolean' },
+  net: { type: 'string', multiple: true },
+  vsock: { type: 'string' },
   disk: { type: 'string', multiple: true },
 } as const;
 
@@ -26,6 +28,14 @@ options:
   --cmdline TEXT    kernel command line (default: "${DEFAULT_CMDLINE}")
   --cpus N          virtual CPUs (default 1)
   --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB (default 512M)
+  --net tap=NAME[,mac=MAC]
+                    a virtio-net NIC on an existing TAP device (repeatable); create it first:
+                    ip tuntap add dev tap0 mode tap && ip addr add 172.16.0.1/24 dev tap0 &&
+                    ip link set tap0 up
+  --vsock cid=N,uds=PATH
+                    virtio-vsock with guest CID N; the host connects to the Unix socket PATH
+                    and writes "CONNECT <port>\\n" to reach a guest listener; guest connections
+                    to host port P go to a listener at PATH_P
   --rng             add a virtio-rng entropy device (host crypto randomness, 1 MiB/s)
   --disk PATH[,ro][,id=NAME]
                     add a virtio-blk disk backed by the raw image PATH (its size a multiple
@@ -49,6 +59,8 @@ export interface RunValues {
   memory?: string;
   engine?: string;
   rng?: boolean;
+  net?: string[];
+  vsock?: string;
   disk?: string[];
 }
 
@@ -82,6 +94,40 @@ export function parseDisks(specs: readonly string[]): DriveConfig[] {
   return drives;
 }
 
+/** Splits `key=value,key=value` options; every key must be known. */
+function keyValues(flag: string, spec: string, keys: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    if (eq < 0 || !keys.includes(key)) throw new VmmError('invalid-config', `${flag} "${spec}": "${part}" is not one of ${keys.map((k) => `${k}=…`).join(', ')}`);
+    if (out.has(key)) throw new VmmError('invalid-config', `${flag} "${spec}": ${key} is given twice`);
+    out.set(key, part.slice(eq + 1));
+  }
+  return out;
+}
+
+/** `--net tap=NAME[,mac=MAC]`, repeatable; ids are net0, net1… */
+export function parseNets(specs: readonly string[]): NetConfig[] {
+  return specs.map((spec, n) => {
+    const kv = keyValues('--net', spec, ['tap', 'mac']);
+    const tap = kv.get('tap');
+    if (!tap) throw new VmmError('invalid-config', `--net "${spec}": tap=NAME is required`);
+    const mac = kv.get('mac');
+    return { id: `net${n}`, tap, ...(mac !== undefined && { mac }) };
+  });
+}
+
+/** `--vsock cid=N,uds=PATH`. */
+export function parseVsock(spec: string): VsockConfig {
+  const kv = keyValues('--vsock', spec, ['cid', 'uds']);
+  const cid = kv.get('cid');
+  const uds = kv.get('uds');
+  if (cid === undefined || !/^\d+$/.test(cid)) throw new VmmError('invalid-config', `--vsock "${spec}": cid=N (a whole number, 3 or more) is required`);
+  if (!uds) throw new VmmError('invalid-config', `--vsock "${spec}": uds=PATH is required`);
+  return { cid: Number(cid), udsPath: uds };
+}
+
 /** The kernel and initrd to boot: the ones given, or the default image (built on first use). */
 async function bootFiles(values: RunValues, stderr: NodeJS.WritableStream): Promise<{ kernel: string; initrd?: string }> {
   if (values.kernel) return { kernel: values.kernel, ...(values.initrd !== undefined && { initrd: values.initrd }) };
@@ -105,6 +151,8 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
   });
   if (values.rng) vmm.configureEntropy({});
   for (const drive of parseDisks(values.disk ?? [])) vmm.configureDrive(drive);
+  for (const net of parseNets(values.net ?? [])) vmm.configureNet(net);
+  if (values.vsock !== undefined) vmm.configureVsock(parseVsock(values.vsock));
   await vmm.start();
   const machine = vmm.runningMachine!;
   const console = attachConsole({

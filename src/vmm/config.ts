@@ -41,6 +41,48 @@ export interface DevicesConfig {
   entropy?: EntropyConfig;
   /** Disks, in slot order. */
   drives?: DriveConfig[];
+  nets?: NetConfig[];
+  vsock?: VsockConfig;
+}
+
+/** A virtio-net NIC on an existing host TAP device (Firecracker's network-interfaces). */
+export interface NetConfig {
+  id: string;
+  /** Name of a TAP device the host admin created (`ip tuntap add dev NAME mode tap`). */
+  tap: string;
+  /** Guest MAC, aa:bb:cc:dd:ee:ff; a random locally administered one when absent. */
+  mac?: string;
+}
+
+/** virtio-vsock with Firecracker's host side: a Unix socket at `udsPath` (CONNECT <port>). */
+export interface VsockConfig {
+  /** Guest context id, 3 .. 2^32 - 2. */
+  cid: number;
+  udsPath: string;
+}
+
+const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+const TAP_NAME_PATTERN = /^[^\s/]{1,15}$/;
+
+export function validateNet(n: NetConfig): void {
+  if (typeof n.id !== 'string' || !DRIVE_ID_PATTERN.test(n.id)) {
+    throw new VmmError('invalid-config', `network interface id "${String(n.id)}" must be 1 to 64 letters, digits, '_' or '-'`);
+  }
+  if (typeof n.tap !== 'string' || !TAP_NAME_PATTERN.test(n.tap)) {
+    throw new VmmError('invalid-config', `network interface ${n.id}: "${String(n.tap)}" is not a TAP device name (1 to 15 characters, no spaces or '/')`);
+  }
+  if (n.mac !== undefined) {
+    if (!MAC_PATTERN.test(n.mac)) throw new VmmError('invalid-config', `network interface ${n.id}: MAC "${n.mac}" is not six hex bytes separated by ':'`);
+    // Bit 0 of the first octet marks a multicast address (IEEE 802), which no NIC may own.
+    if (parseInt(n.mac.slice(0, 2), 16) & 1) throw new VmmError('invalid-config', `network interface ${n.id}: MAC ${n.mac} is a multicast address`);
+  }
+}
+
+export function validateVsock(v: VsockConfig): void {
+  if (!Number.isInteger(v.cid) || v.cid < 3 || v.cid > 0xffff_fffe) {
+    throw new VmmError('invalid-config', `vsock guest CID ${v.cid} is out of range (3 to 4294967294; 0-2 are reserved)`);
+  }
+  if (typeof v.udsPath !== 'string' || v.udsPath === '') throw new VmmError('invalid-config', 'vsock: a Unix socket path (uds) is required');
 }
 
 /** Drive ids: letters, digits, '_' and '-' (what Firecracker accepts, plus '-'), at most 64. */

@@ -10,6 +10,10 @@ import { DEFAULT_CMDLINE, type MachineConfig, type BootSourceConfig, type Device
 import { VirtioSlots } from './virtio-devices.js';
 import { VirtioRng } from '../virtio/index.js';
 import { BlockBackendError, FileBackend, VirtioBlock } from '../virtio/blk/index.js';
+import { VirtioNet } from '../virtio/net/index.js';
+import { VirtioVsock } from '../virtio/vsock/index.js';
+import { TapBackend } from '../backends/tap.js';
+import { UnixVsockBackend } from '../backends/unix-vsock.js';
 import { BusDispatcher } from './dispatcher.js';
 import { selectEngine } from './engines.js';
 import { LegacyDevices } from './legacy-devices.js';
@@ -44,6 +48,21 @@ export function openDrive(path: string, readOnly: boolean): FileBackend {
   }
 }
 
+/** Host-side resources behind the devices, released together when the VM ends or a build fails. */
+class HostResources {
+  readonly drives = new Map<string, VirtioBlock>();
+  private readonly closers: (() => Promise<void>)[] = [];
+
+  add(close: () => Promise<void>): void {
+    this.closers.push(close);
+  }
+
+  async close(): Promise<void> {
+    const closers = this.closers.splice(0);
+    await Promise.all(closers.map((c) => c().catch(() => {})));
+  }
+}
+
 /**
  * One x86-64 PC-like machine: RAM, the legacy devices, ACPI, a booted kernel,
  * and an engine running its vCPUs. Knows nothing of front ends; knows engines
@@ -58,24 +77,25 @@ export class Machine {
     private readonly virtio: VirtioSlots,
     private readonly dispatcher: BusDispatcher,
     private readonly releaseEngine: () => void,
-    private readonly drives: ReadonlyMap<string, VirtioBlock>,
+    private readonly host: HostResources,
   ) {}
 
   static async build(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions = {}): Promise<Machine> {
-    // Disk images are opened while planning; a build that fails later closes them.
-    const drives = new Map<string, VirtioBlock>();
+    // Host resources (disk images, TAPs, sockets) are opened while planning;
+    // a build that fails later releases them.
+    const host = new HostResources();
     try {
-      return await Machine.buildWith(config, options, drives);
+      return await Machine.buildWith(config, options, host);
     } catch (e) {
-      await Promise.all([...drives.values()].map((d) => d.close().catch(() => {})));
+      await host.close();
       throw e;
     }
   }
 
-  private static async buildWith(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions, drives: Map<string, VirtioBlock>): Promise<Machine> {
+  private static async buildWith(config: { machine: MachineConfig; boot: BootSourceConfig; devices?: DevicesConfig }, options: MachineOptions, host: HostResources): Promise<Machine> {
     const log = options.log ?? (() => {});
     const { machine, boot } = config;
-    const virtio = Machine.planVirtio(config.devices ?? {}, drives);
+    const virtio = await Machine.planVirtio(config.devices ?? {}, host);
     const kernel = await readInput(boot.kernelPath, 'kernel');
     const initrd = boot.initrdPath !== undefined ? await readInput(boot.initrdPath, 'initrd') : undefined;
     if (initrd && initrd.length >= machine.memBytes) {
@@ -117,16 +137,38 @@ export class Machine {
     }
     legacy.attach(pioBus, vm, machine.memBytes);
     virtio.attach(mmioBus, vm, memory, log);
-    return new Machine(engine.name, memory, vm, legacy, virtio, dispatcher, release, drives);
+    return new Machine(engine.name, memory, vm, legacy, virtio, dispatcher, release, host);
   }
 
-  private static planVirtio(devices: DevicesConfig, drives: Map<string, VirtioBlock>): VirtioSlots {
+  private static async planVirtio(devices: DevicesConfig, host: HostResources): Promise<VirtioSlots> {
     const slots = new VirtioSlots();
     for (const d of devices.drives ?? []) {
-      if (drives.has(d.id)) throw new VmmError('invalid-config', `two drives have the id "${d.id}"`);
+      if (host.drives.has(d.id)) throw new VmmError('invalid-config', `two drives have the id "${d.id}"`);
       const blk = new VirtioBlock({ backend: openDrive(d.pathOnHost, d.readOnly), id: d.id });
-      drives.set(d.id, blk);
+      host.drives.set(d.id, blk);
+      host.add(() => blk.close());
       slots.add(`virtio-blk:${d.id}`, blk);
+    }
+    for (const n of devices.nets ?? []) {
+      let tap: TapBackend;
+      try {
+        tap = TapBackend.open(n.tap);
+      } catch (e) {
+        throw new VmmError('bad-file', `network interface ${n.id}: ${(e as Error).message}`);
+      }
+      host.add(() => tap.close());
+      slots.add(`virtio-net:${n.id}`, new VirtioNet({ backend: tap, ...(n.mac !== undefined && { mac: n.mac }) }));
+    }
+    if (devices.vsock) {
+      const { cid, udsPath } = devices.vsock;
+      let uds: UnixVsockBackend;
+      try {
+        uds = await UnixVsockBackend.listen(udsPath);
+      } catch (e) {
+        throw new VmmError('bad-file', `vsock: ${(e as Error).message}`);
+      }
+      host.add(() => uds.close());
+      slots.add('virtio-vsock', new VirtioVsock({ cid, backend: uds }));
     }
     if (devices.entropy) {
       const rate = devices.entropy.rateBytesPerSec;
@@ -181,7 +223,7 @@ export class Machine {
    * gets a configuration change and rereads the capacity.
    */
   replaceDrive(id: string, pathOnHost: string): void {
-    const blk = this.drives.get(id);
+    const blk = this.host.drives.get(id);
     if (!blk) throw new VmmError('invalid-config', `no drive "${id}" in this VM`);
     blk.replaceBackend(openDrive(pathOnHost, blk.readOnly));
   }
@@ -189,7 +231,7 @@ export class Machine {
   async close(): Promise<void> {
     await this.vm.close();
     this.virtio.reset();
-    await Promise.all([...this.drives.values()].map((d) => d.close().catch(() => {})));
+    await this.host.close();
     this.releaseEngine();
   }
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { VmStop } from '../engine/engine.js';
 import { VmmError } from './errors.js';
-import { DEFAULT_MACHINE, validateDrive, validateMachine, type BootSourceConfig, type DevicesConfig, type DriveConfig, type EntropyConfig, type MachineConfig, type VmConfig } from './config.js';
+import { DEFAULT_MACHINE, validateDrive, validateMachine, type BootSourceConfig, type DevicesConfig, type NetConfig, type VsockConfig, type DriveConfig, type EntropyConfig, type MachineConfig, type VmConfig, validateNet, validateVsock } from './config.js';
 import { BlockBackendError, FileBackend } from '../virtio/blk/index.js';
 import { Machine, type MachineOptions } from './machine.js';
 import { describeStop } from './exit-status.js';
@@ -15,6 +15,8 @@ export type VmmAction =
   | { kind: 'configure-machine'; config: Partial<MachineConfig> }
   | { kind: 'configure-boot-source'; boot: BootSourceConfig }
   | { kind: 'configure-entropy'; entropy: EntropyConfig }
+  | { kind: 'configure-net'; net: NetConfig }
+  | { kind: 'configure-vsock'; vsock: VsockConfig }
   | { kind: 'configure-drive'; drive: DriveConfig }
   | { kind: 'start' }
   | { kind: 'pause' }
@@ -127,6 +129,27 @@ export class Vmm extends EventEmitter<VmmEvents> {
     this.devices = { ...this.devices, drives: next };
   }
 
+  /** Adds (or replaces, by id) a NIC on a host TAP device; before start only. */
+  configureNet(net: NetConfig): void {
+    this.requirePhase('configuring a network interface', 'not-started');
+    validateNet(net);
+    const nets = [...(this.devices.nets ?? [])];
+    const clash = nets.find((x) => x.id !== net.id && (x.tap === net.tap || (net.mac !== undefined && x.mac?.toLowerCase() === net.mac.toLowerCase())));
+    if (clash) throw new VmmError('invalid-config', `network interface ${net.id}: TAP ${net.tap} or its MAC is already used by ${clash.id}`);
+    const at = nets.findIndex((x) => x.id === net.id);
+    const n: NetConfig = { id: net.id, tap: net.tap, ...(net.mac !== undefined && { mac: net.mac }) };
+    if (at >= 0) nets[at] = n;
+    else nets.push(n);
+    this.devices = { ...this.devices, nets };
+  }
+
+  /** Sets the vsock device (one per VM); before start only. */
+  configureVsock(vsock: VsockConfig): void {
+    this.requirePhase('configuring vsock', 'not-started');
+    validateVsock(vsock);
+    this.devices = { ...this.devices, vsock: { cid: vsock.cid, udsPath: vsock.udsPath } };
+  }
+
   describe(): VmDescription {
     const d: VmDescription = { phase: this.phaseValue, config: this.config() };
     if (this.machine) {
@@ -221,6 +244,10 @@ export class Vmm extends EventEmitter<VmmEvents> {
         return this.configureBootSource(action.boot);
       case 'configure-entropy':
         return this.configureEntropy(action.entropy);
+      case 'configure-net':
+        return this.configureNet(action.net);
+      case 'configure-vsock':
+        return this.configureVsock(action.vsock);
       case 'configure-drive':
         return this.configureDrive(action.drive);
       case 'start':
