@@ -267,12 +267,25 @@ export class ApiController {
     }
   }
 
+  /** Network interfaces become virtio-net NICs on their TAPs; the vsock device its Unix socket. */
+  private attachNetAndVsock(): void {
+    const d = this.devices.configs();
+    for (const n of d.networkInterfaces) {
+      this.vmm.configureNet({ id: n.iface_id, tap: n.host_dev_name, ...(n.guest_mac !== undefined && { mac: n.guest_mac }) });
+      if (n.rx_rate_limiter || n.tx_rate_limiter || n.mtu !== undefined) {
+        this.logger.warn(ORIGIN, `network interface ${n.iface_id}: rate limiters and mtu are accepted but not applied yet`);
+      }
+    }
+    if (d.vsock) this.vmm.configureVsock({ cid: d.vsock.guest_cid, udsPath: d.vsock.uds_path });
+  }
+
   private async start(): Promise<void> {
     this.preBoot('InstanceStart');
     const boot = this.vmm.config().boot;
     if (!boot) throw ApiError.badRequest('cannot start the microVM without a boot source: PUT /boot-source first');
     const serial = this.devices.configs().serial;
     this.attachDrives();
+    this.attachNetAndVsock();
     const entropy = this.devices.configs().entropy;
     if (entropy) {
       // Firecracker's bandwidth bucket: `size` bytes per `refill_time` ms.
@@ -305,14 +318,6 @@ export class ApiController {
       const out = this.options.serialOutput ?? process.stdout;
       this.serialBatcher = new ByteBatcher((chunk) => out.write(chunk));
       machine.setSerialOutput(this.serialBatcher.writeByte);
-    }
-    const d = this.devices.configs();
-    const pending = [
-      ...d.networkInterfaces.map((x) => `network interface ${x.iface_id}`),
-      ...(d.vsock ? ['vsock'] : []),
-    ];
-    if (pending.length > 0) {
-      this.logger.warn(ORIGIN, `configured but not attached (the machine has no virtio devices of these kinds yet): ${pending.join(', ')}`);
     }
     this.logger.info(ORIGIN, `microVM started on the ${this.vmm.describe().engine ?? '?'} engine`);
   }

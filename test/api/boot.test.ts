@@ -7,6 +7,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildGuests, guestToolchainMissing } from '../guest/build-guests.js';
 import { kvmMissing } from '../guest/run-guest.js';
@@ -40,19 +41,29 @@ async function expectStatus(h: Harness, method: string, template: string, path: 
   if (msg) assert.match(faultOf(r), msg);
 }
 
-async function bootGuest(t: TestContext, h: Harness, cmdline: string): Promise<boolean> {
+/** A TAP for the NIC when root can make one (deleted after the test), else undefined. */
+function makeTap(t: TestContext, name: string): string | undefined {
+  if (process.getuid?.() !== 0 || spawnSync('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap']).status !== 0) {
+    t.diagnostic('no TAP device (needs root and iproute2): the NIC part of this test is left out');
+    return undefined;
+  }
+  t.after(() => void spawnSync('ip', ['link', 'del', name]));
+  return name;
+}
+
+async function bootGuest(t: TestContext, h: Harness, cmdline: string, tap?: string): Promise<boolean> {
   const why = unavailable();
   if (why) {
     t.skip(why);
     return false;
   }
+  if (tap) await expectStatus(h, 'PUT', '/network-interfaces/{iface_id}', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: tap }, 204);
   const guest = buildGuests().testGuest;
   const disk = join(h.dir, 'rootfs.img');
   writeFileSync(disk, Buffer.alloc(64 * 1024));
   await expectStatus(h, 'PUT', '/machine-config', '/machine-config', { vcpu_count: 2, mem_size_mib: 128, smt: false, engine: 'kvm' }, 204);
   await expectStatus(h, 'PUT', '/boot-source', '/boot-source', { kernel_image_path: guest, boot_args: cmdline }, 204);
   await expectStatus(h, 'PUT', '/drives/{drive_id}', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: disk, is_root_device: true, is_read_only: false }, 204);
-  await expectStatus(h, 'PUT', '/network-interfaces/{iface_id}', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0' }, 204);
   const started = performance.now();
   await expectStatus(h, 'PUT', '/actions', '/actions', { action_type: 'InstanceStart' }, 204);
   t.diagnostic(`InstanceStart answered in ${(performance.now() - started).toFixed(0)} ms`);
@@ -64,11 +75,11 @@ test('api boot on kvm: configure over the socket, start, read the serial console
   try {
     const metricsPath = join(h.dir, 'metrics.json');
     await expectStatus(h, 'PUT', '/metrics', '/metrics', { metrics_path: metricsPath }, 204);
-    if (!(await bootGuest(t, h, 'console=ttyS0 tg.test=boot tg.exit=halt'))) return;
+    const tap = makeTap(t, 'tvapi0');
+    if (!(await bootGuest(t, h, 'console=ttyS0 tg.test=boot tg.exit=halt', tap))) return;
     await until('the guest to halt', () => /^TG halt [^\n]*\n/m.test(h.serial()));
     assert.match(h.serial(), /typevisor test guest 1/);
     assert.match(h.serial(), /TG halt reason=requested/);
-    assert.match(h.log(), /configured but not attached .*: network interface eth0\n/);
     // The root drive is attached (virtio-blk, /dev/vda) and named on the command line, as Firecracker does.
     assert.match(h.serial(), /TG cmdline .*text=console=ttyS0\\x20tg\.test=boot\\x20tg\.exit=halt\\x20root=\/dev\/vda\\x20rw/);
 
@@ -97,13 +108,13 @@ test('api boot on kvm: configure over the socket, start, read the serial console
     await expectStatus(h, 'PATCH', '/drives/{drive_id}', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: disk2 }, 204);
     await expectStatus(h, 'PATCH', '/drives/{drive_id}', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: join(h.dir, 'gone.img') }, 400, /does not exist/);
     await expectStatus(h, 'PATCH', '/drives/{drive_id}', '/drives/nosuch', { drive_id: 'nosuch' }, 400, /no drive with ID nosuch/);
-    await expectStatus(h, 'PATCH', '/network-interfaces/{iface_id}', '/network-interfaces/eth0', { iface_id: 'eth0', tx_rate_limiter: { ops: { size: 100, refill_time: 1000 } } }, 204);
+    if (tap) await expectStatus(h, 'PATCH', '/network-interfaces/{iface_id}', '/network-interfaces/eth0', { iface_id: 'eth0', tx_rate_limiter: { ops: { size: 100, refill_time: 1000 } } }, 204);
     await expectStatus(h, 'PATCH', '/network-interfaces/{iface_id}', '/network-interfaces/eth9', { iface_id: 'eth9' }, 400, /no network interface with ID eth9/);
     await expectStatus(h, 'PUT', '/actions', '/actions', { action_type: 'FlushMetrics' }, 204);
     await expectStatus(h, 'PUT', '/actions', '/actions', { action_type: 'SendCtrlAltDel' }, 204);
     const cfg = (await call(h, 'GET', '/vm/config', '/vm/config')).body as { drives: { path_on_host: string }[]; 'network-interfaces': { tx_rate_limiter?: unknown }[] };
     assert.equal(cfg.drives[0]!.path_on_host, disk2);
-    assert.deepEqual(cfg['network-interfaces'][0]!.tx_rate_limiter, { ops: { size: 100, refill_time: 1000 } });
+    if (tap) assert.deepEqual(cfg['network-interfaces'][0]!.tx_rate_limiter, { ops: { size: 100, refill_time: 1000 } });
 
     const lines = readFileSync(metricsPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, Record<string, number>>);
     const withVm = lines.filter((l) => l.vm);
