@@ -288,7 +288,7 @@ export function templates(): Template[] {
     'cvttss2si ecx, xmm2', 'cvtsd2si rax, qword ptr [W + 16]', 'cvtsd2ss xmm0, xmm1', 'cvtss2sd xmm0, xmm1', 'cvtps2pd xmm0, xmm1', 'cvtpd2ps xmm0, xmm1',
     'cvtdq2ps xmm0, xmm1', 'cvtdq2pd xmm0, xmm1', 'cvttps2dq xmm0, xmm1', 'cvtps2dq xmm1, xmm0', 'cvtpd2dq xmm0, xmm1', 'cvttpd2dq xmm1, xmm0',
     'cvtsi2sd xmm0, rax; cvtsd2si rbx, xmm0', 'xorpd xmm1, xmm1; divsd xmm1, xmm1', 'xorps xmm0, xmm0; sqrtsd xmm0, xmm1; cvtsi2sd xmm1, rax; mulsd xmm1, xmm0',
-    'stmxcsr [W + 4]; mov eax, [W + 4]', 'mov [W], eax; or dword ptr [W], 0x1f80; and dword ptr [W], 0xffff; ldmxcsr [W]; addsd xmm0, xmm1; cvtsd2si rax, xmm0; stmxcsr [W + 8]', 'mov dword ptr [W], 0x11f80; ldmxcsr [W]']) add(code, code);
+    'stmxcsr [W + 4]; mov eax, [W + 4]; and eax, 0xffc0', 'mov [W], eax; or dword ptr [W], 0x1f80; and dword ptr [W], 0xffff; ldmxcsr [W]; addsd xmm0, xmm1; cvtsd2si rax, xmm0; stmxcsr [W + 8]; and dword ptr [W + 8], 0xffc0', 'mov dword ptr [W], 0x11f80; ldmxcsr [W]']) add(code, code);
   for (const p of ['eq', 'lt', 'le', 'unord', 'neq', 'nlt', 'nle', 'ord']) {
     add(`cmp${p}sd`, `cmp${p}sd xmm0, xmm1`);
     add(`cmp${p}ss`, `cmp${p}ss xmm0, xmm1`);

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  buildHarness, type CaseInput, compare, encodeCase, hasGcc, REC, runEmulated, runNative, type Template,
+  buildHarness, type CaseInput, compare, encodeCase, hasGcc, hex, REC, runEmulated, runNative, type Template,
 } from './native-harness.js';
 
 interface Regression {
@@ -34,6 +34,76 @@ const REGRESSIONS: Regression[] = [
     bug: 'cmpxchg m32 that misses writes the old value back and loads eax zero-extended',
     template: { code: 'lock cmpxchg [W + 16], ebx' },
     input: { regs: { rax: 0x1234567800000002n, rbx: 0x5n }, window: Uint8Array.from({ length: 128 }, (_, k) => k) },
+  },
+  {
+    bug: 'addsd ignored MXCSR.RC: rounding up',
+    template: { code: 'addsd xmm0, xmm1' },
+    input: { xmm: [0xd64645354127cc45013bbdb980000000n, 0x43ec14beae73b41c0000000000000080n], mxcsr: 0x5f80 },
+  },
+  {
+    bug: 'divsd ignored MXCSR.RC: 1/3 rounded up',
+    template: { code: 'divsd xmm0, xmm1' },
+    input: { xmm: [0x3ff0000000000000n, 0x4008000000000000n], mxcsr: 0x5f80 },
+  },
+  {
+    bug: 'sqrtsd ignored MXCSR.RC: sqrt(2) rounded down',
+    template: { code: 'sqrtsd xmm0, xmm1' },
+    input: { xmm: [0n, 0x4000000000000000n], mxcsr: 0x3f80 },
+  },
+  {
+    bug: 'mulss ignored MXCSR.RC: (1 + 2^-23)^2 rounded up',
+    template: { code: 'mulss xmm0, xmm1' },
+    input: { xmm: [0x3f800001n, 0x3f800001n], mxcsr: 0x5f80 },
+  },
+  {
+    bug: 'subsd of equal values rounding down gives -0',
+    template: { code: 'subsd xmm0, xmm1' },
+    input: { xmm: [0x3ff8000000000000n, 0x3ff8000000000000n], mxcsr: 0x3f80 },
+  },
+  {
+    bug: 'mulsd rounding up overflows to infinity, rounding toward zero to the largest finite value',
+    template: { code: 'movdqa xmm2, xmm0; mulsd xmm0, xmm1; mov dword ptr [W], 0x7f80; ldmxcsr [W]; mulsd xmm2, xmm1' },
+    input: { xmm: [0x7fe0000000000000n, 0x4000000000000000n], mxcsr: 0x5f80 },
+  },
+  {
+    bug: 'addsd ignored MXCSR.FZ: a denormal result is flushed to zero',
+    template: { code: 'addsd xmm0, xmm1' },
+    input: { xmm: [0x6a6c32bc16e05154000000000cd04a13n, 0x41e436d4aedd9f9600000000000000ean], mxcsr: 0x9f80 },
+  },
+  {
+    bug: 'addsd ignored MXCSR.DAZ: denormal operands read as zero',
+    template: { code: 'addsd xmm0, xmm1' },
+    input: { xmm: [1n, 1n], mxcsr: 0x1fc0 },
+  },
+  {
+    bug: 'minsd under DAZ returns the second operand flushed when the first is a NaN',
+    template: { code: 'minsd xmm0, xmm1' },
+    input: { xmm: [0x3fe721d3d4b17e1c7fffffffffffffffn, 0xc3e997f676ab019a8003a3aff44266bcn], mxcsr: 0x9fc0 },
+  },
+  {
+    bug: 'comisd under DAZ sees a denormal equal to zero',
+    template: { code: 'comisd xmm0, xmm1' },
+    input: { xmm: [1n, 0n], mxcsr: 0x1fc0 },
+  },
+  {
+    bug: 'cvtsi2ss from a 64-bit integer rounded twice (through binary64)',
+    template: { code: 'cvtsi2ss xmm0, rax' },
+    input: { regs: { rax: 0x1000001000000001n } },
+  },
+  {
+    bug: 'cvtsi2sd from a 64-bit integer ignored MXCSR.RC',
+    template: { code: 'cvtsi2sd xmm0, rax' },
+    input: { regs: { rax: 0x7fffffffffffffffn }, mxcsr: 0x3f80 },
+  },
+  {
+    bug: 'cvtdq2ps ignored MXCSR.RC',
+    template: { code: 'cvtdq2ps xmm0, xmm1' },
+    input: { xmm: [0n, 0x7fffffff7fffffff7fffffff7fffffffn], mxcsr: 0x3f80 },
+  },
+  {
+    bug: 'cvtsd2ss ignored MXCSR.RC: 1/3 toward zero',
+    template: { code: 'cvtsd2ss xmm0, xmm1' },
+    input: { xmm: [0n, 0x3fd5555555555555n], mxcsr: 0x7f80 },
   },
 ];
 

@@ -375,69 +375,203 @@ const fadd: F2 = (a, b) => a + b;
 const fsub: F2 = (a, b) => a - b;
 const fmul: F2 = (a, b) => a * b;
 const fdiv: F2 = (a, b) => a / b;
+const fsqrt: F2 = (_a, b) => Math.sqrt(b);
+const OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_SQRT = 4;
+const OPS: readonly F2[] = [fadd, fsub, fmul, fdiv, fsqrt];
+
+// ---- MXCSR rounding control, flush-to-zero, denormals-are-zeros (SDM Vol. 1, 10.2.3) ----
+
+const MXCSR_DAZ = 1 << 6; // denormal source operands read as zero
+const MXCSR_UM = 1 << 11; // underflow masked (flush-to-zero acts only then)
+const MXCSR_RC_SHIFT = 13; // rounding control: 0 nearest even, 1 down, 2 up, 3 toward zero
+const MXCSR_FZ = 1 << 15; // tiny results flushed to zero
+/** MXCSR bits that take floating point off the round-to-nearest path. */
+const MXCSR_SLOW = MXCSR_DAZ | (3 << MXCSR_RC_SHIFT) | MXCSR_FZ;
+const RC_DOWN = 1, RC_UP = 2, RC_ZERO = 3;
+
+const MIN_NORMAL64 = 2.2250738585072014e-308;
+const MIN_NORMAL32 = 1.1754943508222875e-38;
+const MAX32 = 3.4028234663852886e38;
+
+const bitsBuf = new DataView(new ArrayBuffer(8));
+
+/** A denormal read as a zero of its sign (DAZ). */
+function daz(x: number, single: boolean): number {
+  return x !== 0 && x > -(single ? MIN_NORMAL32 : MIN_NORMAL64) && x < (single ? MIN_NORMAL32 : MIN_NORMAL64) ? (x < 0 ? -0 : 0) : x;
+}
+
+/** Finite x as the exact integer x * 2^1074 (every binary64 value is a multiple of 2^-1074). */
+function scaled(x: number): bigint {
+  bitsBuf.setFloat64(0, x, true);
+  const hi = bitsBuf.getUint32(4, true), e = (hi >>> 20) & 0x7ff;
+  let m = (BigInt(hi & 0xfffff) << 32n) | BigInt(bitsBuf.getUint32(0, true));
+  if (e !== 0) m = (m | (1n << 52n)) << BigInt(e - 1);
+  return hi >>> 31 !== 0 ? -m : m;
+}
+
+function signOf(v: bigint): number {
+  return v > 0n ? 1 : v < 0n ? -1 : 0;
+}
+
+/** The sign of (exact result - r) for op on finite a, b: which side of the exact value r lies on. */
+function errorSign(op: number, a: number, b: number, r: number): number {
+  switch (op) {
+    case OP_ADD: return signOf(scaled(a) + scaled(b) - scaled(r));
+    case OP_SUB: return signOf(scaled(a) - scaled(b) - scaled(r));
+    case OP_MUL: return signOf(scaled(a) * scaled(b) - (scaled(r) << 1074n));
+    case OP_DIV: return signOf((scaled(a) << 1074n) - scaled(r) * scaled(b)) * (b < 0 ? -1 : 1);
+    default: { const R = scaled(r); return signOf((scaled(b) << 1074n) - R * R); }
+  }
+}
+
+/** The neighbour of r toward +infinity (up) or -infinity, in binary64 or binary32. */
+function nextAfter(r: number, up: boolean, single: boolean): number {
+  if (r === 0) return (up ? 1 : -1) * (single ? 1.401298464324817e-45 : 5e-324);
+  const away = (r > 0) === up;
+  if (single) {
+    bitsBuf.setFloat32(0, r, true);
+    bitsBuf.setUint32(0, bitsBuf.getUint32(0, true) + (away ? 1 : -1), true);
+    return bitsBuf.getFloat32(0, true);
+  }
+  bitsBuf.setFloat64(0, r, true);
+  bitsBuf.setBigUint64(0, bitsBuf.getBigUint64(0, true) + (away ? 1n : -1n), true);
+  return bitsBuf.getFloat64(0, true);
+}
+
+/**
+ * A round-to-nearest result r (not NaN) redone under MXCSR: rounded down, up
+ * or toward zero when inexact (errorSign `s` says on which side of the exact
+ * value r lies), overflow to the largest finite value where the mode says so,
+ * and a tiny result flushed to zero under FZ with underflow masked.
+ */
+function directed(mxcsr: number, r: number, s: number, overflowed: boolean, single: boolean): number {
+  const mode = (mxcsr >> MXCSR_RC_SHIFT) & 3;
+  if (overflowed) {
+    const max = single ? MAX32 : Number.MAX_VALUE;
+    if (r > 0 && (mode === RC_DOWN || mode === RC_ZERO)) r = max;
+    else if (r < 0 && (mode === RC_UP || mode === RC_ZERO)) r = -max;
+  } else if (s !== 0 && mode !== 0) {
+    if (mode === RC_UP ? s > 0 : mode === RC_DOWN ? s < 0 : (r > 0 && s < 0) || (r < 0 && s > 0)) r = nextAfter(r, s > 0, single);
+  }
+  if ((mxcsr & (MXCSR_FZ | MXCSR_UM)) === (MXCSR_FZ | MXCSR_UM) && r !== 0 && Math.abs(r) < (single ? MIN_NORMAL32 : MIN_NORMAL64)) r = r < 0 ? -0 : 0;
+  return r;
+}
+
+/**
+ * One lane of ADD/SUB/MUL/DIV/SQRT under a non-default MXCSR: DAZ on the
+ * operands, then the round-to-nearest result corrected to the mode.
+ * Returns NaN when the result is a NaN (the caller applies the SSE NaN rules).
+ */
+function arithLane(mxcsr: number, op: number, a: number, b: number, single: boolean): number {
+  if ((mxcsr & MXCSR_DAZ) !== 0) { a = daz(a, single); b = daz(b, single); }
+  const f = OPS[op] as F2;
+  const r = single ? Math.fround(f(a, b)) : f(a, b);
+  if (r !== r) return r;
+  const finiteIn = (op === OP_SQRT || Number.isFinite(a)) && Number.isFinite(b);
+  if (!finiteIn || (op === OP_DIV && b === 0)) return r;
+  if (!Number.isFinite(r)) return directed(mxcsr, r, 0, true, single);
+  const s = errorSign(op, a, b, r);
+  // An exact zero sum of opposite-signed operands is -0 when rounding down (IEEE 754-2008, 6.3).
+  if (r === 0 && s === 0 && ((mxcsr >> MXCSR_RC_SHIFT) & 3) === RC_DOWN && (op === OP_ADD || op === OP_SUB)) {
+    const bb = op === OP_SUB ? -b : b;
+    if (a !== 0 || bb !== 0 || Object.is(a, -0) || Object.is(bb, -0)) return -0;
+  }
+  return directed(mxcsr, r, s, false, single);
+}
+
+/**
+ * x87 arithmetic at 53-bit precision under FCW.RC (same encoding as
+ * MXCSR.RC): binary64 `op` (OP_ADD … OP_SQRT; for OP_SQRT only b) rounded
+ * down, up or toward zero.
+ */
+export function x87Rounded(rc: number, op: number, a: number, b: number): number {
+  return arithLane((rc & 3) << MXCSR_RC_SHIFT, op, a, b, false);
+}
+
+export { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB };
+
+/** A double narrowed to binary32 under MXCSR (CVTSD2SS, CVTPD2PS): DAZ, rounding control, FZ. */
+function toSingle(mxcsr: number, v: number): number {
+  if ((mxcsr & MXCSR_SLOW) === 0) return Math.fround(v);
+  if ((mxcsr & MXCSR_DAZ) !== 0) v = daz(v, false);
+  const r = Math.fround(v);
+  if (r !== r || !Number.isFinite(v)) return r;
+  if (!Number.isFinite(r)) return directed(mxcsr, r, 0, true, true);
+  return directed(mxcsr, r, v > r ? 1 : v < r ? -1 : 0, false, true);
+}
+
+/** An integer converted to binary64 or binary32, rounded by MXCSR.RC (CVTSI2SD/SS, CVTDQ2PS). */
+function fromInt(v: bigint, single: boolean, mode: number): number {
+  const neg = v < 0n;
+  let m = neg ? -v : v;
+  const bits = m.toString(2).length, p = single ? 24 : 53;
+  if (m === 0n || bits <= p) return Number(v);
+  const shift = BigInt(bits - p);
+  let q = m >> shift;
+  const rem = m - (q << shift), half = 1n << (shift - 1n);
+  const up = mode === 0 ? rem > half || (rem === half && (q & 1n) === 1n)
+    : mode === RC_UP ? !neg && rem !== 0n : mode === RC_DOWN ? neg && rem !== 0n : false;
+  if (up) q += 1n;
+  m = q << shift;
+  return Number(neg ? -m : m);
+}
 
 /** Arithmetic on `count` double lanes (1: scalar sd, 2: packed pd). */
-function arithD(f: F2, count: number): Handler {
+function arithD(op: number, count: number): Handler {
+  const f = OPS[op] as F2;
   return (c, i) => {
     const s = src(c, i, 1, count * 8);
     const d = i.opReg[0] as number;
     const F = c.xmmF64;
+    const slow = (c.mxcsr & MXCSR_SLOW) !== 0;
     for (let k = 0; k < count; k++) {
       const a = F[d * 2 + k] as number, b = F[s * 2 + k] as number;
-      const r = f(a, b);
-      if (r !== r) nan64(c.xmm, d * 4 + 2 * k, d * 4 + 2 * k, s * 4 + 2 * k, a !== a, b !== b);
-      else F[d * 2 + k] = r;
+      const r = slow ? arithLane(c.mxcsr, op, a, b, false) : f(a, b);
+      if (r !== r) {
+        if (op === OP_SQRT) nan64(c.xmm, d * 4 + 2 * k, s * 4 + 2 * k, s * 4 + 2 * k, b !== b, false);
+        else nan64(c.xmm, d * 4 + 2 * k, d * 4 + 2 * k, s * 4 + 2 * k, a !== a, b !== b);
+      } else F[d * 2 + k] = r;
     }
   };
 }
 
-function arithS(f: F2, count: number): Handler {
+function arithS(op: number, count: number): Handler {
+  const f = OPS[op] as F2;
   return (c, i) => {
     const s = src(c, i, 1, count * 4);
     const d = i.opReg[0] as number;
     const F = c.xmmF32;
+    const slow = (c.mxcsr & MXCSR_SLOW) !== 0;
     for (let k = 0; k < count; k++) {
       const a = F[d * 4 + k] as number, b = F[s * 4 + k] as number;
-      const r = Math.fround(f(a, b));
-      if (r !== r) nan32(c.xmm, d * 4 + k, d * 4 + k, s * 4 + k, a !== a, b !== b);
-      else F[d * 4 + k] = r;
+      const r = slow ? arithLane(c.mxcsr, op, a, b, true) : Math.fround(f(a, b));
+      if (r !== r) {
+        if (op === OP_SQRT) nan32(c.xmm, d * 4 + k, s * 4 + k, s * 4 + k, b !== b, false);
+        else nan32(c.xmm, d * 4 + k, d * 4 + k, s * 4 + k, a !== a, b !== b);
+      } else F[d * 4 + k] = r;
     }
   };
 }
 
-/** MIN/MAX: the second operand when either is NaN or both are zero (SDM "MINSD"). */
+/** MIN/MAX: the second operand when either is NaN or both are zero (SDM "MINSD"); DAZ reads denormals as zeros. */
 function minmax(max: boolean, dbl: boolean, count: number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, count * (dbl ? 8 : 4));
     const d = i.opReg[0] as number;
     const x = c.xmm;
+    const dz = (c.mxcsr & MXCSR_DAZ) !== 0;
     for (let k = 0; k < count; k++) {
-      const a = dbl ? c.xmmF64[d * 2 + k] as number : c.xmmF32[d * 4 + k] as number;
-      const b = dbl ? c.xmmF64[s * 2 + k] as number : c.xmmF32[s * 4 + k] as number;
+      let a = dbl ? c.xmmF64[d * 2 + k] as number : c.xmmF32[d * 4 + k] as number;
+      let b = dbl ? c.xmmF64[s * 2 + k] as number : c.xmmF32[s * 4 + k] as number;
+      if (dz) { a = daz(a, !dbl); b = daz(b, !dbl); }
       const takeA = max ? a > b : a < b;
-      if (!takeA) {
+      if (dz && (takeA || b === b)) {
+        // The operand taken is the one read under DAZ (a flushed denormal gives a zero).
+        const r = takeA ? a : b;
+        if (dbl) c.xmmF64[d * 2 + k] = r; else c.xmmF32[d * 4 + k] = r;
+      } else if (!takeA) {
         if (dbl) { x[d * 4 + 2 * k] = x[s * 4 + 2 * k] as number; x[d * 4 + 2 * k + 1] = x[s * 4 + 2 * k + 1] as number; }
         else x[d * 4 + k] = x[s * 4 + k] as number;
-      }
-    }
-  };
-}
-
-function sqrtOp(dbl: boolean, count: number): Handler {
-  return (c, i) => {
-    const s = src(c, i, 1, count * (dbl ? 8 : 4));
-    const d = i.opReg[0] as number;
-    for (let k = 0; k < count; k++) {
-      if (dbl) {
-        const b = c.xmmF64[s * 2 + k] as number;
-        const r = Math.sqrt(b);
-        if (r !== r) nan64(c.xmm, d * 4 + 2 * k, s * 4 + 2 * k, s * 4 + 2 * k, b !== b, false);
-        else c.xmmF64[d * 2 + k] = r;
-      } else {
-        const b = c.xmmF32[s * 4 + k] as number;
-        const r = Math.fround(Math.sqrt(b));
-        if (r !== r) nan32(c.xmm, d * 4 + k, s * 4 + k, s * 4 + k, b !== b, false);
-        else c.xmmF32[d * 4 + k] = r;
       }
     }
   };
@@ -483,12 +617,17 @@ function cmpOp(dbl: boolean, count: number): Handler {
     const s = src(c, i, 1, count * (dbl ? 8 : 4));
     const d = i.opReg[0] as number;
     const x = c.xmm;
+    const dz = (c.mxcsr & MXCSR_DAZ) !== 0;
     for (let k = 0; k < count; k++) {
       if (dbl) {
-        const r = cmpPred(c.xmmF64[d * 2 + k] as number, c.xmmF64[s * 2 + k] as number, i.imm) ? -1 : 0;
+        let a = c.xmmF64[d * 2 + k] as number, b = c.xmmF64[s * 2 + k] as number;
+        if (dz) { a = daz(a, false); b = daz(b, false); }
+        const r = cmpPred(a, b, i.imm) ? -1 : 0;
         x[d * 4 + 2 * k] = r; x[d * 4 + 2 * k + 1] = r;
       } else {
-        x[d * 4 + k] = cmpPred(c.xmmF32[d * 4 + k] as number, c.xmmF32[s * 4 + k] as number, i.imm) ? -1 : 0;
+        let a = c.xmmF32[d * 4 + k] as number, b = c.xmmF32[s * 4 + k] as number;
+        if (dz) { a = daz(a, true); b = daz(b, true); }
+        x[d * 4 + k] = cmpPred(a, b, i.imm) ? -1 : 0;
       }
     }
   };
@@ -499,8 +638,9 @@ function comis(dbl: boolean): Handler {
   return (c, i) => {
     const s = src(c, i, 1, dbl ? 8 : 4);
     const d = i.opReg[0] as number;
-    const a = dbl ? c.xmmF64[d * 2] as number : c.xmmF32[d * 4] as number;
-    const b = dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number;
+    let a = dbl ? c.xmmF64[d * 2] as number : c.xmmF32[d * 4] as number;
+    let b = dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number;
+    if ((c.mxcsr & MXCSR_DAZ) !== 0) { a = daz(a, !dbl); b = daz(b, !dbl); }
     const f = a !== a || b !== b ? FLAG_ZF | FLAG_PF | FLAG_CF : a < b ? FLAG_CF : a === b ? FLAG_ZF : 0;
     setStatus(c, FLAG_ZF | FLAG_PF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF, f);
   };
@@ -536,7 +676,8 @@ function toInt(c: Cpu, i: Op, x: number, truncate: boolean): void {
 function cvtToInt(dbl: boolean, truncate: boolean): Handler {
   return (c, i) => {
     const s = src(c, i, 1, dbl ? 8 : 4);
-    toInt(c, i, dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number, truncate);
+    const v = dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number;
+    toInt(c, i, (c.mxcsr & MXCSR_DAZ) !== 0 ? daz(v, !dbl) : v, truncate);
   };
 }
 
@@ -544,9 +685,11 @@ function cvtFromInt(dbl: boolean): Handler {
   return (c, i) => {
     const size = i.opSize[1] as number;
     const lo = rd(c, i, 1, size);
-    const v = size === 8 ? Number((BigInt(c.hi) << 32n) | BigInt(lo >>> 0)) : lo;
+    const mode = (c.mxcsr >> MXCSR_RC_SHIFT) & 3;
     const d = i.opReg[0] as number;
-    if (dbl) c.xmmF64[d * 2] = v; else c.xmmF32[d * 4] = v;
+    if (dbl) c.xmmF64[d * 2] = size === 8 ? fromInt((BigInt(c.hi) << 32n) | BigInt(lo >>> 0), false, mode) : lo;
+    // binary32 from a 64-bit integer: rounded once from the integer (through binary64 it could round twice).
+    else c.xmmF32[d * 4] = size === 8 ? fromInt((BigInt(c.hi) << 32n) | BigInt(lo >>> 0), true, mode) : mode === 0 ? lo : fromInt(BigInt(lo), true, mode);
   };
 }
 
@@ -555,7 +698,7 @@ function cvtss2sd(c: Cpu, i: Op): void {
   const d = i.opReg[0] as number;
   const v = c.xmmF32[s * 4] as number;
   if (v !== v) { const b = c.xmm[s * 4] as number; c.xmm[d * 4 + 1] = (b & 0x80000000) | 0x7ff80000 | ((b >>> 3) & 0x7ffff); c.xmm[d * 4] = b << 29; return; }
-  c.xmmF64[d * 2] = v;
+  c.xmmF64[d * 2] = (c.mxcsr & MXCSR_DAZ) !== 0 ? daz(v, true) : v;
 }
 
 function cvtsd2ss(c: Cpu, i: Op): void {
@@ -563,7 +706,7 @@ function cvtsd2ss(c: Cpu, i: Op): void {
   const d = i.opReg[0] as number;
   const v = c.xmmF64[s * 2] as number;
   if (v !== v) { const hi = c.xmm[s * 4 + 1] as number, lo = c.xmm[s * 4] as number; c.xmm[d * 4] = (hi & 0x80000000) | 0x7fc00000 | ((hi & 0x7ffff) << 3) | (lo >>> 29); return; }
-  c.xmmF32[d * 4] = v;
+  c.xmmF32[d * 4] = toSingle(c.mxcsr, v);
 }
 
 function cvtPacked(kind: string): Handler {
@@ -577,15 +720,32 @@ function cvtPacked(kind: string): Handler {
     const o64 = new Float64Array(out.buffer);
     const o32 = new Float32Array(out.buffer);
     const ind = (v: number): number => (v >= -2147483648 && v <= 2147483647 ? v : 0x80000000 | 0);
+    const dz = (c.mxcsr & MXCSR_DAZ) !== 0;
+    const f32 = (k: number): number => (dz ? daz(c.xmmF32[s * 4 + k] as number, true) : c.xmmF32[s * 4 + k] as number);
+    const f64 = (k: number): number => (dz ? daz(c.xmmF64[s * 2 + k] as number, false) : c.xmmF64[s * 2 + k] as number);
     switch (kind) {
-      case 'ps2pd': o64[0] = c.xmmF32[s * 4] as number; o64[1] = c.xmmF32[s * 4 + 1] as number; break;
-      case 'pd2ps': o32[0] = c.xmmF64[s * 2] as number; o32[1] = c.xmmF64[s * 2 + 1] as number; break;
-      case 'dq2ps': for (let k = 0; k < 4; k++) o32[k] = x[s * 4 + k] as number; break;
+      case 'ps2pd': {
+        // NaNs widen as CVTSS2SD does: quietened, payload kept (Float64Array assignment would canonicalise them).
+        for (let k = 1; k >= 0; k--) {
+          const v = f32(k);
+          if (v !== v) { const b = x[s * 4 + k] as number; out[2 * k + 1] = (b & 0x80000000) | 0x7ff80000 | ((b >>> 3) & 0x7ffff); out[2 * k] = b << 29; }
+          else o64[k] = v;
+        }
+        break;
+      }
+      case 'pd2ps':
+        for (let k = 0; k < 2; k++) {
+          const v = f64(k);
+          if (v !== v) { const hi = x[s * 4 + 2 * k + 1] as number, lo = x[s * 4 + 2 * k] as number; out[k] = (hi & 0x80000000) | 0x7fc00000 | ((hi & 0x7ffff) << 3) | (lo >>> 29); }
+          else o32[k] = toSingle(c.mxcsr, v);
+        }
+        break;
+      case 'dq2ps': for (let k = 0; k < 4; k++) o32[k] = mode === 0 ? x[s * 4 + k] as number : fromInt(BigInt(x[s * 4 + k] as number), true, mode); break;
       case 'dq2pd': o64[0] = x[s * 4] as number; o64[1] = x[s * 4 + 1] as number; break;
-      case 'ps2dq': for (let k = 0; k < 4; k++) out[k] = ind(roundMode(c.xmmF32[s * 4 + k] as number, mode)); break;
-      case 'tps2dq': for (let k = 0; k < 4; k++) out[k] = ind(Math.trunc(c.xmmF32[s * 4 + k] as number)); break;
-      case 'pd2dq': out[0] = ind(roundMode(c.xmmF64[s * 2] as number, mode)); out[1] = ind(roundMode(c.xmmF64[s * 2 + 1] as number, mode)); break;
-      default: out[0] = ind(Math.trunc(c.xmmF64[s * 2] as number)); out[1] = ind(Math.trunc(c.xmmF64[s * 2 + 1] as number));
+      case 'ps2dq': for (let k = 0; k < 4; k++) out[k] = ind(roundMode(f32(k), mode)); break;
+      case 'tps2dq': for (let k = 0; k < 4; k++) out[k] = ind(Math.trunc(f32(k))); break;
+      case 'pd2dq': out[0] = ind(roundMode(f64(0), mode)); out[1] = ind(roundMode(f64(1), mode)); break;
+      default: out[0] = ind(Math.trunc(f64(0))); out[1] = ind(Math.trunc(f64(1)));
     }
     x.set(out, d * 4);
   };
@@ -689,13 +849,13 @@ export const SSE: HandlerMap = {
   sse_pinsrw: pinsrw,
   sse_pextrw: pextrw,
 
-  sse_addss: arithS(fadd, 1), sse_addps: arithS(fadd, 4), sse_addsd: arithD(fadd, 1), sse_addpd: arithD(fadd, 2),
-  sse_subss: arithS(fsub, 1), sse_subps: arithS(fsub, 4), sse_subsd: arithD(fsub, 1), sse_subpd: arithD(fsub, 2),
-  sse_mulss: arithS(fmul, 1), sse_mulps: arithS(fmul, 4), sse_mulsd: arithD(fmul, 1), sse_mulpd: arithD(fmul, 2),
-  sse_divss: arithS(fdiv, 1), sse_divps: arithS(fdiv, 4), sse_divsd: arithD(fdiv, 1), sse_divpd: arithD(fdiv, 2),
+  sse_addss: arithS(OP_ADD, 1), sse_addps: arithS(OP_ADD, 4), sse_addsd: arithD(OP_ADD, 1), sse_addpd: arithD(OP_ADD, 2),
+  sse_subss: arithS(OP_SUB, 1), sse_subps: arithS(OP_SUB, 4), sse_subsd: arithD(OP_SUB, 1), sse_subpd: arithD(OP_SUB, 2),
+  sse_mulss: arithS(OP_MUL, 1), sse_mulps: arithS(OP_MUL, 4), sse_mulsd: arithD(OP_MUL, 1), sse_mulpd: arithD(OP_MUL, 2),
+  sse_divss: arithS(OP_DIV, 1), sse_divps: arithS(OP_DIV, 4), sse_divsd: arithD(OP_DIV, 1), sse_divpd: arithD(OP_DIV, 2),
   sse_minss: minmax(false, false, 1), sse_minps: minmax(false, false, 4), sse_minsd: minmax(false, true, 1), sse_minpd: minmax(false, true, 2),
   sse_maxss: minmax(true, false, 1), sse_maxps: minmax(true, false, 4), sse_maxsd: minmax(true, true, 1), sse_maxpd: minmax(true, true, 2),
-  sse_sqrtss: sqrtOp(false, 1), sse_sqrtps: sqrtOp(false, 4), sse_sqrtsd: sqrtOp(true, 1), sse_sqrtpd: sqrtOp(true, 2),
+  sse_sqrtss: arithS(OP_SQRT, 1), sse_sqrtps: arithS(OP_SQRT, 4), sse_sqrtsd: arithD(OP_SQRT, 1), sse_sqrtpd: arithD(OP_SQRT, 2),
   sse_rcpss: approx(false, 1), sse_rcpps: approx(false, 4), sse_rsqrtss: approx(true, 1), sse_rsqrtps: approx(true, 4),
   sse_andps: bitwise((a, b) => a & b), sse_andpd: bitwise((a, b) => a & b),
   sse_andnps: bitwise((a, b) => ~a & b), sse_andnpd: bitwise((a, b) => ~a & b),
