@@ -105,6 +105,21 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'cvtsd2ss xmm0, xmm1' },
     input: { xmm: [0n, 0x3fd5555555555555n], mxcsr: 0x7f80 },
   },
+  {
+    bug: 'x87 fdiv ignored FCW.RC: 1/3 rounded up at 53-bit precision',
+    template: { code: 'fld1; fld qword ptr [W]; fdivp; fstp qword ptr [W + 8]' },
+    input: { fcw: 0xa7f, window: hex('0000000000000840') },
+  },
+  {
+    bug: 'x87 fsqrt ignored FCW.RC: sqrt(2) rounded down',
+    template: { code: 'fld qword ptr [W]; fsqrt; fstp qword ptr [W + 8]' },
+    input: { fcw: 0x67f, window: hex('0000000000000040') },
+  },
+  {
+    bug: 'x87 fldpi ignored FCW.RC: pi rounded up',
+    template: { code: 'fldpi; fstp qword ptr [W]' },
+    input: { fcw: 0xa7f },
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -15,6 +15,7 @@ import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { ea, writeReg } from '../operands.js';
 import { FCW_DEFAULT, FLAG_AF, FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, RAX } from '../state.js';
+import { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB, x87Rounded } from './sse.js';
 import type { HandlerMap } from './types.js';
 import type { Handler } from '../op.js';
 
@@ -166,7 +167,7 @@ function storeInt(c: Cpu, i: Op, size: number, v: number, truncate: boolean): vo
 
 // ---- Arithmetic ----
 
-type F2 = (d: number, s: number) => number;
+type F2 = (d: number, s: number, fcw: number) => number;
 
 /**
  * The six arithmetic families in their forms: `op m32/m64` (ST0 op= mem),
@@ -174,23 +175,25 @@ type F2 = (d: number, s: number) => number;
  */
 function arith(f: F2, popAfter: boolean): Handler {
   return (c, i) => {
-    if (i.opKind[0] === OP_MEM) { setSt(c, 0, f(st(c, 0), loadReal(c, i, i.opSize[0] as number))); return; }
+    if (i.opKind[0] === OP_MEM) { setSt(c, 0, f(st(c, 0), loadReal(c, i, i.opSize[0] as number), c.fcw)); return; }
     const d = i.opReg[0] as number, s = i.opKind[1] === OP_ST ? i.opReg[1] as number : 0;
-    setSt(c, d, f(st(c, d), st(c, s)));
+    setSt(c, d, f(st(c, d), st(c, s), c.fcw));
     if (popAfter) pop(c);
   };
 }
 
 function arithInt(f: F2): Handler {
-  return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.opSize[0] as number)));
+  return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.opSize[0] as number), c.fcw));
 }
 
-const add: F2 = (d, s) => d + s;
-const sub: F2 = (d, s) => d - s;
-const subr: F2 = (d, s) => s - d;
-const mul: F2 = (d, s) => d * s;
-const div: F2 = (d, s) => d / s;
-const divr: F2 = (d, s) => s / d;
+/** FCW.RC (SDM Vol. 1, 8.1.5.3): 0 nearest even, else rounded by x87Rounded. */
+const rcOf = (fcw: number): number => (fcw >> 10) & 3;
+const add: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? d + s : x87Rounded(rcOf(fcw), OP_ADD, d, s));
+const sub: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? d - s : x87Rounded(rcOf(fcw), OP_SUB, d, s));
+const subr: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? s - d : x87Rounded(rcOf(fcw), OP_SUB, s, d));
+const mul: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? d * s : x87Rounded(rcOf(fcw), OP_MUL, d, s));
+const div: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? d / s : x87Rounded(rcOf(fcw), OP_DIV, d, s));
+const divr: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? s / d : x87Rounded(rcOf(fcw), OP_DIV, s, d));
 
 /** Compare ST0 with v: C3/C2/C0 (SDM "FCOM" Table 3-21). */
 function compareCC(c: Cpu, a: number, b: number): void {
@@ -370,7 +373,15 @@ function fxrstor(c: Cpu, i: Op): void {
   for (let k = 0; k < 64; k++) c.xmm[k] = v.getInt32(160 + k * 4, true);
 }
 
-const consts = (v: number): Handler => (c) => push(c, v);
+/**
+ * FLDPI and the other constants: binary64 `v` is the nearest value; `above`
+ * says the true constant lies above it, so rounding up (or down, when below)
+ * takes the neighbour (SDM Vol. 1, 8.3.8: the constants are rounded by FCW.RC).
+ */
+const consts = (v: number, above = false): Handler => (c) => {
+  const rc = rcOf(c.fcw);
+  push(c, rc === 0 || v === 0 || v === 1 ? v : rc === 2 ? (above ? nextAfter(v, true, false) : v) : (above ? v : nextAfter(v, false, false)));
+};
 
 export const X87: HandlerMap = {
   x87_fld: (c, i) => push(c, i.opKind[0] === OP_MEM ? loadReal(c, i, i.opSize[0] as number) : st(c, i.opReg[0] as number)),
@@ -381,8 +392,8 @@ export const X87: HandlerMap = {
   x87_fistp: (c, i) => { storeInt(c, i, i.opSize[0] as number, st(c, 0), false); pop(c); },
   x87_fisttp: (c, i) => { storeInt(c, i, i.opSize[0] as number, st(c, 0), true); pop(c); },
   x87_fxch: (c, i) => { const k = i.opReg[0] as number; const t = st(c, 0); setSt(c, 0, st(c, k)); setSt(c, k, t); },
-  x87_fldz: consts(0), x87_fld1: consts(1), x87_fldpi: consts(Math.PI), x87_fldl2e: consts(Math.LOG2E),
-  x87_fldl2t: consts(Math.log2(10)), x87_fldlg2: consts(Math.log10(2)), x87_fldln2: consts(Math.LN2),
+  x87_fldz: consts(0), x87_fld1: consts(1), x87_fldpi: consts(Math.PI, true), x87_fldl2e: consts(Math.LOG2E, true),
+  x87_fldl2t: consts(Math.log2(10), true), x87_fldlg2: consts(Math.log10(2), false), x87_fldln2: consts(Math.LN2, true),
   x87_fchs: (c) => setSt(c, 0, -st(c, 0)),
   x87_fabs: (c) => setSt(c, 0, Math.abs(st(c, 0))),
   x87_ftst: (c) => compareCC(c, st(c, 0), 0),
@@ -410,7 +421,7 @@ export const X87: HandlerMap = {
   x87_ffree: (c, i) => { c.fpTag |= 1 << ((c.fpTop + (i.opReg[0] as number)) & 7); },
   x87_fincstp: (c) => { c.fpTop = (c.fpTop + 1) & 7; },
   x87_fdecstp: (c) => { c.fpTop = (c.fpTop - 1) & 7; },
-  x87_fsqrt: (c) => setSt(c, 0, Math.sqrt(st(c, 0))),
+  x87_fsqrt: (c) => setSt(c, 0, rcOf(c.fcw) === 0 ? Math.sqrt(st(c, 0)) : x87Rounded(rcOf(c.fcw), OP_SQRT, 0, st(c, 0))),
   x87_frndint: (c) => setSt(c, 0, roundFcw(c, st(c, 0))),
   x87_fscale: (c) => setSt(c, 0, st(c, 0) * Math.pow(2, Math.trunc(st(c, 1)))),
   x87_fprem: (c) => fprem(c, false),
