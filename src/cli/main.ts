@@ -1,11 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { VmmError } from '../vmm/errors.js';
 import { EXIT } from '../vmm/exit-status.js';
-import { runCommand, RUN_OPTIONS, RUN_USAGE } from './run.js';
-import { apiCommand, API_OPTIONS, API_USAGE } from './api.js';
-import { serveCommand, SERVE_OPTIONS, SERVE_USAGE } from './serve.js';
-import { imageCommand } from './image.js';
-import { execCommand } from './exec.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `typevisor ${VERSION}: a hypervisor in TypeScript
@@ -53,7 +48,10 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
       case '--version':
         process.stdout.write(`typevisor ${VERSION}\n`);
         return EXIT.OK;
+      // Each command's module (and what it pulls in: engines, web server, image
+      // builder) is loaded only when that command runs, so start-up stays short.
       case 'run': {
+        const { runCommand, RUN_OPTIONS, RUN_USAGE } = await import('./run.js');
         if (rest.includes('--help') || rest.includes('-h')) {
           process.stdout.write(RUN_USAGE);
           return EXIT.OK;
@@ -62,6 +60,7 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
         return await runCommand(values, stderr);
       }
       case 'api': {
+        const { apiCommand, API_OPTIONS, API_USAGE } = await import('./api.js');
         if (rest.includes('--help') || rest.includes('-h')) {
           process.stdout.write(API_USAGE);
           return EXIT.OK;
@@ -69,11 +68,16 @@ export async function main(argv: string[], stderr: NodeJS.WritableStream = proce
         const { values } = parse(rest, API_OPTIONS);
         return await apiCommand(values, stderr);
       }
-      case 'exec':
+      case 'exec': {
+        const { execCommand } = await import('./exec.js');
         return await execCommand(rest, stderr);
-      case 'image':
+      }
+      case 'image': {
+        const { imageCommand } = await import('./image.js');
         return await imageCommand(rest, { stdout: process.stdout, stderr });
+      }
       case 'serve': {
+        const { serveCommand, SERVE_OPTIONS, SERVE_USAGE } = await import('./serve.js');
         if (rest.includes('--help') || rest.includes('-h')) {
           process.stdout.write(SERVE_USAGE);
           return EXIT.OK;
