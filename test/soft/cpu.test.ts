@@ -93,15 +93,15 @@ test('divide by zero and quotient overflow raise #DE with RIP at the instruction
 });
 
 test('an unimplemented form raises #UD and is reported once, with its bytes', () => {
-  // in al, dx (port I/O: part 2) twice
-  const { cpu } = setup([0xec]);
+  // lar eax, eax (not written yet) twice
+  const { cpu } = setup([0x0f, 0x02, 0xc0]);
   const logs: string[] = [];
   cpu.log = (m) => logs.push(m);
   assert.equal(cpu.run(1), EXIT_EXCEPTION);
   assert.equal(cpu.exception?.vector, VEC_UD);
   assert.equal(cpu.run(1), EXIT_EXCEPTION);
   assert.equal(logs.length, 1);
-  assert.match(logs[0] ?? '', /in .*io_in.*: ec/);
+  assert.match(logs[0] ?? '', /lar .*sys_lar.*: 0f 02 c0/);
 });
 
 test('invalid encodings raise #UD; forms of unadvertised features too; privileged forms #GP at CPL 3', () => {

@@ -42,6 +42,11 @@ const GPR_NAMES = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8',
 export interface SoftEngineOptions {
   /** Where one-time reports go (unimplemented instructions); default stderr. */
   log?: (message: string) => void;
+  /**
+   * Milliseconds between progress lines (RIP, CPL, instructions per vCPU)
+   * on `log`; 0 = none. Default from TYPEVISOR_SOFT_TRACE_MS.
+   */
+  traceMs?: number;
 }
 
 export class SoftEngine implements Engine {
@@ -96,9 +101,14 @@ export class SoftVm implements EngineVm {
   private immediate: NodeJS.Immediate | undefined;
   private readonly counters: Counters = { pio: 0, mmio: 0, apicMmio: 0, hlt: 0, exceptions: 0, interrupts: 0, slices: 0 };
   private runNs = 0;
+  private readonly traceMs: number;
+  private lastTrace = performance.now();
+  private readonly log: (m: string) => void;
 
   constructor(config: EngineVmConfig, options: SoftEngineOptions = {}) {
     this.dispatcher = config.dispatcher;
+    this.traceMs = options.traceMs ?? (Number(process.env.TYPEVISOR_SOFT_TRACE_MS) || 0);
+    this.log = options.log ?? ((m) => process.stderr.write(`typevisor: ${m}\n`));
     const tsc = new GuestTsc();
     this.irq = createInterruptControllers({ cpus: config.cpus, tsc, wake: (cpu) => this.wake(cpu) });
     const phys = new PhysicalPages(config.memory);
@@ -242,6 +252,10 @@ export class SoftVm implements EngineVm {
       this.internalError(e);
     }
     this.runNs += (performance.now() - started) * 1e6;
+    if (this.traceMs > 0 && performance.now() - this.lastTrace >= this.traceMs) {
+      this.lastTrace = performance.now();
+      this.log(`soft trace: ${this.vcpus.map((v) => `cpu${v.index} rip=0x${hex(v.cpu.rip)} cpl=${v.cpu.cpl} n=${v.cpu.icount}${v.cpu.halted ? ' hlt' : ''}`).join('; ')}`);
+    }
     if (this.stop !== undefined) { this.finish(); return; }
     if (this.paused) {
       for (const w of this.pauseWaiters.splice(0)) w();

@@ -615,9 +615,13 @@ function flow_int1(c: Cpu, i: Op): void {
 const ioBuf = new Uint8Array(4);
 const ioView = new DataView(ioBuf.buffer);
 
-/** I/O is allowed at CPL <= IOPL; the TSS I/O permission bitmap is not consulted (README.md). */
+/**
+ * I/O is allowed at CPL <= IOPL; the TSS I/O permission bitmap is not
+ * consulted (README.md). A process (no machine) runs at CPL 3 with IOPL 0: #GP.
+ */
 function ioCheck(c: Cpu, i: Op, port: number): void {
   if (c.cpl > iopl(c)) gp(c, i, `port 0x${port.toString(16)} at CPL ${c.cpl} with IOPL ${iopl(c)}`);
+  sysOf(c);
 }
 
 function portOf(c: Cpu, i: Op, n: number): number {
@@ -639,7 +643,6 @@ function pioWrite(c: Cpu, port: number, size: number, v: number): void {
 }
 
 function io_in(c: Cpu, i: Op): void {
-  sysOf(c);
   const port = portOf(c, i, 1);
   ioCheck(c, i, port);
   const size = i.opSize[0] as number;
@@ -647,7 +650,6 @@ function io_in(c: Cpu, i: Op): void {
 }
 
 function io_out(c: Cpu, i: Op): void {
-  sysOf(c);
   const port = portOf(c, i, 0);
   ioCheck(c, i, port);
   const size = i.opSize[1] as number;
@@ -668,7 +670,6 @@ function setPtr(c: Cpu, r: number, asize: number, v: number): void {
 
 /** INS/OUTS with REP: one port access per element, registers written back per element so a fault restarts cleanly. */
 function strIo(c: Cpu, i: Op, out: boolean): void {
-  sysOf(c);
   const port = (c.gpr[2 * RDX] as number) & 0xffff;
   ioCheck(c, i, port);
   const size = (out ? i.opSize[1] : i.opSize[0]) as number;

@@ -1,0 +1,290 @@
+/**
+ * The soft CPU's system architecture, driven by small assembled programs on
+ * a machine with our own page tables, GDT, TSS and IDT (machine-harness.ts):
+ * paging (walk, A/D bits, NX, WP, TLB invalidation), exceptions through the
+ * IDT (vectors, error codes, CR2, IST, stack switch), SYSCALL/SYSRET, IRETQ,
+ * MSR #GP, double and triple faults.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  assemble, assemblerMissing, BOOT_STACK_TOP, CODE, DATA, IDT, IST1_TOP, KERNEL_CS, machine, RSP0_TOP, TEST_PORT, USER_CS, USER_DS,
+  type Machine, type MachineOptions,
+} from './machine-harness.js';
+import type { VmStop } from '../../src/engine/engine.js';
+import { MSR_LSTAR, MSR_SFMASK, MSR_STAR, readMsr } from '../../src/engine/soft/ops/system.js';
+
+const PTE_A = 0x20n;
+const PTE_D = 0x40n;
+const NX = 1n << 63n;
+
+async function runAsm(t: TestContext, source: string, options: MachineOptions = {}): Promise<(Machine & { stop: VmStop }) | undefined> {
+  const why = assemblerMissing();
+  if (why) {
+    t.skip(why);
+    return undefined;
+  }
+  const m = await machine(assemble(source), options);
+  const stop = await m.run();
+  assert.notEqual(stop.reason, 'host-stop', `the program did not reach the test port in 5 s: ${JSON.stringify(stop, (_k, v: unknown) => typeof v === 'bigint' ? `0x${v.toString(16)}` : v)}`);
+  return { ...m, stop };
+}
+
+/** The exception frame the CPU pushed on `stackTop` (with an error code): [error, rip, cs, rflags, rsp, ss]. */
+function frame(m: Machine, stackTop: number, withError: boolean): { error?: bigint; rip: bigint; cs: bigint; rflags: bigint; rsp: bigint; ss: bigint } {
+  const n = withError ? 6 : 5;
+  const at = stackTop - n * 8;
+  const w = (k: number): bigint => m.u64(at + k * 8);
+  const o = withError ? 1 : 0;
+  return { ...(withError && { error: w(0) }), rip: w(o), cs: w(o + 1), rflags: w(o + 2), rsp: w(o + 3), ss: w(o + 4) };
+}
+
+const exit = (mark: number): string => `mov $${mark}, %al; out %al, $${TEST_PORT}; 1: hlt; jmp 1b`;
+
+test('paging: a 4-level walk through the high alias reads and writes RAM and sets A, then D', async (t) => {
+  const m = await runAsm(t, `
+    movabs $0xffff800000000000 + ${DATA}, %rbx
+    mov (%rbx), %rax          # read: sets A along the path
+    mov %rax, ${DATA + 0x1000}  # copy out through the identity map, to the next page
+    ${exit(0x55)}`, { setup: (mem) => mem.write(DATA, Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8)) });
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x55]);
+  assert.equal(m.u64(DATA + 0x1000), 0x0807060504030201n);
+  assert.ok((m.u64(0x1000 + 256 * 8) & PTE_A) !== 0n, 'PML4E[256] accessed');
+  assert.ok((m.u64(m.pte(DATA)) & PTE_A) !== 0n, 'PTE accessed');
+  assert.equal(m.u64(m.pte(DATA)) & PTE_D, 0n, 'a read leaves D clear');
+  assert.ok((m.u64(m.pte(DATA + 0x1000)) & PTE_D) !== 0n, 'the write set D');
+});
+
+test('paging: a read of a not-present page is #PF with error 0 and the exact CR2', async (t) => {
+  const m = await runAsm(t, `
+    mov ${0x40003}, %rax      # PT entry 0x40 is cleared below
+    ${exit(1)}`, { setup: (mem) => mem.write(0x4000 + 0x40 * 8, new Uint8Array(8)) });
+  if (!m) return;
+  assert.deepEqual(m.marks, [14]);
+  const cpu = m.vm.vcpus[0]!.cpu;
+  assert.equal(cpu.cr2, 0x40003);
+  const f = frame(m, BOOT_STACK_TOP, true);
+  assert.equal(f.error, 0n);
+  assert.equal(f.rip, BigInt(CODE));
+  assert.equal(f.cs, BigInt(KERNEL_CS));
+});
+
+test('paging: NX pages fault on fetch with I/D set; CR0.WP decides supervisor writes to read-only pages', async (t) => {
+  const nxPage = 0x50000;
+  const roPage = 0x51000;
+  const m = await runAsm(t, `
+    movb $1, ${roPage}                  # CR0.WP = 1 (boot state): #PF, error P|W
+    ${exit(0x77)}`, {
+    setup: (mem) => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, BigInt(roPage) | 0x5n, true); // present, user, read-only
+      mem.write(0x4000 + (roPage >>> 12) * 8, b);
+    },
+  });
+  if (!m) return;
+  assert.deepEqual(m.marks, [14]);
+  assert.equal(frame(m, BOOT_STACK_TOP, true).error, 0x3n);
+  assert.equal(m.vm.vcpus[0]!.cpu.cr2, roPage);
+
+  const m2 = await runAsm(t, `
+    mov %cr0, %rax
+    and $~(1 << 16), %eax                # WP off: the supervisor may write
+    mov %rax, %cr0
+    movb $7, ${roPage}
+    mov $${nxPage}, %rax
+    jmp *%rax                            # fetch from an NX page
+    `, {
+    setup: (mem) => {
+      const b = new Uint8Array(8);
+      const v = new DataView(b.buffer);
+      v.setBigUint64(0, BigInt(roPage) | 0x5n, true);
+      mem.write(0x4000 + (roPage >>> 12) * 8, b);
+      v.setBigUint64(0, BigInt(nxPage) | 0x7n | NX, true);
+      mem.write(0x4000 + (nxPage >>> 12) * 8, b);
+      mem.write(nxPage, Uint8Array.of(0xb0, 0x99, 0xe6, TEST_PORT)); // would report 0x99 if it ran
+    },
+  });
+  if (!m2) return;
+  assert.deepEqual(m2.marks, [14]);
+  assert.equal(m2.memory.read(roPage, 1)[0], 7, 'written with WP clear');
+  assert.equal(frame(m2, BOOT_STACK_TOP, true).error, 0x11n, 'P | I/D');
+  assert.equal(m2.vm.vcpus[0]!.cpu.cr2, nxPage);
+});
+
+test('paging: INVLPG and CR3 writes make a changed PTE take effect', async (t) => {
+  const page = 0x60000;
+  const pte = 0x4000 + (page >>> 12) * 8;
+  const m = await runAsm(t, `
+    mov ${page}, %eax                    # cache the translation
+    movq $${0x61000 | 3}, ${pte}         # point it at the next page
+    invlpg ${page}
+    mov ${page}, %ebx                    # sees the new page
+    movq $${0x62000 | 3}, ${pte}
+    mov %cr3, %rcx
+    mov %rcx, %cr3
+    mov ${page}, %ecx                    # and again after a CR3 write
+    mov %eax, ${DATA}
+    mov %ebx, ${DATA + 4}
+    mov %ecx, ${DATA + 8}
+    ${exit(0x42)}`, {
+    setup: (mem) => {
+      mem.write(page, Uint8Array.of(0xa0, 0, 0, 0));
+      mem.write(0x61000, Uint8Array.of(0xa1, 0, 0, 0));
+      mem.write(0x62000, Uint8Array.of(0xa2, 0, 0, 0));
+    },
+  });
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x42]);
+  assert.deepEqual(Array.from(m.memory.read(DATA, 12)), [0xa0, 0, 0, 0, 0xa1, 0, 0, 0, 0xa2, 0, 0, 0]);
+});
+
+test('exceptions: #GP from an unknown MSR, with error code 0 and RIP at the instruction', async (t) => {
+  const m = await runAsm(t, `
+    nop
+    mov $0x12345, %ecx
+    rdmsr
+    ${exit(1)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [13]);
+  const f = frame(m, BOOT_STACK_TOP, true);
+  assert.equal(f.error, 0n);
+  assert.equal(f.rip, BigInt(CODE + 1 + 5), 'RIP of rdmsr');
+  assert.equal(f.rsp, BigInt(BOOT_STACK_TOP));
+  assert.equal(f.ss, 0x10n);
+});
+
+test('MSRs: EFER, STAR/LSTAR/SFMASK, PAT and MTRRs read back; reserved EFER bits #GP', async (t) => {
+  const m = await runAsm(t, `
+    mov $0xc0000081, %ecx; mov $0x12345678, %eax; mov $0x00230010, %edx; wrmsr
+    mov $0xc0000082, %ecx; mov $0x11223344, %eax; mov $0xffffffff, %edx; wrmsr
+    mov $0x277, %ecx; rdmsr; mov %eax, ${DATA}; mov %edx, ${DATA + 4}
+    mov $0x2ff, %ecx; mov $0xc06, %eax; xor %edx, %edx; wrmsr
+    mov $0xc0000080, %ecx; rdmsr; or $0x10000, %eax; wrmsr   # reserved bit 16
+    ${exit(1)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [13]);
+  const cpu = m.vm.vcpus[0]!.cpu;
+  assert.equal(readMsr(cpu, MSR_STAR), 0x0023001012345678n);
+  assert.equal(readMsr(cpu, MSR_LSTAR), 0xffffffff11223344n);
+  assert.equal(readMsr(cpu, MSR_SFMASK), 0n);
+  assert.equal(readMsr(cpu, 0x2ff), 0xc06n);
+  assert.equal(m.u64(DATA), 0x0007040600070406n, 'PAT reset value');
+  assert.equal(readMsr(cpu, 0xc0000080), 0xd01n, 'EFER unchanged by the refused write');
+});
+
+test('exceptions: an IST gate switches to the IST stack; an absent IDT entry turns #PF into #DF', async (t) => {
+  const m = await runAsm(t, `ud2`, {
+    setup: (mem) => {
+      const gate = mem.read(IDT + 6 * 16, 16);
+      gate[4] = 1; // IST 1
+      mem.write(IDT + 6 * 16, gate);
+    },
+  });
+  if (!m) return;
+  assert.deepEqual(m.marks, [6]);
+  const f = frame(m, IST1_TOP, false);
+  assert.equal(f.rip, BigInt(CODE));
+  assert.equal(f.rsp, BigInt(BOOT_STACK_TOP), 'old RSP saved on the IST stack');
+
+  const m2 = await runAsm(t, `mov 0x0, %eax`, {
+    setup: (mem) => {
+      const gate = mem.read(IDT + 14 * 16, 16);
+      gate[5] = (gate[5] ?? 0) & 0x7f; // #PF gate not present: #NP while delivering #PF
+      mem.write(IDT + 14 * 16, gate);
+    },
+  });
+  if (!m2) return;
+  assert.deepEqual(m2.marks, [8]);
+  assert.equal(frame(m2, BOOT_STACK_TOP, true).error, 0n, '#DF pushes error 0');
+});
+
+test('exceptions: a fault with no deliverable #DF shuts the CPU down (triple fault)', async (t) => {
+  const m = await runAsm(t, `
+    lidt null_idt(%rip)
+    ud2
+    null_idt: .word 0; .quad 0`);
+  if (!m) return;
+  assert.deepEqual(m.marks, []);
+  assert.equal(m.stop.reason, 'triple-fault');
+  assert.ok(m.stop.reason === 'triple-fault' && m.stop.regs !== undefined && m.stop.regs.rip > BigInt(CODE), 'registers in the report');
+});
+
+test('SYSRET to CPL 3, INT from user mode switches to RSP0; SYSCALL returns to LSTAR at CPL 0 with FMASK applied', async (t) => {
+  const m = await runAsm(t, `
+    mov $0xc0000081, %ecx; xor %eax, %eax; mov $((0x10 << 16) | 0x08), %edx; wrmsr
+    mov $0xc0000082, %ecx; lea kernel_entry(%rip), %rax; xor %edx, %edx; wrmsr
+    mov $0xc0000084, %ecx; mov $0x200, %eax; xor %edx, %edx; wrmsr
+    mov $0x28, %ax; ltr %ax
+    lea user(%rip), %rcx
+    mov $0x202, %r11                    # IF on in user mode
+    mov $0x20000, %rsp
+    sysretq
+  user:
+    mov %cs, %ax; mov %ax, ${DATA}      # 0x23
+    mov %ss, %ax; mov %ax, ${DATA + 2}  # 0x1b
+    syscall
+  kernel_entry:
+    mov %rcx, ${DATA + 8}
+    mov %r11, ${DATA + 16}
+    pushfq; popq ${DATA + 24}
+    mov %cs, %ax; mov %ax, ${DATA + 4}
+    lea user2(%rip), %rcx
+    mov $0x202, %r11
+    sysretq
+  user2:
+    int $0x10                           # DPL-3 gate: stack switch to RSP0
+    `, { marks: 1 });
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x10]);
+  const w16 = (a: number): number => (m.memory.read(a, 2)[0] ?? 0) | ((m.memory.read(a, 2)[1] ?? 0) << 8);
+  assert.equal(w16(DATA), USER_CS | 3);
+  assert.equal(w16(DATA + 2), USER_DS | 3);
+  assert.equal(w16(DATA + 4), KERNEL_CS);
+  const sysretAddr = m.u64(DATA + 8);
+  assert.ok(sysretAddr > BigInt(CODE) && sysretAddr < BigInt(CODE + 0x200), 'RCX = the instruction after SYSCALL');
+  assert.equal(m.u64(DATA + 16) & 0x200n, 0x200n, 'R11 = user RFLAGS (IF set)');
+  assert.equal(m.u64(DATA + 24) & 0x200n, 0n, 'SFMASK cleared IF in the kernel');
+  const f = frame(m, RSP0_TOP, false);
+  assert.equal(f.cs, BigInt(USER_CS | 3));
+  assert.equal(f.ss, BigInt(USER_DS | 3));
+  assert.equal(f.rsp, 0x20000n);
+  assert.equal(f.rflags & 0x200n, 0x200n);
+  assert.equal(m.vm.vcpus[0]!.cpu.cpl, 0);
+});
+
+test('IRETQ returns to CPL 3 with the pushed RSP and RFLAGS; a privileged instruction there is #GP', async (t) => {
+  const m = await runAsm(t, `
+    mov $0x28, %ax; ltr %ax
+    pushq $${USER_DS | 3}
+    pushq $0x21000
+    pushq $0x202
+    pushq $${USER_CS | 3}
+    lea user(%rip), %rax
+    pushq %rax
+    iretq
+  user:
+    mov %rsp, ${DATA}
+    cli                                 # IOPL 0: #GP
+    `);
+  if (!m) return;
+  assert.deepEqual(m.marks, [13]);
+  assert.equal(m.u64(DATA), 0x21000n);
+  const f = frame(m, RSP0_TOP, true);
+  assert.equal(f.cs, BigInt(USER_CS | 3));
+  assert.equal(f.rsp, 0x21000n);
+});
+
+test('port I/O reaches the dispatcher; HLT with IF = 0 and nothing pending sleeps instead of spinning', async (t) => {
+  const m = await runAsm(t, `
+    mov $0x3f8, %dx
+    mov $0x41, %al
+    out %al, %dx
+    in %dx, %al
+    ${exit(3)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [3]);
+  assert.deepEqual(m.pio, [[0x3f8, true], [0x3f8, false]]);
+  const s = m.vm.stats();
+  assert.ok((s.instructions ?? 0) >= 5 && (s.instructions ?? 0) < 20, `instructions ${s.instructions}`);
+});
