@@ -311,7 +311,9 @@ export class SoftVm implements EngineVm {
       if (r === EXIT_HLT) this.counters.hlt++;
       else if (r === EXIT_EXCEPTION) {
         this.counters.exceptions++;
-        deliverException(cpu, cpu.exception as CpuException);
+        const e = cpu.exception as CpuException;
+        if (this.traceMs > 0 && this.counters.exceptions <= 64) this.log(`soft trace: cpu${v.index} exception ${e.vector} error 0x${e.errorCode.toString(16)} at 0x${hex(cpu.rip)}: ${e.message}`);
+        deliverException(cpu, e);
       }
     } catch (e) {
       if (e instanceof TripleFault) {

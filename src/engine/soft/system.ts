@@ -173,7 +173,8 @@ export function readDescriptor(c: Cpu, sel: number, size: 8 | 16, vector = VEC_G
   s.mmu.readSystem(c, tableBase + off, buf);
   const lo = descView.getInt32(0, true);
   const hi = descView.getInt32(4, true);
-  const upper = size === 16 ? descView.getUint32(8, true) : 0;
+  // Signed: bases in the upper half stay exact as canonical numbers.
+  const upper = size === 16 ? descView.getInt32(8, true) : 0;
   let limit = (lo & 0xffff) | (hi & 0xf0000);
   if ((hi & (1 << 23)) !== 0) limit = limit * 4096 + 4095;
   const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
@@ -365,8 +366,8 @@ function deliver(c: Cpu, vector: number, errorCode: number, soft: boolean, exter
   if (!present) throw new CpuException(VEC_NP, idtErr, c.rip, `#NP: IDT entry ${vector} not present`);
   const sel = w0 >>> 16;
   const offset = ((w0 & 0xffff) | (w1 & 0xffff0000)) >>> 0;
-  const target = w2 * T32 + offset;
-  const targetSigned = w2 >= 0x80000000 ? target - 2 ** 64 : target;
+  // Signed high half: the sum stays exact (canonical addresses need 48 bits).
+  const targetSigned = (w2 | 0) * T32 + offset;
   if ((sel & 0xfffc) === 0) throw new CpuException(VEC_GP, ext, c.rip, `#GP: IDT entry ${vector} has a null selector`);
   const cs = readDescriptor(c, sel, 8);
   const newCpl = (cs.attr >> 5) & 3;

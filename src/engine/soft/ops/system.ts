@@ -172,7 +172,7 @@ function sys_mov_to_dr(c: Cpu, i: Op): void {
   const size = c.mode === MODE_64 ? 8 : 4;
   const lo = readReg(c, i.opReg[1] as number, size);
   // Breakpoints are stored, not armed: DR7 enables are not honoured (README.md).
-  drs(c)[(i.opReg[0] as number) & 7] = (size === 8 ? c.hi >>> 0 : 0) * T32 + (lo >>> 0);
+  drs(c)[(i.opReg[0] as number) & 7] = (size === 8 ? c.hi : 0) * T32 + (lo >>> 0);
 }
 
 function sys_smsw(c: Cpu, i: Op): void {
