@@ -47,6 +47,12 @@ export interface SoftEngineOptions {
    * on `log`; 0 = none. Default from TYPEVISOR_SOFT_TRACE_MS.
    */
   traceMs?: number;
+  /**
+   * Ends the VM (host-stop, with a log line) once this many instructions have
+   * retired: bounded runs for tests and measurements. Default from
+   * TYPEVISOR_SOFT_INSTRUCTION_LIMIT; none when unset.
+   */
+  instructionLimit?: number;
 }
 
 export class SoftEngine implements Engine {
@@ -102,12 +108,14 @@ export class SoftVm implements EngineVm {
   private readonly counters: Counters = { pio: 0, mmio: 0, apicMmio: 0, hlt: 0, exceptions: 0, interrupts: 0, slices: 0 };
   private runNs = 0;
   private readonly traceMs: number;
+  private readonly instructionLimit: number;
   private lastTrace = performance.now();
   private readonly log: (m: string) => void;
 
   constructor(config: EngineVmConfig, options: SoftEngineOptions = {}) {
     this.dispatcher = config.dispatcher;
     this.traceMs = options.traceMs ?? (Number(process.env.TYPEVISOR_SOFT_TRACE_MS) || 0);
+    this.instructionLimit = options.instructionLimit ?? (Number(process.env.TYPEVISOR_SOFT_INSTRUCTION_LIMIT) || Infinity);
     this.log = options.log ?? ((m) => process.stderr.write(`typevisor: ${m}\n`));
     const tsc = new GuestTsc();
     this.irq = createInterruptControllers({ cpus: config.cpus, tsc, wake: (cpu) => this.wake(cpu) });
@@ -252,6 +260,13 @@ export class SoftVm implements EngineVm {
       this.internalError(e);
     }
     this.runNs += (performance.now() - started) * 1e6;
+    if (this.stop === undefined && this.instructionLimit !== Infinity) {
+      const n = this.vcpus.reduce((k, v) => k + v.cpu.icount, 0);
+      if (n >= this.instructionLimit) {
+        this.log(`soft engine: instruction limit ${this.instructionLimit} reached (${n} retired; vCPU 0 at 0x${hex((this.vcpus[0] as Vcpu).cpu.rip)})`);
+        this.requestStop({ reason: 'host-stop' });
+      }
+    }
     if (this.traceMs > 0 && performance.now() - this.lastTrace >= this.traceMs) {
       this.lastTrace = performance.now();
       this.log(`soft trace: ${this.vcpus.map((v) => `cpu${v.index} rip=0x${hex(v.cpu.rip)} cpl=${v.cpu.cpl} n=${v.cpu.icount}${v.cpu.halted ? ' hlt' : ''}`).join('; ')}`);
