@@ -288,3 +288,16 @@ test('port I/O reaches the dispatcher; HLT with IF = 0 and nothing pending sleep
   const s = m.vm.stats();
   assert.ok((s.instructions ?? 0) >= 5 && (s.instructions ?? 0) < 20, `instructions ${s.instructions}`);
 });
+
+test('control registers: CR0 and CR4 read back unsigned and write back unchanged; CR4 reserved bits #GP', async (t) => {
+  const m = await runAsm(t, `
+    mov %cr0, %rax; mov %rax, ${DATA}; mov %rax, %cr0
+    mov %cr4, %rax; mov %rax, ${DATA + 8}; mov %rax, %cr4
+    or $(1 << 20), %rax                 # SMEP: not offered
+    mov %rax, %cr4
+    ${exit(1)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [13]);
+  assert.equal(m.u64(DATA), 0x80050033n);
+  assert.equal(m.u64(DATA + 8), 0x6a0n);
+});

@@ -89,10 +89,11 @@ function canonical(a: number): boolean {
 
 function readCr(c: Cpu, i: Op, n: number): number {
   switch (n) {
-    case 0: return c.cr0;
+    // CR0/CR4 live as int32 bit sets (CR0.PG is bit 31); the register value is unsigned.
+    case 0: return c.cr0 >>> 0;
     case 2: return c.cr2;
     case 3: return c.cr3;
-    case 4: return c.cr4;
+    case 4: return c.cr4 >>> 0;
     case 8: return sysOf(c).hooks.readCr8();
     default: throw new CpuException(VEC_UD, 0, i.address, `#UD: CR${n}`);
   }
