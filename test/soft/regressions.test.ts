@@ -120,6 +120,42 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'fldpi; fstp qword ptr [W]' },
     input: { fcw: 0xa7f },
   },
+  {
+    bug: 'x87 fst m32 ignored FCW.RC: a value beyond binary32 rounds toward zero to its largest finite value',
+    template: { code: 'fld qword ptr [W]; fst dword ptr [W + 8]; fstp dword ptr [W + 12]' },
+    input: { fcw: 0xe7f, window: hex('9c7500883ce4377e') },
+  },
+  {
+    bug: 'x87 fscale ignored FCW.RC on overflow',
+    template: { code: 'fild dword ptr [W]; fld qword ptr [W + 8]; fscale; fstp qword ptr [W + 16]; fstp st(0)' },
+    input: { fcw: 0xe7f, window: hex('d007000000000000000000000000f83f') },
+  },
+  {
+    bug: 'x87 fld m64 kept a signalling NaN signalling (it loads quietened)',
+    template: { code: 'fld qword ptr [W]; fstp qword ptr [W + 16]; fld dword ptr [W + 8]; fstp qword ptr [W + 24]' },
+    input: { window: hex('7378d2135d8df7ff0100807f00000000') },
+  },
+  {
+    bug: 'x87 arithmetic on two NaNs returns the one with the larger significand',
+    template: { code: 'fld qword ptr [W]; fld qword ptr [W + 8]; fsubp; fstp qword ptr [W + 16]' },
+    input: { window: hex('010000000000f87f020000000000f8ff') },
+  },
+  {
+    bug: 'x87 fprem1 rounded a negative tie quotient away from even',
+    template: { code: 'mov [W], eax; fild dword ptr [W]; mov [W + 4], ebx; fild dword ptr [W + 4]; fxch; fprem1; fnstsw ax; and eax, 0x4700; fstp qword ptr [W + 8]; fstp st(0)' },
+    input: { regs: { rax: 0x7bc6e3dfe27f29b1n, rbx: 0x2n } },
+  },
+  {
+    bug: 'x87 fprem1 with a zero remainder gives a zero of the dividend\'s sign',
+    template: { code: 'mov [W], eax; fild dword ptr [W]; mov [W + 4], ebx; fild dword ptr [W + 4]; fxch; fprem1; fnstsw ax; and eax, 0x4700; fstp qword ptr [W + 8]; fstp st(0)' },
+    input: { regs: { rax: 0x29b57e21d3b8587cn, rbx: 0x7fffffffffffffffn } },
+  },
+  {
+    // Before the fix the NaN's sign came from V8 (JS `%` and `*` on Infinity): negative when run cold, positive once optimised.
+    bug: 'x87 fprem1 by zero gives the negative real indefinite',
+    template: { code: 'mov [W], eax; fild dword ptr [W]; mov [W + 4], ebx; fild dword ptr [W + 4]; fxch; fprem1; fstp qword ptr [W + 8]; fstp st(0)' },
+    input: { regs: { rax: 0x6en, rbx: 0n } },
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -488,6 +488,23 @@ export function x87Rounded(rc: number, op: number, a: number, b: number): number
   return arithLane((rc & 3) << MXCSR_RC_SHIFT, op, a, b, false);
 }
 
+/** A binary64 value stored as binary32 under FCW.RC (FST m32). */
+export function x87ToSingle(rc: number, v: number): number {
+  return toSingle((rc & 3) << MXCSR_RC_SHIFT, v);
+}
+
+/** v * 2^n (FSCALE) under FCW.RC: exact unless it overflows or lands among the denormals. */
+export function x87Scale(rc: number, v: number, n: number): number {
+  const r = v * Math.pow(2, n);
+  if (rc === 0 || r !== r || !Number.isFinite(v)) return r;
+  const mxcsr = (rc & 3) << MXCSR_RC_SHIFT;
+  if (!Number.isFinite(r)) return directed(mxcsr, r, 0, true, false);
+  if (Math.abs(r) >= MIN_NORMAL64 || n > 0) return r;
+  // Among the denormals the product may be inexact: which side of v * 2^n r lies on, exactly.
+  const s = signOf(scaled(v) - (scaled(r) << BigInt(-n)));
+  return directed(mxcsr, r, s, false, false);
+}
+
 export { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB };
 
 /** A double narrowed to binary32 under MXCSR (CVTSD2SS, CVTPD2PS): DAZ, rounding control, FZ. */

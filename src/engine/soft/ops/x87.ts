@@ -15,7 +15,7 @@ import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { ea, writeReg } from '../operands.js';
 import { FCW_DEFAULT, FLAG_AF, FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, RAX } from '../state.js';
-import { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB, x87Rounded } from './sse.js';
+import { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB, x87Rounded, x87Scale, x87ToSingle } from './sse.js';
 import type { HandlerMap } from './types.js';
 import type { Handler } from '../op.js';
 
@@ -112,8 +112,13 @@ export function fromF80(bytes: Uint8Array, off: number): number {
 
 function loadReal(c: Cpu, i: Op, size: number): number {
   const a = ea(c, i);
-  if (size === 4) { f32i[0] = c.read32(a); return f32[0] as number; }
-  if (size === 8) { f64i[0] = c.read32(a); f64i[1] = c.read32(a + 4); return f64[0] as number; }
+  // A signalling NaN loads quietened (invalid operation, masked: SDM Vol. 1, 8.5.1.2).
+  if (size === 4) { f32i[0] = c.read32(a); if ((f32i[0] & 0x7f800000) === 0x7f800000 && (f32i[0] & 0x7fffff) !== 0) f32i[0] |= 0x400000; return f32[0] as number; }
+  if (size === 8) {
+    f64i[0] = c.read32(a); f64i[1] = c.read32(a + 4);
+    if ((f64i[1] & 0x7ff00000) === 0x7ff00000 && ((f64i[1] & 0xfffff) | f64i[0]) !== 0) f64i[1] |= 0x80000;
+    return f64[0] as number;
+  }
   const b = new Uint8Array(10);
   for (let k = 0; k < 10; k++) b[k] = c.read8(a + k);
   return fromF80(b, 0);
@@ -121,7 +126,7 @@ function loadReal(c: Cpu, i: Op, size: number): number {
 
 function storeReal(c: Cpu, i: Op, size: number, v: number): void {
   const a = ea(c, i);
-  if (size === 4) { f32[0] = v; c.write32(a, f32i[0] as number); return; }
+  if (size === 4) { f32[0] = rcOf(c.fcw) === 0 ? v : x87ToSingle(rcOf(c.fcw), v); c.write32(a, f32i[0] as number); return; }
   if (size === 8) { f64[0] = v; c.write64(a, f64i[0] as number, f64i[1] as number); return; }
   const b = new Uint8Array(10);
   toF80(v, b, 0);
@@ -175,12 +180,28 @@ type F2 = (d: number, s: number, fcw: number) => number;
  */
 function arith(f: F2, popAfter: boolean): Handler {
   return (c, i) => {
-    if (i.opKind[0] === OP_MEM) { setSt(c, 0, f(st(c, 0), loadReal(c, i, i.opSize[0] as number), c.fcw)); return; }
+    if (i.opKind[0] === OP_MEM) { setSt(c, 0, nanRule(f, st(c, 0), loadReal(c, i, i.opSize[0] as number), c.fcw)); return; }
     const d = i.opReg[0] as number, s = i.opKind[1] === OP_ST ? i.opReg[1] as number : 0;
-    setSt(c, d, f(st(c, d), st(c, s), c.fcw));
+    setSt(c, d, nanRule(f, st(c, d), st(c, s), c.fcw));
     if (popAfter) pop(c);
   };
 }
+
+/** Two NaN operands: the result is the one with the larger significand, quietened (SDM Vol. 1, Table 4-7). */
+function nanRule(f: F2, a: number, b: number, fcw: number): number {
+  const r = f(a, b, fcw);
+  if (r === r || a === a || b === b) return r;
+  f64[0] = a;
+  const ah = (f64i[1] as number) & 0xfffff, al = (f64i[0] as number) >>> 0;
+  f64[0] = b;
+  const bh = (f64i[1] as number) & 0xfffff, bl = (f64i[0] as number) >>> 0;
+  f64[0] = ah > bh || (ah === bh && al >= bl) ? a : b;
+  f64i[1] = (f64i[1] as number) | 0x80000;
+  return f64[0] as number;
+}
+
+/** The x87 "real indefinite" QNaN an invalid operation returns (SDM Vol. 1, 8.2.2): negative. */
+const INDEFINITE = new Float64Array(new Uint32Array([0, 0xfff80000]).buffer)[0] as number;
 
 function arithInt(f: F2): Handler {
   return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.opSize[0] as number), c.fcw));
@@ -259,10 +280,14 @@ function fprem(c: Cpu, ieee: boolean): void {
   if (!ieee) { r = x % y; q = Math.trunc(x / y); }
   else {
     q = Math.round(x / y);
-    if (Math.abs(x / y - Math.trunc(x / y)) === 0.5 && q % 2 !== 0) q -= Math.sign(q);
+    // Math.round takes a tie upward, for either sign: the even neighbour is below.
+    if (Math.abs(x / y - Math.trunc(x / y)) === 0.5 && q % 2 !== 0) q -= 1;
     r = x - q * y;
     if (!Number.isFinite(r)) r = x % y;
+    // A zero remainder has the dividend's sign (IEEE 754 remainder).
+    if (r === 0) r = x < 0 || Object.is(x, -0) ? -0 : 0;
   }
+  if (r !== r && x === x && y === y) r = INDEFINITE;
   setSt(c, 0, r);
   const qa = Math.abs(q) % 8;
   setCC(c, (qa & 4 ? C0 : 0) | (qa & 2 ? C3 : 0) | (qa & 1 ? C1 : 0));
@@ -423,7 +448,7 @@ export const X87: HandlerMap = {
   x87_fdecstp: (c) => { c.fpTop = (c.fpTop - 1) & 7; },
   x87_fsqrt: (c) => setSt(c, 0, rcOf(c.fcw) === 0 ? Math.sqrt(st(c, 0)) : x87Rounded(rcOf(c.fcw), OP_SQRT, 0, st(c, 0))),
   x87_frndint: (c) => setSt(c, 0, roundFcw(c, st(c, 0))),
-  x87_fscale: (c) => setSt(c, 0, st(c, 0) * Math.pow(2, Math.trunc(st(c, 1)))),
+  x87_fscale: (c) => setSt(c, 0, x87Scale(rcOf(c.fcw), st(c, 0), Math.trunc(st(c, 1)))),
   x87_fprem: (c) => fprem(c, false),
   x87_fprem1: (c) => fprem(c, true),
   x87_fsin: (c) => { setSt(c, 0, Math.sin(st(c, 0))); setCC(c, c.fsw & ~(C2 | C1)); },
