@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import {
-  type CpuException, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_AC, VEC_BP, VEC_DE, VEC_GP, VEC_PF, VEC_UD,
+  CpuException, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_AC, VEC_BP, VEC_DE, VEC_GP, VEC_PF, VEC_UD,
 } from '../../src/engine/soft/mmu.js';
 import { FLAG_IF, FLAG_RESERVED1, RAX, RDI, RDX, RSI, RSP } from '../../src/engine/soft/state.js';
 
@@ -33,6 +33,9 @@ export function faultStatus(e: CpuException): number {
   }
 }
 
+/** Pages in each half of the 48-bit canonical address space. */
+const CANONICAL_PAGES = 2 ** 47 / PAGE_SIZE;
+
 /** Loaded image: its pages and the driver's symbols. */
 class Image implements SoftPlatform {
   readonly pages = new Map<number, PageFrame>();
@@ -54,6 +57,8 @@ class Image implements SoftPlatform {
   }
 
   translate(vpn: number, access: number): PageFrame {
+    // A non-canonical address raises #GP, not #PF (SDM Vol. 3A, 3.3.7.1).
+    if (vpn < -CANONICAL_PAGES || vpn >= CANONICAL_PAGES) throw new CpuException(VEC_GP, 0, vpn * PAGE_SIZE, 'non-canonical address');
     const f = this.pages.get(vpn);
     if (!f) throw pageFault(vpn * PAGE_SIZE, access, false);
     return f;

@@ -170,6 +170,33 @@ export function templates(): Template[] {
     'lea r8, [r9 + r10*2 - 0x80000000]', 'lea r11d, [r12 + r13*8 + 100]', 'lea rsi, [rbp + rbp*1]', 'lea eax, [ebx + ecx*4 + 8]', 'lea rax, [ebx + ecx*2 - 1]',
     'lea ecx, [edx]', 'lea r14, [r14 + 1]', 'lea rdi, [rip + 1]', 'lea r12w, [r13 + r14 - 2]']) add(code, code);
 
+  family = 'addressing';
+  // Base, index, scale and displacement shapes into the window; rsp- and rbp-based forms through the stack.
+  for (const m of ['[rbx + 16]', '[rbx + rcx*8 + 8]', '[rbx + rcx*4 - 4]', '[rbx + rcx*2 + 0x40]', '[rcx*8 + rbx]', '[rbx + rcx]', '[rdi + rcx*8 + 0x7f]',
+    '[r12 + r13*4]', '[r12 + 8]', '[rbp + rcx*1 + 3]', '[ebx + ecx*8 + 8]', '[ebx - 8]']) {
+    const setup = 'lea rbx, [W + 24]; and ecx, 7; lea rdi, [W - 0x7f]; lea r12, [W + 4]; mov r13d, ecx; lea rbp, [W + 16]';
+    const v = m.replace(/e(b|c)x/g, 'e$1x');
+    const note = v.startsWith('[e') ? 'lea ebx, [W + 24]; ' : '';
+    add(`add r64, ${m}`, `${note ? setup + '; ' + note : setup + '; '}add rax, qword ptr ${v}; sub rbx, r15; sub rdi, r15; sub r12, r15; sub rbp, r15`, 0);
+    add(`mov ${m}, imm`, `${setup}; ${note}mov dword ptr ${v}, 0x12345678; mov rax, [W + 24]; sub rbx, r15; sub rdi, r15; sub r12, r15; sub rbp, r15`);
+  }
+  add('push/pop rsp-relative', 'push rax; push rbx; pop qword ptr [rsp]; pop rcx');
+  add('push qword ptr [rsp]', 'push rax; push qword ptr [rsp]; pop rcx; pop rdx');
+  add('push rsp', 'mov rsi, rsp; push rsp; pop rax; sub rax, rsi; xor esi, esi');
+  add('lea rsp-relative', 'lea rax, [rsp + 8]; sub rax, rsp; lea rdx, [rsp + rcx*2]; sub rdx, rsp', STATUS);
+  add('mov [rsp]', 'push rax; mov [rsp], rbx; mov rdx, [rsp + 0]; add rsp, 8', STATUS);
+  add('xlatb', 'lea rbx, [W]; xlatb; sub rbx, r15');
+  add('rip-relative store', 'mov [rip + scratch + 8], rcx; mov rdx, [rip + scratch + 8]; mov [rip + scratch + 12], ax; mov rsi, [rip + scratch + 8]');
+
+  family = 'faults';
+  add('ud2', 'ud2');
+  add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
+  add('load non-canonical', 'mov rdx, 0x8000000000000000; mov rcx, [rdx]', 0);
+  add('cmpxchg16b unaligned', 'cmpxchg16b [W + 8]', STATUS & ~ZF);
+  add('ldmxcsr reserved bits', 'mov dword ptr [W], 0x11f80; ldmxcsr [W]');
+  add('div zero after work', 'add rax, rbx; xor ecx, ecx; div rcx', STATUS);
+  add('idiv overflow after flags', 'sub rax, rdx; mov rbx, -1; mov rax, 0x8000000000000000; cqo; idiv rbx', STATUS);
+
   family = 'xchg/cmpxchg';
   add('xadd', 'xadd rax, rbx');
   add('xadd 32', 'xadd ecx, edx');
@@ -310,7 +337,9 @@ export function templates(): Template[] {
   add('x87 store double', 'mov [W], eax; fild dword ptr [W]; mov dword ptr [W + 4], 7; fild dword ptr [W + 4]; fdivp; fld st(0); fmulp; fstp qword ptr [W + 8]');
   add('x87 rounding', 'mov [W], eax; fild dword ptr [W]; mov dword ptr [W + 4], 7; fidiv dword ptr [W + 4]; fistp dword ptr [W + 8]');
   add('x87 m80', 'sar rax, 11; mov [W], rax; fild qword ptr [W]; fstp tbyte ptr [W + 16]; fld tbyte ptr [W + 16]; fistp qword ptr [W + 32]');
-  add('x87 double ops', 'fld qword ptr [W]; fld qword ptr [W + 8]; faddp; fld qword ptr [W + 16]; fmulp; fstp qword ptr [W + 24]');
+  // Each result goes through memory before the next operation: the soft FPU's registers are binary64, so a
+  // result beyond binary64's exponent range but finite in the 80-bit format is not kept (README.md).
+  add('x87 double ops', 'fld qword ptr [W]; fld qword ptr [W + 8]; faddp; fstp qword ptr [W + 24]; fld qword ptr [W + 24]; fld qword ptr [W + 16]; fmulp; fstp qword ptr [W + 32]');
   add('x87 double from ints', 'movsx rax, eax; mov [W], rax; fild qword ptr [W]; fld qword ptr [W + 8]; fsubrp; fstp qword ptr [W + 40]; fld qword ptr [W + 8]; fchs; fabs; fstp qword ptr [W + 48]');
   add('x87 fsqrt', 'mov [W], eax; fild dword ptr [W]; fabs; fsqrt; fstp qword ptr [W + 8]');
   add('x87 frndint', 'movsx rax, eax; mov [W], rax; fild qword ptr [W]; mov dword ptr [W + 4], 3; fidiv dword ptr [W + 4]; frndint; fistp qword ptr [W + 16]');
@@ -320,10 +349,22 @@ export function templates(): Template[] {
   add('x87 fxch/fcmov', 'fld qword ptr [W]; fld qword ptr [W + 8]; fxch; fcmovb st, st(1); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]');
   add('x87 ftst/fxam', 'fld qword ptr [W]; ftst; fnstsw ax; and eax, 0x4500; fxam; fnstsw [W + 8]; and word ptr [W + 8], 0x4700; fstp st(0)');
   add('fnstcw/fldcw', 'fnstcw [W]; movzx eax, word ptr [W]; or word ptr [W], 0xc00; fldcw [W]; fnstcw [W + 2]; movzx ebx, word ptr [W + 2]; fninit');
+  add('x87 fst m32 rounding', 'fld qword ptr [W]; fst dword ptr [W + 8]; fstp dword ptr [W + 12]');
+  add('x87 fild m16/m32', 'fild word ptr [W]; fild dword ptr [W + 4]; faddp; fstp qword ptr [W + 8]');
+  add('x87 fcomi/fucomi', 'fld qword ptr [W]; fld qword ptr [W + 8]; fcomi st, st(1); setb al; sete bl; setp cl; fucomip st, st(1); fstp st(0)', 0);
+  for (const cc of ['b', 'e', 'be', 'u', 'nb', 'ne', 'nbe', 'nu']) {
+    add(`x87 fcmov${cc}`, `fld qword ptr [W]; fld qword ptr [W + 8]; fcmov${cc} st, st(1); fstp qword ptr [W + 16]; fstp st(0)`);
+  }
+  add('x87 fprem', 'mov [W], eax; fild dword ptr [W]; mov dword ptr [W + 4], 7; fild dword ptr [W + 4]; fxch; fprem; fnstsw ax; and eax, 0x4700; fstp qword ptr [W + 8]; fstp st(0)');
+  add('x87 fprem1', 'mov [W], eax; fild dword ptr [W]; mov [W + 4], ebx; fild dword ptr [W + 4]; fxch; fprem1; fnstsw ax; and eax, 0x4700; fstp qword ptr [W + 8]; fstp st(0)');
+  add('x87 fscale', 'movsx rax, al; mov [W], rax; fild qword ptr [W]; fld qword ptr [W + 8]; fscale; fstp qword ptr [W + 16]; fstp st(0)');
+  add('x87 fxtract', 'fld qword ptr [W]; fxtract; fstp qword ptr [W + 8]; fstp qword ptr [W + 16]');
+  add('x87 frndint any', 'fld qword ptr [W]; frndint; fstp qword ptr [W + 8]');
+  add('x87 fist m16', 'fld qword ptr [W]; fist word ptr [W + 8]; fistp dword ptr [W + 12]');
   add('x87 stack', 'fld1; fld1; fld1; fnstsw ax; fstp st(0); fstp st(0); fstp st(0); fnstsw [W]');
 
   family = 'programs';
-  T.push(...randomPrograms(600, 0x5eed));
+  T.push(...randomPrograms(1500, 0x5eed));
   return T;
 }
 
@@ -379,6 +420,15 @@ export function randomPrograms(count: number, seed: number): Template[] {
     () => ({ code: `add [W + ${8 * r.below(15)}], ${reg(8)}`, reads: 0, writes: STATUS, undef: 0 }),
     () => ({ code: `adc ${reg(8)}, [W + ${8 * r.below(15)}]`, reads: CF, writes: STATUS, undef: 0 }),
     () => ({ code: `xadd ${reg(4)}, ${reg(4)}`, reads: 0, writes: STATUS, undef: 0 }),
+    () => { const s = pick([8, 4]); return { code: `${pick(['shl', 'shr', 'sar'])} ${reg(s)}, cl`, reads: 0, writes: 0, undef: AF | OF | CF | ZF | SF | PF }; },
+    () => { const s = pick([8, 4, 2]); return { code: `imul ${reg(s)}, ${reg(s)}, ${imm(s)}`, reads: 0, writes: CF | OF, undef: SF | ZF | AF | PF }; },
+    () => ({ code: `${pick(['mul', 'imul'])} ${reg(pick([8, 4, 2, 1]))}`, reads: 0, writes: CF | OF, undef: SF | ZF | AF | PF }),
+    () => ({ code: `cmp ${reg(8)}, [W + ${8 * r.below(15)}]`, reads: 0, writes: STATUS, undef: 0 }),
+    () => { const cc = pick(Object.keys(CC_READS)); return { code: `cmov${cc} ${reg(8)}, [W + ${8 * r.below(15)}]`, reads: CC_READS[cc] ?? 0, writes: 0, undef: 0 }; },
+    () => ({ code: `${pick(['bts', 'btr', 'btc'])} ${reg(8)}, ${r.below(64)}`, reads: 0, writes: CF, undef: OF | SF | AF | PF }),
+    () => ({ code: `${pick(['shld', 'shrd'])} ${reg(4)}, ${reg(4)}, ${1 + r.below(31)}`, reads: 0, writes: CF | ZF | SF | PF, undef: AF | OF }),
+    () => ({ code: 'sahf', reads: 0, writes: STATUS & ~OF, undef: 0 }),
+    () => ({ code: `popcnt ${reg(8)}, ${reg(8)}`, reads: 0, writes: STATUS, undef: 0 }),
   ];
   const out: Template[] = [];
   for (let p = 0; p < count; p++) {
