@@ -409,6 +409,8 @@ const consts = (v: number, above = false): Handler => (c) => {
 };
 
 export const X87: HandlerMap = {
+  // EMMS empties the x87 tag word (SDM Vol. 2A, EMMS); Linux runs it on AMD before FXRSTOR (X86_BUG_FXSAVE_LEAK).
+  mmx_emms: (c) => { c.fpTag = 0xff; },
   x87_fld: (c, i) => push(c, i.opKind[0] === OP_MEM ? loadReal(c, i, i.opSize[0] as number) : st(c, i.opReg[0] as number)),
   x87_fst: (c, i) => { if (i.opKind[0] === OP_MEM) storeReal(c, i, i.opSize[0] as number, st(c, 0)); else setSt(c, i.opReg[0] as number, st(c, 0)); },
   x87_fstp: (c, i) => { if (i.opKind[0] === OP_MEM) storeReal(c, i, i.opSize[0] as number, st(c, 0)); else setSt(c, i.opReg[0] as number, st(c, 0)); pop(c); },
