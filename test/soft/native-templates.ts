@@ -188,6 +188,13 @@ export function templates(): Template[] {
   add('xlatb', 'lea rbx, [W]; xlatb; sub rbx, r15');
   add('rip-relative store', 'mov [rip + scratch + 8], rcx; mov rdx, [rip + scratch + 8]; mov [rip + scratch + 12], ax; mov rsi, [rip + scratch + 8]');
 
+  // High-byte registers cannot be encoded with REX, so their memory forms go through rip-relative scratch.
+  for (const code of ['add ah, byte ptr [rip + scratch + 1]', 'sub byte ptr [rip + scratch + 2], ch', 'xchg dh, byte ptr [rip + scratch + 3]',
+    'cmp bh, byte ptr [rip + scratch]', 'movzx ecx, ah', 'movsx edx, bh', 'shl ah, cl', 'rcr dh, 1', 'inc ch', 'neg bh', 'xadd ah, ch', 'cmpxchg bh, dl',
+    'mov ah, byte ptr [rip + scratch + 5]', 'mov byte ptr [rip + scratch + 6], dh', 'test ch, 0x81', 'adc ah, bh', 'setc ah', 'bswap eax']) {
+    add(`high byte: ${code}`, `mov [rip + scratch], rsi; ${code}; mov rdi, [rip + scratch]`, code.startsWith('shl') ? AF | OF : ['test'].some((x) => code.startsWith(x)) ? AF : 0);
+  }
+
   family = 'faults';
   add('ud2', 'ud2');
   add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
@@ -241,6 +248,7 @@ export function templates(): Template[] {
   add('loop', 'and ecx, 15; or ecx, 1; xor eax, eax; 1: inc eax; loop 1b');
   add('loope', 'and ecx, 15; or ecx, 1; xor eax, eax; 1: inc eax; cmp eax, ebx; loope 1b');
   add('loopne', 'and ecx, 15; or ecx, 1; and ebx, 7; xor eax, eax; 1: inc eax; cmp eax, ebx; loopne 1b');
+  add('loop addr32', 'and ecx, 7; or ecx, 1; bts rcx, 32; xor eax, eax; 1: inc eax; .byte 0x67; loop 1b', AF | OF);
   add('jrcxz', 'and ecx, 1; mov eax, 1; jrcxz 1f; mov eax, 2; 1:');
   add('jecxz', 'shl rcx, 32; mov eax, 1; jecxz 1f; mov eax, 2; 1:', AF | OF);
   add('jrcxz high', 'shl rcx, 32; mov eax, 1; jrcxz 1f; mov eax, 2; 1:', AF | OF);
@@ -303,6 +311,16 @@ export function templates(): Template[] {
     'movlpd [W + 24], xmm2', 'movhpd [W + 32], xmm3', 'movntdq [W + 64], xmm1', 'movntps [W + 80], xmm2',
     'lea rdi, [W + 32]; maskmovdqu xmm0, xmm1; xor edi, edi']) add(code, code);
 
+  // REX-extended XMM registers (xmm8-15) as sources, destinations and memory-operand targets.
+  for (const op of ['paddb', 'pmullw', 'punpcklbw', 'pshufd', 'addpd', 'mulps', 'cvtdq2ps', 'andnps', 'pcmpgtd', 'psrlq', 'movdqa', 'sqrtsd', 'unpckhpd']) {
+    const imm = op === 'pshufd' ? ', 0x4e' : '';
+    add(`${op} xmm8-15`, `movdqa xmm9, xmm1; movdqa xmm12, xmm0; ${op} xmm12, xmm9${imm}; ${op} xmm9, [W + 32]${imm}; movdqa xmm0, xmm12; movdqa xmm1, xmm9`);
+  }
+  add('pinsrw/pextrw high index', 'pinsrw xmm0, eax, 12; pextrw ecx, xmm1, 9; pinsrw xmm11, ebx, 3; pextrw edx, xmm11, 3');
+  add('pmaddwd 0x8000', 'pcmpeqw xmm1, xmm1; psllw xmm1, 15; movdqa xmm0, xmm1; pmaddwd xmm0, xmm1');
+  add('shufps mem', 'shufps xmm0, [W + 16], 0x72');
+  add('movq xmm8 rax', 'movq xmm8, rax; movq rbx, xmm8; movd xmm13, ecx; movdqa xmm2, xmm13');
+
   family = 'sse-fp';
   for (const op of ['addsd', 'subsd', 'mulsd', 'divsd', 'minsd', 'maxsd', 'sqrtsd', 'addss', 'subss', 'mulss', 'divss', 'minss', 'maxss', 'sqrtss',
     'addpd', 'subpd', 'mulpd', 'divpd', 'minpd', 'maxpd', 'sqrtpd', 'addps', 'subps', 'mulps', 'divps', 'minps', 'maxps', 'sqrtps']) {
@@ -314,7 +332,9 @@ export function templates(): Template[] {
     'cvttsd2si rax, xmm0', 'cvtsd2si rcx, xmm1', 'cvttsd2si eax, xmm1', 'cvtsd2si edx, xmm2', 'cvttss2si rdx, xmm0', 'cvtss2si eax, xmm1', 'cvtss2si r9, xmm3',
     'cvttss2si ecx, xmm2', 'cvtsd2si rax, qword ptr [W + 16]', 'cvtsd2ss xmm0, xmm1', 'cvtss2sd xmm0, xmm1', 'cvtps2pd xmm0, xmm1', 'cvtpd2ps xmm0, xmm1',
     'cvtdq2ps xmm0, xmm1', 'cvtdq2pd xmm0, xmm1', 'cvttps2dq xmm0, xmm1', 'cvtps2dq xmm1, xmm0', 'cvtpd2dq xmm0, xmm1', 'cvttpd2dq xmm1, xmm0',
-    'cvtsi2sd xmm0, rax; cvtsd2si rbx, xmm0', 'xorpd xmm1, xmm1; divsd xmm1, xmm1', 'xorps xmm0, xmm0; sqrtsd xmm0, xmm1; cvtsi2sd xmm1, rax; mulsd xmm1, xmm0',
+    'cvtsi2sd xmm0, rax; cvtsd2si rbx, xmm0', 'cvtps2pd xmm0, qword ptr [W + 8]', 'cvtdq2pd xmm1, qword ptr [W + 4]', 'cvtss2sd xmm2, dword ptr [W]',
+    'cvtsd2ss xmm3, qword ptr [W + 24]', 'cvttps2dq xmm0, [W + 16]', 'cvtsi2ss xmm1, dword ptr [W + 8]', 'sqrtss xmm2, dword ptr [W + 4]', 'cvtpd2ps xmm3, [W + 32]',
+    'cvttsd2si r12, qword ptr [W + 40]', 'cvtss2si r13d, dword ptr [W + 44]', 'cvtsi2sd xmm9, r14; movq rax, xmm9', 'xorpd xmm1, xmm1; divsd xmm1, xmm1', 'xorps xmm0, xmm0; sqrtsd xmm0, xmm1; cvtsi2sd xmm1, rax; mulsd xmm1, xmm0',
     'stmxcsr [W + 4]; mov eax, [W + 4]; and eax, 0xffc0', 'mov [W], eax; or dword ptr [W], 0x1f80; and dword ptr [W], 0xffff; ldmxcsr [W]; addsd xmm0, xmm1; cvtsd2si rax, xmm0; stmxcsr [W + 8]; and dword ptr [W + 8], 0xffc0', 'mov dword ptr [W], 0x11f80; ldmxcsr [W]']) add(code, code);
   for (const p of ['eq', 'lt', 'le', 'unord', 'neq', 'nlt', 'nle', 'ord']) {
     add(`cmp${p}sd`, `cmp${p}sd xmm0, xmm1`);
