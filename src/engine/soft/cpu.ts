@@ -90,6 +90,11 @@ export class Cpu extends CpuState {
     return getRflags(this);
   }
 
+  /** Pages with decoded code (figures for traces and stats). */
+  get codePages(): number {
+    return this.code.size;
+  }
+
   /** Ends run() after the current instruction. */
   requestStop(): void {
     this.stopRequested = STOP_REQUESTED;

@@ -269,7 +269,7 @@ export class SoftVm implements EngineVm {
     }
     if (this.traceMs > 0 && performance.now() - this.lastTrace >= this.traceMs) {
       this.lastTrace = performance.now();
-      this.log(`soft trace: ${this.vcpus.map((v) => `cpu${v.index} rip=0x${hex(v.cpu.rip)} cpl=${v.cpu.cpl} n=${v.cpu.icount}${v.cpu.halted ? ' hlt' : ''}`).join('; ')}`);
+      this.log(`soft trace: heap ${Math.round(process.memoryUsage().heapUsed / 1048576)} MiB; ${this.vcpus.map((v) => `cpu${v.index} rip=0x${hex(v.cpu.rip)} cpl=${v.cpu.cpl} n=${v.cpu.icount} code=${v.cpu.codePages}${v.cpu.halted ? ' hlt' : ''}`).join('; ')}`);
     }
     if (this.stop !== undefined) { this.finish(); return; }
     if (this.paused) {
