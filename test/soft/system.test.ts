@@ -301,3 +301,18 @@ test('control registers: CR0 and CR4 read back unsigned and write back unchanged
   assert.equal(m.u64(DATA), 0x80050033n);
   assert.equal(m.u64(DATA + 8), 0x6a0n);
 });
+
+test('EMMS empties the x87 tag word (Linux runs it before FXRSTOR on AMD)', async (t) => {
+  const m = await runAsm(t, `
+    fninit
+    fld1
+    fnstenv ${DATA}
+    emms
+    fnstenv ${DATA + 32}
+    ${exit(2)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [2]);
+  const tag = (a: number): number => (m.memory.read(a + 8, 2)[0] ?? 0) | ((m.memory.read(a + 8, 2)[1] ?? 0) << 8);
+  assert.notEqual(tag(DATA), 0xffff, 'one register in use after fld1');
+  assert.equal(tag(DATA + 32), 0xffff);
+});
