@@ -91,11 +91,11 @@ interface Boot {
   stamps: Map<string, { seconds: number; extra?: string }>;
 }
 
-async function boot(c: Command): Promise<Boot> {
+async function boot(c: Command, timeoutMs: number): Promise<Boot> {
   const w = watch(c.cmd, c.args, [INIT_LINE]);
-  const timer = setTimeout(() => w.kill(), BOOT_TIMEOUT_MS);
+  const timer = setTimeout(() => w.kill(), timeoutMs);
   try {
-    const init = await w.mark(INIT_LINE, BOOT_TIMEOUT_MS);
+    const init = await w.mark(INIT_LINE, timeoutMs);
     const o = await w.exited;
     const status = guestExitStatus(o.stdout);
     if (status !== 0) throw new Error(`guest script ended with status ${status ?? 'none'} (VMM status ${o.exitCode}): ${o.stdout.trim().split('\n').slice(-3).join(' | ')}`);
@@ -123,6 +123,8 @@ function nativeLoop(busybox: string | undefined, loop: number): string {
 export const linuxTcg: Suite = async (ctx: SuiteContext) => {
   const sizes = ctx.quick ? QUICK : FULL;
   const runs = ctx.quick ? 1 : ctx.runs;
+  // The smoke run only proves the harness works: a boot that is not at /init by then is reported, not waited for.
+  const bootTimeout = ctx.quick ? 30_000 : BOOT_TIMEOUT_MS;
   const mb = sizes.disk / MiB;
   const specs = [
     { id: 'boot.init', benchmark: 'boot to /init', units: 's', better: 'lower', notes: `process start to the kernel's "${INIT_LINE}" line on the console` },
@@ -194,9 +196,9 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
         who === 'ref' ? qemuMicrovm((ctx.refs.qemuSystem as { path: string }).path, 'tcg', spec(script, withDisk)) : typevisor('soft', spec(script, false));
       try {
         ctx.log(`${who} boot ${i + 1}/${runs}`);
-        const empty = await boot(make('true', false));
+        const empty = await boot(make('true', false), bootTimeout);
         ctx.log(`${who} workloads ${i + 1}/${runs}`);
-        const work = await boot(make(workload(sizes), who === 'ref' || !oursDiskMissing));
+        const work = await boot(make(workload(sizes), who === 'ref' || !oursDiskMissing), bootTimeout);
         const sha = work.stamps.get('sha256');
         if (sha && sha.extra !== disk.sha256) throw new Error(`guest sha256 ${sha.extra} differs from the host's ${disk.sha256}`);
         results[who].push({ ...empty, stamps: work.stamps });
