@@ -156,6 +156,11 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'mov [W], eax; fild dword ptr [W]; mov [W + 4], ebx; fild dword ptr [W + 4]; fxch; fprem1; fstp qword ptr [W + 8]; fstp st(0)' },
     input: { regs: { rax: 0x6en, rbx: 0n } },
   },
+  {
+    bug: 'x87 fnstenv stores the reserved upper halves of its 32-bit words as ones',
+    template: { code: 'fld1; fnstenv [W + 32]; fstp st(0); mov qword ptr [W + 44], 0; mov qword ptr [W + 52], 0' },
+    input: {},
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

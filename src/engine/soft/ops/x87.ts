@@ -321,10 +321,13 @@ function fullTags(c: Cpu): number {
 
 function storeEnv(c: Cpu, a: number): void {
   c.probeWrite(a, 28);
-  c.write32(a, c.fcw);
-  c.write32(a + 4, fswWithTop(c));
-  c.write32(a + 8, fullTags(c));
-  for (let k = 12; k < 28; k += 4) c.write32(a + k, 0);
+  // 32-bit format (SDM Vol. 1, Figure 8-9): the upper halves of the control, status, tag and
+  // data-selector words are reserved and stored as ones, as hardware does. FIP/FDP/FOP are not kept (README.md).
+  c.write32(a, c.fcw | 0xffff0000);
+  c.write32(a + 4, fswWithTop(c) | 0xffff0000);
+  c.write32(a + 8, fullTags(c) | 0xffff0000);
+  for (let k = 12; k < 24; k += 4) c.write32(a + k, 0);
+  c.write32(a + 24, 0xffff0000 | 0);
 }
 
 function loadEnv(c: Cpu, a: number): void {
