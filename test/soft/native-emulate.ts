@@ -7,6 +7,8 @@
  */
 import * as fs from 'node:fs';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
+import { decode, MODE_64, STATUS_OK } from '../../src/engine/soft/decode/index.js';
+import { Op } from '../../src/engine/soft/op.js';
 import {
   CpuException, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_AC, VEC_BP, VEC_DE, VEC_GP, VEC_PF, VEC_UD,
 } from '../../src/engine/soft/mmu.js';
@@ -194,4 +196,26 @@ export function runEmulatedHarness(exe: string, input: Buffer, maxInstructions: 
   }
   if (img.exitStatus !== 0) throw new Error(`emulated harness exited with status ${img.exitStatus}`);
   return { out: Buffer.concat(img.output), instructions: cpu.icount, log };
+}
+
+/**
+ * The decoder forms (FORMS ids) of every instruction in the templates' code
+ * of harness `exe`: a linear sweep from the first template to the end of
+ * its executable segment (templates are straight-line code).
+ */
+export function templateForms(exe: string): Set<number> {
+  const img = load(exe);
+  const start = img.symbols.get('t_0');
+  const forms = new Set<number>();
+  if (start === undefined) return forms;
+  const end = img.symbols.get('templates_end') ?? start;
+  const bytes = img.copyOut(start, end - start);
+  const op = new Op();
+  for (let off = 0; off < bytes.length;) {
+    const st = decode(op, bytes, off, bytes.length, MODE_64);
+    if (st !== STATUS_OK || op.length === 0) { off++; continue; }
+    forms.add(op.form);
+    off += op.length;
+  }
+  return forms;
 }

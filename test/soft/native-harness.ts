@@ -215,12 +215,13 @@ export function randomCases(templates: readonly Template[], perTemplate: (t: Tem
 }
 
 function templatesAsm(templates: readonly Template[]): string {
-  const lines: string[] = ['.intel_syntax noprefix', '.text'];
+  const lines: string[] = ['.intel_syntax noprefix', '.text', '.globl t_0'];
   templates.forEach((t, k) => {
     lines.push(`t_${k}:`);
     for (const ins of t.code.split(';')) lines.push(`  ${ins.trim().replace(/\bW\b/g, 'r15 + 192')}`);
     lines.push('  jmp case_done');
   });
+  lines.push('.globl templates_end', 'templates_end:');
   lines.push(
     '.data', '.balign 8', '.globl template_table', '.globl template_count',
     `template_count: .long ${templates.length}`, '.balign 8',

@@ -195,7 +195,21 @@ export function templates(): Template[] {
     add(`high byte: ${code}`, `mov [rip + scratch], rsi; ${code}; mov rdi, [rip + scratch]`, code.startsWith('shl') ? AF | OF : ['test'].some((x) => code.startsWith(x)) ? AF : 0);
   }
 
+  // Near (rel32) conditional jumps, CALL through memory, the /6 alias of SHL and the /1 alias of TEST, hint instructions.
+  for (const cc of ['o', 'b', 'e', 'be', 's', 'p', 'l', 'le']) add(`j${cc} rel32`, `mov esi, 1; j${cc} 1f; mov esi, 2; .skip 160, 0x90; 1:`);
+  add('jmp rel32', 'mov esi, 1; jmp 1f; .skip 160, 0xcc; 1:');
+  add('call mem', 'lea rdx, [rip + 1f]; mov [W], rdx; call qword ptr [W]; jmp 2f; 1: inc ebx; ret; 2: xor edx, edx; mov [W], rdx');
+  add('sal /6 alias', '.byte 0xd1, 0xf0; .byte 0x48, 0xc1, 0xf3, 0x05', AF | OF);
+  add('test /1 alias', '.byte 0xf6, 0xc8, 0x55; .byte 0x48, 0xf7, 0xcb, 0x78, 0x56, 0x34, 0x12', AF);
+  add('hints and fences', 'mfence; lfence; sfence; pause; prefetchnta [W]; prefetcht0 [W + 8]; prefetcht1 [W]; prefetcht2 [W]; clflush [W + 64]; endbr64; endbr32; nop word ptr [rax + rax]');
+
   family = 'faults';
+  add('ud0', 'ud0 eax, eax');
+  add('ud1', 'ud1 eax, eax');
+  add('in at CPL 3', 'in al, dx');
+  add('out at CPL 3', 'out dx, al');
+  add('cli at CPL 3', 'cli');
+  add('sti at CPL 3', 'sti');
   add('ud2', 'ud2');
   add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
   add('load non-canonical', 'mov rdx, 0x8000000000000000; mov rcx, [rdx]', 0);
@@ -309,7 +323,9 @@ export function templates(): Template[] {
     'movss xmm2, [W + 8]', 'movsd xmm3, [W + 16]', 'movss [W + 20], xmm0', 'movsd [W + 24], xmm1', 'movdqa xmm0, xmm1', 'movaps xmm2, [W + 32]',
     'movapd [W + 48], xmm3', 'movdqu xmm0, [W + 3]', 'movups [W + 5], xmm1', 'movupd xmm2, [W + 7]', 'movlps xmm0, [W + 4]', 'movhps xmm1, [W + 12]',
     'movlpd [W + 24], xmm2', 'movhpd [W + 32], xmm3', 'movntdq [W + 64], xmm1', 'movntps [W + 80], xmm2',
-    'lea rdi, [W + 32]; maskmovdqu xmm0, xmm1; xor edi, edi']) add(code, code);
+    'lea rdi, [W + 32]; maskmovdqu xmm0, xmm1; xor edi, edi', 'movaps [W + 16], xmm0', 'movups xmm0, xmm1', 'movdqu [W + 1], xmm2', 'movupd [W + 3], xmm1',
+    'movhps [W + 8], xmm1', 'movlps [W], xmm0', 'movlpd xmm1, [W]', 'movhpd xmm2, [W + 8]', 'movntpd [W + 16], xmm1', 'movdqa [W + 32], xmm3', 'movapd xmm0, xmm1',
+    'movups [W + 9], xmm3', 'movupd xmm2, xmm0', 'movaps xmm3, xmm1', 'movdqu xmm1, xmm2']) add(code, code);
 
   // REX-extended XMM registers (xmm8-15) as sources, destinations and memory-operand targets.
   for (const op of ['paddb', 'pmullw', 'punpcklbw', 'pshufd', 'addpd', 'mulps', 'cvtdq2ps', 'andnps', 'pcmpgtd', 'psrlq', 'movdqa', 'sqrtsd', 'unpckhpd']) {
@@ -381,6 +397,27 @@ export function templates(): Template[] {
   add('x87 fxtract', 'fld qword ptr [W]; fxtract; fstp qword ptr [W + 8]; fstp qword ptr [W + 16]');
   add('x87 frndint any', 'fld qword ptr [W]; frndint; fstp qword ptr [W + 8]');
   add('x87 fist m16', 'fld qword ptr [W]; fist word ptr [W + 8]; fistp dword ptr [W + 12]');
+ for (const op of ['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr']) {
+    add(`${op} m64`, `fld qword ptr [W]; ${op} qword ptr [W + 8]; fstp qword ptr [W + 16]`);
+    add(`${op} m32`, `fld dword ptr [W]; ${op} dword ptr [W + 4]; fstp qword ptr [W + 16]`);
+    add(`${op} st, st(i)`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st, st(1); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
+    add(`${op} st(i), st`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st(1), st; fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
+    add(`${op}p`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op}p st(1), st; fstp qword ptr [W + 16]`);
+    add(`fi${op.slice(1)} m32`, `movsx rax, ax; mov [W + 8], eax; fld qword ptr [W]; fi${op.slice(1)} dword ptr [W + 8]; fstp qword ptr [W + 16]`);
+    add(`fi${op.slice(1)} m16`, `mov [W + 8], ax; fld qword ptr [W]; fi${op.slice(1)} word ptr [W + 8]; fstp qword ptr [W + 16]`);
+  }
+  for (const code of ['fcom st(1)', 'fcomp st(1)', 'fcompp', 'fucom st(1)', 'fucomp st(1)', 'fucompp', 'fcom dword ptr [W + 4]', 'fcomp qword ptr [W + 8]',
+    'ficom word ptr [W + 8]', 'ficomp dword ptr [W + 8]', 'fucomi st, st(1)', 'fcomi st, st(1)']) {
+    add(`x87 ${code}`, `fld qword ptr [W + 8]; fld qword ptr [W]; ${code}; fnstsw ax; and eax, 0x4500; setb cl; setz dl; setp bl; fninit`);
+  }
+  add('x87 fld/fst st(i)', 'fld qword ptr [W]; fld st(0); fld qword ptr [W + 8]; fst st(2); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]; fstp qword ptr [W + 32]');
+  add('x87 fldl2e/l2t/lg2/ln2', 'fldl2e; fstp qword ptr [W]; fldl2t; fstp qword ptr [W + 8]; fldlg2; fstp qword ptr [W + 16]; fldln2; fstp qword ptr [W + 24]');
+  add('x87 ffree/fincstp/fdecstp', 'fld1; fldz; ffree st(1); fincstp; fdecstp; fnop; fwait; fnclex; fnstsw ax; fstp qword ptr [W]; fnstsw [W + 8]');
+  add('x87 fist m32/m16', 'fld qword ptr [W]; fist dword ptr [W + 8]; fist word ptr [W + 16]; fistp qword ptr [W + 24]');
+  // FNSTENV's instruction and operand pointers (FIP, FDP, FOP) are not modelled: cleared before the compare.
+  add('x87 fnstenv', 'fld qword ptr [W]; fld1; fnstenv [W + 32]; fstp st(0); fstp st(0); mov eax, [W + 32]; mov ebx, [W + 36]; mov ecx, [W + 40]; mov qword ptr [W + 44], 0; mov qword ptr [W + 52], 0');
+  // EMMS leaves TOP on Intel's description; this AMD host sets TOP to 0 (not compared: vendor-specific, see README.md).
+  add('emms', 'fld1; emms; fnstsw ax; and eax, 0xc7ff; fninit', 0, { ignore: [] });
   add('x87 stack', 'fld1; fld1; fld1; fnstsw ax; fstp st(0); fstp st(0); fstp st(0); fnstsw [W]');
 
   family = 'programs';
