@@ -161,6 +161,11 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'fld1; fnstenv [W + 32]; fstp st(0); mov qword ptr [W + 44], 0; mov qword ptr [W + 52], 0' },
     input: {},
   },
+  {
+    bug: 'x87 fldcw keeps reserved bit 6 set and bits 13-15 clear',
+    template: { code: 'mov word ptr [W], 0; fldcw [W]; fnstcw [W + 2]; mov word ptr [W + 4], 0xffff; fldcw [W + 4]; fnstcw [W + 6]; fninit' },
+    input: {},
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -207,6 +207,11 @@ function arithInt(f: F2): Handler {
   return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.opSize[0] as number), c.fcw));
 }
 
+/** A loaded control word as the FPU keeps it: bits 6 reads as one, bits 13-15 as zeros (reserved; as the host CPU stores them). */
+function fcwOf(v: number): number {
+  return (v & 0x1f3f) | 0x40;
+}
+
 /** FCW.RC (SDM Vol. 1, 8.1.5.3): 0 nearest even, else rounded by x87Rounded. */
 const rcOf = (fcw: number): number => (fcw >> 10) & 3;
 const add: F2 = (d, s, fcw) => (rcOf(fcw) === 0 ? d + s : x87Rounded(rcOf(fcw), OP_ADD, d, s));
@@ -331,7 +336,7 @@ function storeEnv(c: Cpu, a: number): void {
 }
 
 function loadEnv(c: Cpu, a: number): void {
-  c.fcw = c.read16(a);
+  c.fcw = fcwOf(c.read16(a));
   const sw = c.read16(a + 4);
   c.fsw = sw & ~0x3800;
   c.fpTop = (sw >> 11) & 7;
@@ -391,7 +396,7 @@ function fxrstor(c: Cpu, i: Op): void {
   const img = new Uint8Array(512);
   const v = new DataView(img.buffer);
   for (let k = 0; k < 512; k += 4) v.setInt32(k, c.read32(a + k), true);
-  c.fcw = v.getUint16(0, true);
+  c.fcw = fcwOf(v.getUint16(0, true));
   const sw = v.getUint16(2, true);
   c.fsw = sw & ~0x3800;
   c.fpTop = (sw >> 11) & 7;
@@ -443,7 +448,7 @@ export const X87: HandlerMap = {
   x87_fcmov: fcmov,
   x87_fnstsw: (c, i) => { if (i.opKind[0] === OP_MEM) c.write16(ea(c, i), fswWithTop(c)); else writeReg(c, RAX, 2, fswWithTop(c), 0); },
   x87_fnstcw: (c, i) => c.write16(ea(c, i), c.fcw),
-  x87_fldcw: (c, i) => { c.fcw = c.read16(ea(c, i)); },
+  x87_fldcw: (c, i) => { c.fcw = fcwOf(c.read16(ea(c, i))); },
   x87_fninit: fninit,
   x87_fnclex: (c) => { c.fsw &= ~0x80ff; },
   x87_fwait: () => undefined,
