@@ -228,7 +228,7 @@ function templatesAsm(templates: readonly Template[]): string {
     `template_table: ${templates.length ? `.quad ${templates.map((_, k) => `t_${k}`).join(', ')}` : ''}`,
     '.balign 16', 'buf1: .ascii "The quick brown fox jumps over the lazy dog 0123456789"',
     '.balign 16', 'buf2: .ascii "The quick brown fox jumps over the lazy cat 0123456789"',
-    '.balign 16', 'scratch: .zero 256',
+    '.balign 16', 'scratch: .zero 1024',
   );
   return lines.join('\n') + '\n';
 }

@@ -196,10 +196,13 @@ export function templates(): Template[] {
   }
 
   // Near (rel32) conditional jumps, CALL through memory, the /6 alias of SHL and the /1 alias of TEST, hint instructions.
-  for (const cc of ['o', 'b', 'e', 'be', 's', 'p', 'l', 'le']) add(`j${cc} rel32`, `mov esi, 1; j${cc} 1f; mov esi, 2; .skip 160, 0x90; 1:`);
+  for (const cc of CC) add(`j${cc} rel32`, `mov esi, 1; j${cc} 1f; mov esi, 2; .skip 160, 0x90; 1:`);
   add('jmp rel32', 'mov esi, 1; jmp 1f; .skip 160, 0xcc; 1:');
   add('call mem', 'lea rdx, [rip + 1f]; mov [W], rdx; call qword ptr [W]; jmp 2f; 1: inc ebx; ret; 2: xor edx, edx; mov [W], rdx');
   add('sal /6 alias', '.byte 0xd1, 0xf0; .byte 0x48, 0xc1, 0xf3, 0x05', AF | OF);
+  add('sal /6 alias by cl and 8-bit', 'and ecx, 1; .byte 0xd3, 0xf2; .byte 0xd0, 0xf3; .byte 0xd2, 0xf6; .byte 0xc0, 0xf7, 0x03', AF | OF);
+  add('hint nops 0f 19-1e', '.byte 0x0f, 0x19, 0xc0; .byte 0x0f, 0x1a, 0xc0; .byte 0x0f, 0x1b, 0xc0; .byte 0x0f, 0x1c, 0xc0; .byte 0x0f, 0x1d, 0xc0; .byte 0x0f, 0x1e, 0xc0; .byte 0x0f, 0x18, 0x20');
+  add('mov moffs', 'movabs qword ptr [scratch], rax; movabs eax, dword ptr [scratch + 4]; movabs byte ptr [scratch + 9], al; movabs ax, word ptr [scratch + 8]');
   add('test /1 alias', '.byte 0xf6, 0xc8, 0x55; .byte 0x48, 0xf7, 0xcb, 0x78, 0x56, 0x34, 0x12', AF);
   add('hints and fences', 'mfence; lfence; sfence; pause; prefetchnta [W]; prefetcht0 [W + 8]; prefetcht1 [W]; prefetcht2 [W]; clflush [W + 64]; endbr64; endbr32; nop word ptr [rax + rax]');
 
@@ -410,6 +413,19 @@ export function templates(): Template[] {
     'ficom word ptr [W + 8]', 'ficomp dword ptr [W + 8]', 'fucomi st, st(1)', 'fcomi st, st(1)']) {
     add(`x87 ${code}`, `fld qword ptr [W + 8]; fld qword ptr [W]; ${code}; fnstsw ax; and eax, 0x4500; setb cl; setz dl; setp bl; fninit`);
   }
+  for (const code of ['fcomp dword ptr [W + 4]', 'fcom qword ptr [W + 8]', 'ficom dword ptr [W + 8]', 'ficomp word ptr [W + 8]']) {
+    add(`x87 ${code} (2)`, `fld qword ptr [W]; ${code}; fnstsw ax; and eax, 0x4500; fninit`);
+  }
+  add('x87 fst m64/m32/st(i), fistp m16/m32', 'fld qword ptr [W]; fst qword ptr [W + 8]; fst dword ptr [W + 16]; fld1; fst st(1); fistp word ptr [W + 20]; fistp dword ptr [W + 24]');
+  add('x87 fldenv', 'fld1; fnstenv [W + 32]; mov qword ptr [W + 44], 0; mov qword ptr [W + 52], 0; and dword ptr [W + 32], 0xf3f; or word ptr [W + 36], 0x4500; fldenv [W + 32]; fnstsw ax; fnstcw [W + 64]; fninit');
+  // FNSAVE/FRSTOR and FXSAVE/FXRSTOR through the 1 KiB rip-relative scratch area; the instruction and operand pointers are cleared before the compare.
+  add('x87 fnsave/frstor', 'fld qword ptr [W]; fld qword ptr [W + 8]; fnsave [rip + scratch]; mov qword ptr [rip + scratch + 12], 0; mov qword ptr [rip + scratch + 20], 0; '
+    + 'mov rax, [rip + scratch]; mov rbx, [rip + scratch + 8]; mov rcx, [rip + scratch + 28]; mov rdx, [rip + scratch + 36]; mov rsi, [rip + scratch + 44]; '
+    + 'fnstsw [W + 64]; frstor [rip + scratch]; fstp qword ptr [W + 72]; fstp qword ptr [W + 80]; fnstsw [W + 88]');
+  add('fxsave/fxrstor', 'fld qword ptr [W]; fld1; fxsave [rip + scratch]; mov qword ptr [rip + scratch + 8], 0; mov qword ptr [rip + scratch + 16], 0; '
+    + 'mov rax, [rip + scratch]; mov rbx, [rip + scratch + 24]; mov rcx, [rip + scratch + 32]; mov rdx, [rip + scratch + 40]; mov rsi, [rip + scratch + 48]; '
+    + 'mov rdi, [rip + scratch + 160]; mov r8, [rip + scratch + 168]; mov r9, [rip + scratch + 184]; mov r10, [rip + scratch + 296]; '
+    + 'fninit; pxor xmm0, xmm0; mov dword ptr [rip + scratch + 24], 0x7f80; fxrstor [rip + scratch]; fstp qword ptr [W + 72]; fstp qword ptr [W + 80]; stmxcsr [W + 88]');
   add('x87 fld/fst st(i)', 'fld qword ptr [W]; fld st(0); fld qword ptr [W + 8]; fst st(2); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]; fstp qword ptr [W + 32]');
   add('x87 fldl2e/l2t/lg2/ln2', 'fldl2e; fstp qword ptr [W]; fldl2t; fstp qword ptr [W + 8]; fldlg2; fstp qword ptr [W + 16]; fldln2; fstp qword ptr [W + 24]');
   add('x87 ffree/fincstp/fdecstp', 'fld1; fldz; ffree st(1); fincstp; fdecstp; fnop; fwait; fnclex; fnstsw ax; fstp qword ptr [W]; fnstsw [W + 8]');
