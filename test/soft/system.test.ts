@@ -316,3 +316,38 @@ test('EMMS empties the x87 tag word (Linux runs it before FXRSTOR on AMD)', asyn
   assert.notEqual(tag(DATA), 0xffff, 'one register in use after fld1');
   assert.equal(tag(DATA + 32), 0xffff);
 });
+
+test('engine: a guest spinning forever leaves the event loop live; pause holds it, resume continues, requestStop ends run()', async (t) => {
+  const why = assemblerMissing();
+  if (why) {
+    t.skip(why);
+    return;
+  }
+  const m = await machine(assemble('1: jmp 1b'));
+  const done = m.vm.run();
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const t0 = performance.now();
+  await sleep(50);
+  assert.ok(performance.now() - t0 < 500, 'a 50 ms timer fired on time while the vCPU spins');
+  const icount = (): number => m.vm.vcpus[0]!.cpu.icount;
+  assert.ok(icount() > 10_000, `ran ${icount()} instructions`);
+  await m.vm.pause();
+  const held = icount();
+  await sleep(30);
+  assert.equal(icount(), held, 'no instruction retires while paused');
+  m.vm.resume();
+  await sleep(30);
+  assert.ok(icount() > held, 'running again after resume');
+  m.vm.requestStop({ reason: 'host-stop' });
+  assert.deepEqual(await done, { reason: 'host-stop' });
+  const s = m.vm.stats();
+  assert.equal(s.instructions, icount());
+  assert.ok((s.instructionsPerSecond ?? 0) > 100_000, `instructions/s ${s.instructionsPerSecond}`);
+});
+
+test('engine: createVm refuses a vCPU count it cannot run', async () => {
+  const { SoftEngine } = await import('../../src/engine/soft/engine.js');
+  const e = new SoftEngine();
+  await assert.rejects(e.createVm({ cpus: 0 } as never), /0 vCPUs requested, 1\.\.64 supported/);
+  await assert.rejects(e.createVm({ cpus: 65 } as never), /65 vCPUs requested/);
+});
