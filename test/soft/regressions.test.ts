@@ -166,6 +166,11 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'mov word ptr [W], 0; fldcw [W]; fnstcw [W + 2]; mov word ptr [W + 4], 0xffff; fldcw [W + 4]; fnstcw [W + 6]; fninit' },
     input: {},
   },
+  {
+    bug: 'mov to CS raises #UD (it loaded the selector)',
+    template: { code: '.byte 0x8e, 0xc8' },
+    input: { regs: { rax: 0x1234n } },
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -8,7 +8,8 @@ import { cond } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { maskOf, rd, readReg, regAddr, sext, T32, wr, writeBack, writeReg } from '../operands.js';
-import { RAX, RBX, RDX, SEG_FS, SEG_GS } from '../state.js';
+import { CpuException, VEC_UD } from '../mmu.js';
+import { RAX, RBX, RDX, SEG_CS, SEG_FS, SEG_GS } from '../state.js';
 import type { HandlerMap } from './types.js';
 
 function mov_mov(c: Cpu, i: Op): void {
@@ -121,6 +122,8 @@ function mov_to_seg(c: Cpu, i: Op): void {
   // 64-bit mode, no descriptor tables yet: the selector is kept; FS/GS bases
   // go to 0 as for a null or flat descriptor (part 2 loads descriptors).
   const s = i.opReg[0] as number;
+  // MOV cannot load CS (SDM Vol. 2B, "MOV—Move": #UD if the destination is CS).
+  if (s === SEG_CS) throw new CpuException(VEC_UD, 0, i.address, '#UD: mov to CS');
   const sel = rd(c, i, 1, 2);
   c.segSel[s] = sel;
   if (s === SEG_FS || s === SEG_GS) c.segBase[s] = 0;
