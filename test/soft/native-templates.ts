@@ -212,6 +212,14 @@ export function templates(): Template[] {
   add('in at CPL 3', 'in al, dx');
   add('out at CPL 3', 'out dx, al');
   add('cli at CPL 3', 'cli');
+  add('lock on a register operand', '.byte 0xf0; add eax, ebx');
+  add('lock on mov', '.byte 0xf0; mov [W], eax');
+  add('instruction longer than 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x90');
+  add('instruction of 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66; nop');
+  for (const [what, bytes] of [['push es', '0x06'], ['daa', '0x27'], ['salc', '0xd6'], ['mov cs, ax', '0x8e, 0xc8'], ['aam', '0xd4, 0x0a'], ['into', '0xce'],
+    ['les', '0xc4, 0x00'], ['jmp far absolute', '0xea, 0, 0, 0, 0, 0, 0'], ['pusha', '0x60'], ['arpl/movsxd without REX.W', '0x63, 0xc3']]) {
+    add(`64-bit mode invalid: ${what}`, `.byte ${bytes}`);
+  }
   add('sti at CPL 3', 'sti');
   add('ud2', 'ud2');
   add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
