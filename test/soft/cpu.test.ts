@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT, EXIT_STOP } from '../../src/engine/soft/cpu.js';
-import { HANDLER_NAMES } from '../../src/engine/soft/decode/index.js';
+import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_LIMIT, EXIT_STOP } from '../../src/engine/soft/cpu.js';
+import { HANDLER_NAMES, MODE_16, MODE_64 } from '../../src/engine/soft/decode/index.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
 import { notYetReason, unboundHandlers } from '../../src/engine/soft/handlers.js';
 import {
@@ -187,3 +187,45 @@ test('state snapshots are plain data and restore exactly, flags included', () =>
 function le32(v: number): number[] {
   return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
 }
+
+test('decoded code is shared per physical page: a write through an alias on another CPU drops it for both', () => {
+  // Page 0x20 is also mapped at 0x30 (same frame): CPU B patches through the alias.
+  const p = new FlatPlatform();
+  p.pages.set(0x30, p.translate(0x20, 1));
+  const code = new CodeCache();
+  const a = new Cpu(p);
+  const b = new Cpu(p);
+  a.joinCodeCache(code);
+  b.joinCodeCache(code);
+  // mov eax, 1; ret-free straight line: run one instruction at a time.
+  p.poke(0x20000, [0xb8, 0x01, 0x00, 0x00, 0x00]);
+  a.rip = 0x20000;
+  assert.equal(a.run(1), EXIT_LIMIT);
+  assert.equal(a.reg64(RAX), 1n);
+  b.rip = 0x20000;
+  assert.equal(b.run(1), EXIT_LIMIT, 'B runs the same decoded page');
+  assert.equal(a.codePages, 1);
+  // B: mov byte [0x30001], 7 (the immediate of A's instruction, through the alias).
+  p.poke(0x21000, [0xc6, 0x04, 0x25, 0x01, 0x00, 0x03, 0x00, 0x07]);
+  b.rip = 0x21000;
+  assert.equal(b.run(1), EXIT_LIMIT);
+  a.rip = 0x20000;
+  assert.equal(a.run(1), EXIT_LIMIT);
+  assert.equal(a.reg64(RAX), 7n, 'A decodes the patched instruction');
+});
+
+test('decoded code is kept per mode: the same page decodes differently in 16- and 64-bit mode', () => {
+  const { cpu } = setup([0xb8, 0x34, 0x12, 0x90, 0x90]); // 64-bit: mov eax, 0x90901234; 16-bit: mov ax, 0x1234
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.reg64(RAX), 0x90901234n);
+  cpu.setReg64(RAX, 0n);
+  cpu.setMode(MODE_16);
+  cpu.rip = 0x10000;
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.reg64(RAX), 0x1234n);
+  assert.equal(cpu.rip, 0x10003);
+  cpu.setMode(MODE_64);
+  cpu.rip = 0x10000;
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.reg64(RAX), 0x90901234n);
+});

@@ -32,6 +32,28 @@ const T32 = 4294967296;
 
 type CodePage = (Op | undefined)[];
 
+/**
+ * Decoded code shared by the vCPUs of one machine: per decoding mode, by
+ * page frame (= physical page). A write through any alias on any vCPU drops
+ * the frame's code everywhere (Linux patches its text on one CPU while the
+ * others run it); each mode has its own pages, so an AP decoding its
+ * trampoline in real mode never shares instructions with 64-bit code.
+ */
+export class CodeCache {
+  /** Indexed by DecodeMode. */
+  readonly pages: Map<PageFrame, CodePage>[] = [new Map(), new Map(), new Map()];
+  readonly cpus: Cpu[] = [];
+
+  has(frame: PageFrame): boolean {
+    return this.pages.some((m) => m.has(frame));
+  }
+
+  /** Pages with decoded code, all modes. */
+  get size(): number {
+    return this.pages.reduce((n, m) => n + m.size, 0);
+  }
+}
+
 const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
 const NO_CODE: CodePage = [];
 
@@ -70,12 +92,10 @@ export class Cpu extends CpuState {
   private readonly wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
   private readonly xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
-  /**
-   * Decoded instructions by page frame: the frame stands for the physical
-   * page, so a write through any alias (Linux patches its text through a
-   * second mapping) finds and drops them.
-   */
-  private readonly code = new Map<PageFrame, CodePage>();
+  /** Decoded instructions, possibly shared with other vCPUs (CodeCache). */
+  private codeCache = new CodeCache();
+  /** The cache's pages for the current mode. */
+  private code: Map<PageFrame, CodePage>;
   /** The frame each linear code page was last decoded from (invalidatePage). */
   private readonly codeFrameOf = new Map<number, PageFrame>();
   private readonly mmioBuf = new Uint8Array(8);
@@ -84,6 +104,28 @@ export class Cpu extends CpuState {
 
   constructor(readonly platform: SoftPlatform) {
     super();
+    this.codeCache.cpus.push(this);
+    this.code = this.codeCache.pages[this.mode] as Map<PageFrame, CodePage>;
+  }
+
+  /** Shares decoded code with the other vCPUs of a machine (call before running). */
+  joinCodeCache(cache: CodeCache): void {
+    this.codeCache = cache;
+    cache.cpus.push(this);
+    this.code = cache.pages[this.mode] as Map<PageFrame, CodePage>;
+    this.xTag.fill(NaN);
+  }
+
+  /** Drops write-TLB entries of `bytes` so writes to it take the slow path (SMC detection). */
+  private forgetWritable(bytes: Uint8Array): void {
+    const wb = this.wBytes;
+    for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === bytes) this.wTag[k] = NaN;
+  }
+
+  /** Forgets the fetch TLB (decoded code it points at was dropped). */
+  private forgetCode(): void {
+    this.xTag.fill(NaN);
+    this.codeDropped();
   }
 
   protected override readRflagsForSnapshot(): number {
@@ -92,7 +134,7 @@ export class Cpu extends CpuState {
 
   /** Pages with decoded code (figures for traces and stats). */
   get codePages(): number {
-    return this.code.size;
+    return this.codeCache.size;
   }
 
   /** Ends run() after the current instruction. */
@@ -161,9 +203,8 @@ export class Cpu extends CpuState {
     if (ops === undefined) {
       ops = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
       this.code.set(frame, ops);
-      // Writes to a page with cached code, through any alias, must take the slow path to invalidate it.
-      const wb = this.wBytes;
-      for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === frame.bytes) this.wTag[k] = NaN;
+      // Writes to a page with cached code, through any alias on any vCPU, must take the slow path to invalidate it.
+      for (const c of this.codeCache.cpus) c.forgetWritable(frame.bytes);
     }
     this.codeFrameOf.set(vpn, frame);
     const t = vpn & TLB_MASK;
@@ -228,12 +269,15 @@ export class Cpu extends CpuState {
   }
 
   private dropCode(frame: PageFrame): void {
-    const ops = this.code.get(frame);
-    if (ops === undefined) return;
-    ops.fill(undefined);
-    this.code.delete(frame);
-    this.xTag.fill(NaN);
-    this.codeDropped();
+    let dropped = false;
+    for (const pages of this.codeCache.pages) {
+      const ops = pages.get(frame);
+      if (ops === undefined) continue;
+      ops.fill(undefined);
+      pages.delete(frame);
+      dropped = true;
+    }
+    if (dropped) for (const c of this.codeCache.cpus) c.forgetCode();
   }
 
   /**
@@ -248,26 +292,25 @@ export class Cpu extends CpuState {
     this.codeDropped();
   }
 
-  /** Changes the decoding mode; decoded code of the old mode is dropped (mode switches are rare: trampolines). */
+  /** Changes the decoding mode: code is looked up among the new mode's pages. */
   setMode(mode: DecodeMode): void {
     if (mode === this.mode) return;
     this.mode = mode;
-    for (const ops of this.code.values()) ops.fill(undefined);
-    this.code.clear();
+    this.code = this.codeCache.pages[mode] as Map<PageFrame, CodePage>;
     this.codeFrameOf.clear();
-    this.xTag.fill(NaN);
-    this.codeDropped();
+    this.forgetCode();
   }
 
-  /** Forgets every translation and all decoded code (execve, CR3 write). */
+  /** Forgets every translation and all decoded code (execve). */
   flushAll(): void {
     this.rTag.fill(NaN);
     this.wTag.fill(NaN);
-    this.xTag.fill(NaN);
-    for (const ops of this.code.values()) ops.fill(undefined);
-    this.code.clear();
+    for (const pages of this.codeCache.pages) {
+      for (const ops of pages.values()) ops.fill(undefined);
+      pages.clear();
+    }
     this.codeFrameOf.clear();
-    this.codeDropped();
+    for (const c of this.codeCache.cpus) c.forgetCode();
   }
 
   // ---- Memory access: linear address `a` is a signed canonical number ----
@@ -291,7 +334,7 @@ export class Cpu extends CpuState {
     const f = this.platform.translate(vpn, ACCESS_WRITE);
     if (f.mmio !== undefined) return -1;
     // Self-modifying code: forget what was decoded from this page.
-    if (this.code.has(f)) this.dropCode(f);
+    if (this.codeCache.has(f)) this.dropCode(f);
     const t = vpn & TLB_MASK;
     this.wTag[t] = vpn;
     this.wView[t] = f.view;

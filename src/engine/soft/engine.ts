@@ -17,7 +17,7 @@ import {
   createInterruptControllers, GuestTsc, IOAPIC_MMIO_SIZE, LAPIC_DEFAULT_BASE, LAPIC_MMIO_SIZE, mergeTimeCpuid, MSR_APIC_BASE,
   MSR_TSC_DEADLINE, type InterruptControllers, type Lapic,
 } from './apic/index.js';
-import { Cpu, EXIT_EXCEPTION, EXIT_HLT } from './cpu.js';
+import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_HLT } from './cpu.js';
 import { getRflags } from './flags.js';
 import { CpuException, hex, type PageFrame, type SoftPlatform } from './mmu.js';
 import { MachineMmu, PhysicalPages, SystemError } from './paging.js';
@@ -120,6 +120,7 @@ export class SoftVm implements EngineVm {
     const tsc = new GuestTsc();
     this.irq = createInterruptControllers({ cpus: config.cpus, tsc, wake: (cpu) => this.wake(cpu) });
     const phys = new PhysicalPages(config.memory);
+    const code = new CodeCache();
     for (let index = 0; index < config.cpus; index++) {
       const lapic = this.irq.lapics[index] as Lapic;
       const mmu = new MachineMmu(phys);
@@ -129,6 +130,7 @@ export class SoftVm implements EngineVm {
         mmio: (address, data, isWrite) => this.mmio(index, address, data, isWrite),
       };
       const cpu = new Cpu(platform);
+      cpu.joinCodeCache(code);
       if (options.log) cpu.log = options.log;
       mmu.cpu = cpu;
       const sys = new SystemState(mmu, this.hooks(index, lapic, tsc));
