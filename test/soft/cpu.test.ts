@@ -229,3 +229,20 @@ test('decoded code is kept per mode: the same page decodes differently in 16- an
   assert.equal(cpu.run(1), EXIT_LIMIT);
   assert.equal(cpu.reg64(RAX), 0x90901234n);
 });
+
+test('16-bit mode: near CALL/RET push and pop IP as an offset in CS, on SS:SP', () => {
+  const { cpu, p } = setup([0xe8, 0x01, 0x00, 0x90, 0xc3]); // call +1; nop; ret
+  cpu.setMode(MODE_16);
+  cpu.segBase[1] = 0x10000; // CS base: IP 0 is linear 0x10000
+  cpu.segBase[2] = 0x20000; // SS base
+  cpu.setReg64(RSP, 0xdead0100n);
+  cpu.rip = 0x10000;
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.rip, 0x10004);
+  assert.equal(cpu.reg64(RSP), 0xdead00fen, 'SP moved by 2, the upper bits kept');
+  const word = p.translate(0x20, 1).view.getUint16(0xfe, true);
+  assert.equal(word, 3, 'the return offset, not the linear address');
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.rip, 0x10003);
+  assert.equal(cpu.reg64(RSP), 0xdead0100n);
+});

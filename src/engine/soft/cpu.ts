@@ -238,7 +238,8 @@ export class Cpu extends CpuState {
     }
     op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
     const fn = FORM_HANDLERS[op.form] ?? missingHandler;
-    op.fn = fn === HANDLER_TABLE[op.handler] ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
+    // The specialised shapes assume 64-bit mode (flat stack, 64-bit return addresses).
+    op.fn = fn === HANDLER_TABLE[op.handler] && this.mode === MODE_64 ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
     if (!straddles) ops[off] = op;
     return op;
   }

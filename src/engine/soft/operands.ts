@@ -6,7 +6,7 @@
  * Register writes follow SDM Vol. 1, 3.4.1.1: a 32-bit result zero-extends
  * into the full register; 8- and 16-bit results leave the other bits.
  */
-import { BASE_RIP, OP_GPR, OP_IMM, OP_MEM, REG_AH } from './decode/index.js';
+import { BASE_RIP, MODE_64, OP_GPR, OP_IMM, OP_MEM, REG_AH } from './decode/index.js';
 import type { Cpu } from './cpu.js';
 import type { Op } from './op.js';
 
@@ -137,6 +137,7 @@ export function pop64(c: Cpu): number {
 
 export function pushN(c: Cpu, size: number, lo: number, hi: number): void {
   if (size === 8) { push64(c, lo, hi); return; }
+  if (c.mode !== MODE_64) { pushLegacy(c, size, lo); return; }
   const sp = regAddr(c, 4) - size;
   writeMem(c, sp, size, lo, hi);
   setRegAddr(c, 4, sp);
@@ -144,8 +145,41 @@ export function pushN(c: Cpu, size: number, lo: number, hi: number): void {
 
 export function popN(c: Cpu, size: number): number {
   if (size === 8) return pop64(c);
+  if (c.mode !== MODE_64) return popLegacy(c, size);
   const sp = regAddr(c, 4);
   const v = readMem(c, sp, size);
   setRegAddr(c, 4, sp + size);
+  return v;
+}
+
+// ---- Stack outside 64-bit mode: SS base, SP or ESP by SS.B (SDM Vol. 1, 6.2.3) ----
+
+/** SS.B in the machine's segment attributes (system.ts ATTR_DB). */
+const SS_ATTR_B = 0x400;
+const SEG_SS = 2;
+
+function stack32(c: Cpu): boolean {
+  const s = c.sys;
+  return s !== undefined && ((s.segAttr[SEG_SS] as number) & SS_ATTR_B) !== 0;
+}
+
+function setSp(c: Cpu, wide: boolean, sp: number): void {
+  if (wide) { c.gpr[2 * 4] = sp; c.gpr[2 * 4 + 1] = 0; }
+  else c.gpr[2 * 4] = ((c.gpr[2 * 4] as number) & ~0xffff) | (sp & 0xffff);
+}
+
+function pushLegacy(c: Cpu, size: number, v: number): void {
+  const wide = stack32(c);
+  const sp = wide ? (c.gpr[2 * 4] as number) >>> 0 : (c.gpr[2 * 4] as number) & 0xffff;
+  const nsp = wide ? (sp - size) >>> 0 : (sp - size) & 0xffff;
+  writeMem(c, (c.segBase[SEG_SS] as number) + nsp, size, v, 0);
+  setSp(c, wide, nsp);
+}
+
+function popLegacy(c: Cpu, size: number): number {
+  const wide = stack32(c);
+  const sp = wide ? (c.gpr[2 * 4] as number) >>> 0 : (c.gpr[2 * 4] as number) & 0xffff;
+  const v = readMem(c, (c.segBase[SEG_SS] as number) + sp, size);
+  setSp(c, wide, wide ? (sp + size) >>> 0 : (sp + size) & 0xffff);
   return v;
 }

@@ -7,8 +7,8 @@ import { cond, getZF } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import { CpuException, VEC_BP, VEC_DB, VEC_GP, VEC_OF } from '../mmu.js';
 import type { Op } from '../op.js';
-import { pop64, push64, rd, readReg, regAddr, setRegAddr, T32, writeReg } from '../operands.js';
-import { OP_REL } from '../decode/index.js';
+import { pop64, popN, push64, pushN, rd, readReg, regAddr, setRegAddr, T32, writeReg } from '../operands.js';
+import { MODE_64, OP_REL } from '../decode/index.js';
 import { RCX, RSP } from '../state.js';
 import type { HandlerMap } from './types.js';
 
@@ -23,12 +23,25 @@ function flow_jcc(c: Cpu, i: Op): void {
   if (cond(c, i.opcode & 15)) c.nextRip += i.imm;
 }
 
+/** CS base outside 64-bit mode: RIP is kept linear, branch targets are offsets in CS. */
+const CS = 1;
+
 function flow_jmp(c: Cpu, i: Op): void {
   if (i.opKind[0] === OP_REL) c.nextRip += i.imm;
-  else c.nextRip = target(c, i);
+  else c.nextRip = c.mode === MODE_64 ? target(c, i) : (c.segBase[CS] as number) + target(c, i);
+}
+
+/** Near CALL outside 64-bit mode: pushes the offset in CS at the operand size (SDM Vol. 2A, CALL). */
+function callLegacy(c: Cpu, i: Op): void {
+  const base = c.segBase[CS] as number;
+  const ret = c.nextRip - base;
+  const dest = i.opKind[0] === OP_REL ? c.nextRip + i.imm : base + target(c, i);
+  pushN(c, i.osize, ret, 0);
+  c.nextRip = dest;
 }
 
 function flow_call(c: Cpu, i: Op): void {
+  if (c.mode !== MODE_64) { callLegacy(c, i); return; }
   const ret = c.nextRip;
   const dest = i.opKind[0] === OP_REL ? ret + i.imm : target(c, i);
   push64(c, ret, Math.floor(ret / T32));
@@ -36,6 +49,12 @@ function flow_call(c: Cpu, i: Op): void {
 }
 
 function flow_ret(c: Cpu, i: Op): void {
+  if (c.mode !== MODE_64) {
+    const v = popN(c, i.osize);
+    c.nextRip = (c.segBase[CS] as number) + (i.osize === 2 ? v & 0xffff : v >>> 0);
+    if (i.nops > 0) setRegAddr(c, RSP, regAddr(c, RSP) + (i.imm & 0xffff));
+    return;
+  }
   const lo = pop64(c);
   c.nextRip = c.hi * T32 + (lo >>> 0);
   if (i.nops > 0) setRegAddr(c, RSP, regAddr(c, RSP) + (i.imm & 0xffff));
