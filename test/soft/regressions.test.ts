@@ -171,6 +171,11 @@ const REGRESSIONS: Regression[] = [
     template: { code: '.byte 0x8e, 0xc8' },
     input: { regs: { rax: 0x1234n } },
   },
+  {
+    bug: 'x87 80-bit loads of binary64 denormals gave zero (fld m80, frstor, fxrstor)',
+    template: { code: 'fld qword ptr [W]; fstp tbyte ptr [W + 16]; fld tbyte ptr [W + 16]; fstp qword ptr [W + 32]; fld qword ptr [W + 8]; fnsave [rip + scratch]; frstor [rip + scratch]; fstp qword ptr [W + 40]' },
+    input: { window: hex('ea4d8a12dc7245800100000000000000') },
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -103,9 +103,23 @@ export function fromF80(bytes: Uint8Array, off: number): number {
     return out.getFloat64(0, true);
   }
   if (mant === 0n) return sign * 0;
-  // value = mant * 2^(e - 16383 - 63); Number(BigInt) rounds the 64-bit mantissa to 53 bits correctly.
-  const m = Number(mant);
-  return sign * m * Math.pow(2, e - 16383 - 63);
+  // value = mant * 2^sh. A normal binary64 result: Number(BigInt) rounds the 64-bit mantissa to 53 bits
+  // correctly and the scaling is exact (in two steps: 2^sh alone may be below the binary64 range).
+  const sh = e - 16383 - 63;
+  if (sh + bitLength(mant) - 1 >= -1022) {
+    const a = Math.max(sh, -1000);
+    return sign * Number(mant) * Math.pow(2, a) * Math.pow(2, sh - a);
+  }
+  // A denormal binary64 result: round the mantissa once, to the multiple of 2^-1074, nearest even.
+  const drop = BigInt(-1074 - sh);
+  let q = mant >> drop;
+  const rem = mant - (q << drop), half = 1n << (drop - 1n);
+  if (rem > half || (rem === half && (q & 1n) === 1n)) q += 1n;
+  return sign * Number(q) * 5e-324;
+}
+
+function bitLength(v: bigint): number {
+  return v.toString(2).length;
 }
 
 // ---- Memory operands ----
