@@ -206,6 +206,9 @@ export function templates(): Template[] {
   add('test /1 alias', '.byte 0xf6, 0xc8, 0x55; .byte 0x48, 0xf7, 0xcb, 0x78, 0x56, 0x34, 0x12', AF);
   add('hints and fences', 'mfence; lfence; sfence; pause; prefetchnta [W]; prefetcht0 [W + 8]; prefetcht1 [W]; prefetcht2 [W]; clflush [W + 64]; endbr64; endbr32; nop word ptr [rax + rax]');
 
+  add('movsxd r32 without REX.W', '.byte 0x63, 0xc3');
+  add('instruction of 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66; nop');
+
   family = 'faults';
   add('ud0', 'ud0 eax, eax');
   add('ud1', 'ud1 eax, eax');
@@ -214,10 +217,9 @@ export function templates(): Template[] {
   add('cli at CPL 3', 'cli');
   add('lock on a register operand', '.byte 0xf0; add eax, ebx');
   add('lock on mov', '.byte 0xf0; mov [W], eax');
-  add('instruction longer than 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x90');
-  add('instruction of 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66; nop');
+  add('instruction longer than 15 bytes', '.byte 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x90');
   for (const [what, bytes] of [['push es', '0x06'], ['daa', '0x27'], ['salc', '0xd6'], ['mov cs, ax', '0x8e, 0xc8'], ['aam', '0xd4, 0x0a'], ['into', '0xce'],
-    ['les', '0xc4, 0x00'], ['jmp far absolute', '0xea, 0, 0, 0, 0, 0, 0'], ['pusha', '0x60'], ['arpl/movsxd without REX.W', '0x63, 0xc3']]) {
+    ['les', '0xc4, 0x00'], ['jmp far absolute', '0xea, 0, 0, 0, 0, 0, 0'], ['pusha', '0x60']]) {
     add(`64-bit mode invalid: ${what}`, `.byte ${bytes}`);
   }
   add('sti at CPL 3', 'sti');
@@ -409,13 +411,18 @@ export function templates(): Template[] {
   add('x87 frndint any', 'fld qword ptr [W]; frndint; fstp qword ptr [W + 8]');
   add('x87 fist m16', 'fld qword ptr [W]; fist word ptr [W + 8]; fistp dword ptr [W + 12]');
  for (const op of ['fadd', 'fsub', 'fsubr', 'fmul', 'fdiv', 'fdivr']) {
-    add(`${op} m64`, `fld qword ptr [W]; ${op} qword ptr [W + 8]; fstp qword ptr [W + 16]`);
-    add(`${op} m32`, `fld dword ptr [W]; ${op} dword ptr [W + 4]; fstp qword ptr [W + 16]`);
-    add(`${op} st, st(i)`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st, st(1); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
-    add(`${op} st(i), st`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st(1), st; fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
-    add(`${op}p`, `fld qword ptr [W]; fld qword ptr [W + 8]; ${op}p st(1), st; fstp qword ptr [W + 16]`);
-    add(`fi${op.slice(1)} m32`, `movsx rax, ax; mov [W + 8], eax; fld qword ptr [W]; fi${op.slice(1)} dword ptr [W + 8]; fstp qword ptr [W + 16]`);
-    add(`fi${op.slice(1)} m16`, `mov [W + 8], ax; fld qword ptr [W]; fi${op.slice(1)} word ptr [W + 8]; fstp qword ptr [W + 16]`);
+    // Products and quotients of random doubles can land among binary64's denormals; the host rounds those twice
+    // (to 53 bits in the wide-exponent register, then on the store), the soft FPU once (README.md). For
+    // these, the operands' exponents are kept within [2^-511, 2): bit 62 cleared, bit 61 set.
+    const pre = op === 'fmul' || op === 'fdiv' || op === 'fdivr'
+      ? 'btr qword ptr [W], 62; bts qword ptr [W], 61; btr qword ptr [W + 8], 62; bts qword ptr [W + 8], 61; btr dword ptr [W], 30; bts dword ptr [W], 29; ' : '';
+    add(`${op} m64`, `${pre}fld qword ptr [W]; ${op} qword ptr [W + 8]; fstp qword ptr [W + 16]`);
+    add(`${op} m32`, `${pre}fld dword ptr [W]; ${op} dword ptr [W + 4]; fstp qword ptr [W + 16]`);
+    add(`${op} st, st(i)`, `${pre}fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st, st(1); fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
+    add(`${op} st(i), st`, `${pre}fld qword ptr [W]; fld qword ptr [W + 8]; ${op} st(1), st; fstp qword ptr [W + 16]; fstp qword ptr [W + 24]`);
+    add(`${op}p`, `${pre}fld qword ptr [W]; fld qword ptr [W + 8]; ${op}p st(1), st; fstp qword ptr [W + 16]`);
+    add(`fi${op.slice(1)} m32`, `${pre}movsx rax, ax; mov [W + 8], eax; fld qword ptr [W]; fi${op.slice(1)} dword ptr [W + 8]; fstp qword ptr [W + 16]`);
+    add(`fi${op.slice(1)} m16`, `${pre}mov [W + 8], ax; fld qword ptr [W]; fi${op.slice(1)} word ptr [W + 8]; fstp qword ptr [W + 16]`);
   }
   for (const code of ['fcom st(1)', 'fcomp st(1)', 'fcompp', 'fucom st(1)', 'fucomp st(1)', 'fucompp', 'fcom dword ptr [W + 4]', 'fcomp qword ptr [W + 8]',
     'ficom word ptr [W + 8]', 'ficomp dword ptr [W + 8]', 'fucomi st, st(1)', 'fcomi st, st(1)']) {
@@ -429,7 +436,7 @@ export function templates(): Template[] {
   // FNSAVE/FRSTOR and FXSAVE/FXRSTOR through the 1 KiB rip-relative scratch area; the instruction and operand pointers are cleared before the compare.
   add('x87 fnsave/frstor', 'fld qword ptr [W]; fld qword ptr [W + 8]; fnsave [rip + scratch]; mov qword ptr [rip + scratch + 12], 0; mov qword ptr [rip + scratch + 20], 0; '
     + 'mov rax, [rip + scratch]; mov rbx, [rip + scratch + 8]; mov rcx, [rip + scratch + 28]; mov rdx, [rip + scratch + 36]; mov rsi, [rip + scratch + 44]; '
-    + 'fnstsw [W + 64]; frstor [rip + scratch]; fstp qword ptr [W + 72]; fstp qword ptr [W + 80]; fnstsw [W + 88]');
+    + 'and word ptr [rip + scratch + 4], 0xff80; mov rax, [rip + scratch]; fnstsw [W + 64]; and word ptr [W + 64], 0xff80; frstor [rip + scratch]; fstp qword ptr [W + 72]; fstp qword ptr [W + 80]; fnstsw [W + 88]; and word ptr [W + 88], 0xff80');
   add('fxsave/fxrstor', 'fld qword ptr [W]; fld1; fxsave [rip + scratch]; mov qword ptr [rip + scratch + 8], 0; mov qword ptr [rip + scratch + 16], 0; '
     + 'mov rax, [rip + scratch]; mov rbx, [rip + scratch + 24]; mov rcx, [rip + scratch + 32]; mov rdx, [rip + scratch + 40]; mov rsi, [rip + scratch + 48]; '
     + 'mov rdi, [rip + scratch + 160]; mov r8, [rip + scratch + 168]; mov r9, [rip + scratch + 184]; mov r10, [rip + scratch + 296]; '
