@@ -246,3 +246,21 @@ test('16-bit mode: near CALL/RET push and pop IP as an offset in CS, on SS:SP', 
   assert.equal(cpu.rip, 0x10003);
   assert.equal(cpu.reg64(RSP), 0xdead0100n);
 });
+
+test('REP string instructions yield every 4096 elements and resume where they stopped', () => {
+  // rep stosb over 10,000 bytes at 0x30000
+  const { cpu, p } = setup([0xf3, 0xaa]);
+  cpu.setReg64(RCX, 10_000n);
+  cpu.setReg64(7 /* RDI */, 0x30000n);
+  cpu.setReg64(RAX, 0x5an);
+  assert.equal(cpu.run(1), EXIT_LIMIT);
+  assert.equal(cpu.rip, 0x10000, 'still on the instruction');
+  assert.equal(cpu.reg64(RCX), 10_000n - 4096n);
+  assert.equal(cpu.reg64(7), 0x30000n + 4096n);
+  assert.equal(cpu.run(10), EXIT_LIMIT);
+  assert.equal(cpu.reg64(RCX), 0n);
+  assert.equal(cpu.rip, 0x10002);
+  const bytes = [0x30, 0x31, 0x32].flatMap((vpn) => Array.from(p.translate(vpn, 1).bytes));
+  assert.equal(bytes.slice(0, 10_000).every((b) => b === 0x5a), true);
+  assert.equal(bytes[10_000], 0);
+});
