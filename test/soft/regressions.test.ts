@@ -176,6 +176,11 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'fld qword ptr [W]; fstp tbyte ptr [W + 16]; fld tbyte ptr [W + 16]; fstp qword ptr [W + 32]; fld qword ptr [W + 8]; fnsave [rip + scratch]; frstor [rip + scratch]; fstp qword ptr [W + 40]' },
     input: { window: hex('ea4d8a12dc7245800100000000000000') },
   },
+  {
+    bug: 'x87 fxam reports the sign of a negative NaN in C1',
+    template: { code: 'fld qword ptr [W]; fxam; fnstsw ax; and eax, 0x4700; fstp st(0)' },
+    input: { window: hex('970b4661ab81f1ff') },
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));

@@ -281,7 +281,9 @@ function fcmov(c: Cpu, i: Op): void {
 function fxam(c: Cpu): void {
   const p = c.fpTop;
   const v = st(c, 0);
-  const sign = v < 0 || Object.is(v, -0) ? C1 : 0;
+  // The sign bit, NaNs included (a comparison would miss a negative NaN's).
+  f64[0] = v;
+  const sign = (f64i[1] as number) < 0 ? C1 : 0;
   let cls: number;
   if ((c.fpTag >> p) & 1) cls = C3 | C0;
   else if (v !== v) cls = C0;
