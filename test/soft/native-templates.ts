@@ -267,6 +267,8 @@ export function templates(): Template[] {
   add('cmc', 'cmc');
   add('pushf/popf', 'pushfq; pop rax; xor rax, 0x8d5; push rax; popfq');
   add('add+pushf', 'add rax, rbx; pushfq; pop rcx; and ecx, 0x8d5');
+  add('popf of DF, NT, AC, ID', 'pushfq; pop rax; mov rdx, rax; xor rax, 0x244400; push rax; popfq; pushfq; pop rbx; push rdx; popfq');
+  add('popf cannot set IF, IOPL, TF-free bits', 'pushfq; pop rax; mov rdx, rax; or rax, 0x3200; push rax; popfq; pushfq; pop rbx; push rdx; popfq');
   add('std/cld', 'std; pushfq; pop rax; cld; and eax, 0x400', 0, { inputFlags: DF });
 
   family = 'stack';
