@@ -266,6 +266,11 @@ export function buildHarness(templates: readonly Template[]): string {
   return exe;
 }
 
+/** Removes the directory buildHarness made for `exe`. */
+export function disposeHarness(exe: string): void {
+  fs.rmSync(path.dirname(exe), { recursive: true, force: true });
+}
+
 export function runNative(exe: string, input: Buffer): Buffer {
   return execFileSync(exe, [], { input, maxBuffer: input.length + (1 << 20) });
 }

@@ -60,6 +60,10 @@ export function templates(): Template[] {
       add(`${op} ${r},imm`, `${op} ${r}, 5`, rot ? OF : AF | OF);
     }
     add(`${op} r8,33`, `${op} r8, 33`, rot ? OF : AF | OF);
+    add(`${op} eax,40 (masked to 8)`, `${op} eax, 40`, rot ? OF : AF | OF);
+    add(`${op} al,9`, `${op} al, 9`, rot ? OF : AF | OF | CF);
+    add(`${op} ax,17`, `${op} ax, 17`, rot ? OF : AF | OF | CF);
+    add(`${op} rax,64 (masked to 0)`, `${op} rax, 64`);
     add(`${op} r9d,31`, `${op} r9d, 31`, rot ? OF : AF | OF);
     add(`${op} bl,8`, `${op} bl, 8`, rot ? OF : AF | OF | (rot ? 0 : CF));
     add(`${op} cx,16`, `${op} cx, 16`, rot ? OF : AF | OF | (rot ? 0 : CF));
@@ -126,6 +130,8 @@ export function templates(): Template[] {
     add(`${op} mem,imm`, `${op} qword ptr [W + 8], 45`, u);
     if (op !== 'bt') add(`lock ${op} mem,r`, `and rbx, 255; lock ${op} [W + 32], rbx`, u);
   }
+  // Immediate bit offsets are taken modulo the operand width, for registers and memory alike.
+  for (const code of ['bt eax, 45', 'bts rax, 100', 'btc ax, 20', 'btr word ptr [W], 20', 'bt dword ptr [W + 4], 63', 'bts qword ptr [W + 8], 255']) add(code, code, OF | SF | AF | PF);
   for (const [op, r1, r2] of [['bsf', 'rax', 'rbx'], ['bsr', 'rax', 'rbx'], ['bsf', 'ecx', 'edx'], ['bsr', 'ecx', 'edx'], ['bsf', 'si', 'di'], ['bsr', 'si', 'di']] as const) {
     add(`${op} ${r1},${r2}`, `${op} ${r1}, ${r2}`, STATUS & ~ZF);
     add(`${op} ${r1},mem`, `${op} ${r1}, [W + 8]`, STATUS & ~ZF);

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildHarness, compare, faultsByFamily, hasGcc, randomCases, REC, runEmulated, runNative, type Template } from './native-harness.js';
+import { buildHarness, compare, disposeHarness, faultsByFamily, hasGcc, randomCases, REC, runEmulated, runNative, type Template } from './native-harness.js';
 import { templates } from './native-templates.js';
 import { templateForms } from './native-emulate.js';
 import { FORMS } from '../../src/engine/soft/decode/index.js';
@@ -26,6 +26,7 @@ test('soft CPU matches the host CPU on random operands, flags and memory', async
   const per = Math.ceil(MIN_CASES / T.length);
   const t0 = performance.now();
   const exe = buildHarness(T);
+  t.after(() => disposeHarness(exe));
   const input = randomCases(T, () => per, SEED);
   const t1 = performance.now();
   const native = runNative(exe, input);
@@ -68,6 +69,7 @@ test('the harness reports differences: documented approximations and features no
     { name: 'fisttp', family: 'check', code: 'fld qword ptr [W]; fisttp qword ptr [W + 8]' },
   ];
   const exe = buildHarness(T);
+  t.after(() => disposeHarness(exe));
   const input = randomCases(T, () => 50, SEED);
   const bad = compare(T, input, runNative(exe, input), runEmulated(exe, input).out);
   assert.ok(bad.some((m) => m.template.name === 'rcpps' && /xmm0: native/.test(m.what)), 'an XMM difference went unreported');

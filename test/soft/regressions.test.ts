@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  buildHarness, type CaseInput, compare, encodeCase, hasGcc, hex, REC, runEmulated, runNative, type Template,
+  buildHarness, type CaseInput, compare, disposeHarness, encodeCase, hasGcc, hex, REC, runEmulated, runNative, type Template,
 } from './native-harness.js';
 
 interface Regression {
@@ -193,8 +193,13 @@ function runAll(): Promise<Map<number, string[]>> {
     const exe = buildHarness(templates);
     const input = Buffer.alloc(REGRESSIONS.length * REC);
     REGRESSIONS.forEach((r, k) => encodeCase(input, k * REC, k, r.input));
-    const native = runNative(exe, input);
-    const emu = runEmulated(exe, input);
+    let native: Buffer, emu: { out: Buffer };
+    try {
+      native = runNative(exe, input);
+      emu = runEmulated(exe, input);
+    } finally {
+      disposeHarness(exe);
+    }
     const out = new Map<number, string[]>();
     for (const m of compare(templates, input, native, emu.out)) out.set(m.index, [...(out.get(m.index) ?? []), m.what]);
     return out;
