@@ -470,6 +470,7 @@ export function templates(): Template[] {
 
   family = 'programs';
   T.push(...randomPrograms(1500, 0x5eed));
+  T.push(...randomSsePrograms(400, 0x55e));
   return T;
 }
 
@@ -550,6 +551,48 @@ export function randomPrograms(count: number, seed: number): Template[] {
       undef = (undef & ~s.writes) | s.undef;
     }
     out.push({ name: `program ${p}`, family: 'programs', code: steps.join('; '), undefinedFlags: undef });
+  }
+  return out;
+}
+
+const SSE_OPS = ['paddb', 'paddw', 'paddd', 'paddq', 'psubb', 'psubusb', 'paddsw', 'pmullw', 'pmulhw', 'pmuludq', 'pmaddwd', 'psadbw', 'pavgb', 'pminub', 'pmaxsw',
+  'pand', 'pandn', 'por', 'pxor', 'pcmpeqb', 'pcmpgtw', 'pcmpeqd', 'packsswb', 'packuswb', 'packssdw', 'punpcklbw', 'punpckhwd', 'punpckldq', 'punpckhqdq',
+  'addps', 'subps', 'mulps', 'divps', 'minps', 'maxps', 'sqrtps', 'addpd', 'subpd', 'mulpd', 'divpd', 'minpd', 'maxpd', 'sqrtpd', 'addss', 'mulsd', 'divss',
+  'subsd', 'sqrtsd', 'andps', 'orpd', 'xorps', 'unpcklps', 'unpckhpd', 'cvtps2pd', 'cvtpd2ps', 'cvtdq2ps', 'cvttps2dq', 'cvtps2dq', 'cvtdq2pd', 'cvtpd2dq',
+  'cvtss2sd', 'cvtsd2ss', 'movss', 'movsd', 'movhlps', 'movlhps', 'movdqa', 'cmpltps', 'cmpunordpd', 'cmpnless', 'cmpeqsd'];
+const SSE_IMM_OPS = ['pshufd', 'pshufhw', 'pshuflw', 'shufps', 'shufpd'];
+
+/**
+ * Random SSE/SSE2 sequences over XMM0-3 and the window, under the random
+ * MXCSR of each case: each step's NaN, rounding, flush and denormal rules
+ * feed the next step. COMISS/UCOMISD and MOVMSKPS end some of them, so
+ * flags and general registers see the results too.
+ */
+export function randomSsePrograms(count: number, seed: number): Template[] {
+  const r = new Rng(seed);
+  const pick = <X>(a: readonly X[]): X => a[r.below(a.length)] as X;
+  const xmm = (): string => `xmm${r.below(4)}`;
+  const out: Template[] = [];
+  for (let p = 0; p < count; p++) {
+    const steps: string[] = [];
+    const n = 3 + r.below(5);
+    for (let k = 0; k < n; k++) {
+      const src = r.below(4) === 0 ? `[W + ${16 * r.below(8)}]` : xmm();
+      const kind = r.below(10);
+      if (kind === 0) steps.push(`${pick(SSE_IMM_OPS)} ${xmm()}, ${src}, ${r.below(256)}`);
+      else if (kind === 1) steps.push(`${pick(['psrlw', 'psrad', 'psllq', 'psrldq', 'pslldq'])} ${xmm()}, ${r.below(20)}`);
+      else if (kind === 2) steps.push(`cvtsi2sd ${xmm()}, ${pick(['rax', 'rbx', 'ecx', 'edx'])}`);
+      else if (kind === 3) steps.push(`${pick(['cvtsd2si', 'cvttsd2si', 'cvtss2si'])} ${pick(['rax', 'esi', 'r9'])}, ${xmm()}`);
+      else {
+        const op = pick(SSE_OPS);
+        // MOVHLPS/MOVLHPS take registers only; the rest take a register or an aligned window slot.
+        steps.push(`${op} ${xmm()}, ${op === 'movhlps' || op === 'movlhps' ? xmm() : src}`);
+      }
+    }
+    const end = r.below(3);
+    if (end === 0) steps.push(`${pick(['comiss', 'ucomisd', 'comisd'])} ${xmm()}, ${xmm()}`);
+    else if (end === 1) steps.push(`${pick(['movmskps', 'movmskpd', 'pmovmskb'])} edi, ${xmm()}`);
+    out.push({ name: `sse program ${p}`, family: 'sse programs', code: steps.join('; '), undefinedFlags: 0 });
   }
   return out;
 }

@@ -1,5 +1,5 @@
 /**
- * The soft CPU against the host CPU: ~3,200 instruction templates
+ * The soft CPU against the host CPU: ~3,700 instruction templates
  * (native-templates.ts) with random registers, flags, XMM, MXCSR, x87
  * control and memory (native-harness.ts), all run through one native
  * process and one in-process soft CPU. Every difference is listed with its
