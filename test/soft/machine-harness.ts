@@ -5,9 +5,10 @@
  *
  * Layout (physical = linear for the low 4 MiB; linear 0xffff800000000000 +
  * x aliases physical x):
- *   0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x4000 PT (first 2 MiB, 4 KiB pages)
- *   0x5000 GDT, 0x6000 TSS, 0x7000 IDT (32 gates)
- *   0x8000 exception stubs: vector k at 0x8000 + 16k: mov al, k; out TEST_PORT, al; hlt
+ *   0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x4000 PT (first 2 MiB, 4 KiB pages),
+ *   0xd000 PD of 3-4 GiB (2 MiB uncached pages for the IOAPIC and LAPIC)
+ *   0x5000 GDT, 0x6000 TSS, 0x7000 IDT (GATES gates)
+ *   0x8000 stubs: vector k at 0x8000 + 16k: mov al, k; out TEST_PORT, al; hlt
  *   0x9000 top of the RSP0 stack, 0xa000 top of the IST1 stack, 0xc000 top of the boot stack
  *   0x10000.. test code (`.org` relative to CODE)
  */
@@ -31,6 +32,11 @@ export const RSP0_TOP = 0x9000;
 export const IST1_TOP = 0xa000;
 export const BOOT_STACK_TOP = 0xc000;
 export const CODE = 0x10000;
+export const PD_HIGH = 0xd000;
+/** IDT entries the harness fills: the exceptions and vectors 0x20-0x3f for interrupt tests. */
+export const GATES = 64;
+/** The port whose write asks the host to raise IOAPIC pin 4 about 50 ms later (interrupt tests). */
+export const RAISE_PORT = 0xf1;
 export const DATA = 0x30000;
 export const HIGH_ALIAS = 0xffff800000000000n;
 /** The port test code and exception stubs write to: the run ends there. */
@@ -112,6 +118,10 @@ export async function machine(code: Uint8Array, options: MachineOptions = {}): P
   dv(PDPT, BigInt(PD | P | RW | US));
   dv(PD, BigInt(PT | P | RW | US));
   dv(PD + 8, BigInt(0x200000 | P | RW | US | 0x80));
+  dv(PDPT + 3 * 8, BigInt(PD_HIGH | P | RW));
+  // 2 MiB pages at 0xfec00000 and 0xfee00000, PCD (SDM Vol. 3A, Table 4-18).
+  dv(PD_HIGH + 0x1f6 * 8, BigInt((0xfec00000 | P | RW | 0x10 | 0x80) >>> 0));
+  dv(PD_HIGH + 0x1f7 * 8, BigInt((0xfee00000 | P | RW | 0x10 | 0x80) >>> 0));
   for (let k = 0; k < 512; k++) dv(PT + k * 8, k === 0 ? 0n : BigInt((k << 12) | P | RW | US));
   dv(GDT + KERNEL_CS, descriptor(true, 0));
   dv(GDT + KERNEL_DS, descriptor(false, 0));
@@ -121,7 +131,7 @@ export async function machine(code: Uint8Array, options: MachineOptions = {}): P
   dv(GDT + TSS_SEL, 0x67n | (BigInt(TSS & 0xffff) << 16n) | (BigInt((TSS >> 16) & 0xff) << 32n) | (0x89n << 40n));
   dv(TSS + 4, BigInt(RSP0_TOP));
   dv(TSS + 0x24, BigInt(IST1_TOP));
-  for (let v = 0; v < 32; v++) {
+  for (let v = 0; v < GATES; v++) {
     const stub = STUBS + v * 16;
     memory.write(stub, Uint8Array.of(0xb0, v, 0xe6, TEST_PORT, 0xf4, 0xeb, 0xfd));
     // Interrupt gate, DPL 3 so tests can INT n from user mode (SDM Vol. 3A, Figure 6-8).
@@ -136,6 +146,10 @@ export async function machine(code: Uint8Array, options: MachineOptions = {}): P
   const holder: { vm?: SoftVm } = {};
   const dispatcher: ExitDispatcher = {
     pio(_cpu, port, data, isWrite) {
+      if (port === RAISE_PORT && isWrite) {
+        setTimeout(() => holder.vm?.irqLine(4).set(true), 50);
+        return;
+      }
       if (port === TEST_PORT && isWrite) {
         marks.push(data[0] ?? 0);
         if (marks.length >= want) holder.vm?.requestStop({ reason: 'poweroff' });
@@ -155,7 +169,7 @@ export async function machine(code: Uint8Array, options: MachineOptions = {}): P
       gs: seg(KERNEL_DS, false), ss: seg(KERNEL_DS, false),
       tr: { base: BigInt(TSS), limit: 0x67, selector: TSS_SEL, type: 0xb, present: true, dpl: 0, s: false, db: false, l: false, g: false, avl: false },
       ldt: { base: 0n, limit: 0, selector: 0, type: 2, present: false, dpl: 0, s: false, db: false, l: false, g: false, avl: false },
-      gdt: { base: BigInt(GDT), limit: 0x37 }, idt: { base: BigInt(IDT), limit: 32 * 16 - 1 },
+      gdt: { base: BigInt(GDT), limit: 0x37 }, idt: { base: BigInt(IDT), limit: GATES * 16 - 1 },
       cr0: 0x80050033n, cr2: 0n, cr3: BigInt(PML4), cr4: 0x6a0n, cr8: 0n, efer: 0xd01n, apicBase: 0xfee00900n,
     },
   };

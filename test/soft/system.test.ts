@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assemble, assemblerMissing, BOOT_STACK_TOP, CODE, DATA, IDT, IST1_TOP, KERNEL_CS, machine, RSP0_TOP, TEST_PORT, USER_CS, USER_DS,
+  assemble, assemblerMissing, BOOT_STACK_TOP, CODE, DATA, IDT, IST1_TOP, KERNEL_CS, machine, RAISE_PORT, RSP0_TOP, TEST_PORT, USER_CS, USER_DS,
   type Machine, type MachineOptions,
 } from './machine-harness.js';
 import type { VmStop } from '../../src/engine/engine.js';
@@ -350,4 +350,60 @@ test('engine: createVm refuses a vCPU count it cannot run', async () => {
   const e = new SoftEngine();
   await assert.rejects(e.createVm({ cpus: 0 } as never), /0 vCPUs requested, 1\.\.64 supported/);
   await assert.rejects(e.createVm({ cpus: 65 } as never), /65 vCPUs requested/);
+});
+
+test('interrupts: a device line raised while the vCPU sleeps in HLT wakes it through the IOAPIC and LAPIC into the IDT', async (t) => {
+  const started = performance.now();
+  const m = await runAsm(t, `
+    mov $0xfee00000, %ebx
+    mov $0xfec00000, %esi
+    movl $0x1ff, 0xf0(%rbx)            # LAPIC SVR: software enable, spurious vector 0xff
+    movl $0x18, (%rsi)                 # IOREGSEL: redirection entry 4, low dword
+    movl $0x30, 0x10(%rsi)             # IOWIN: vector 0x30, fixed, edge, active high, unmasked
+    movl $0x19, (%rsi)
+    movl $0, 0x10(%rsi)                # destination APIC 0
+    mov $1, %al
+    out %al, $${RAISE_PORT}            # the host raises pin 4 in ~50 ms
+    sti
+  1: hlt
+    jmp 1b`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x30]);
+  const s = m.vm.stats();
+  assert.ok(performance.now() - started >= 45, 'the interrupt came from the host timer, not at once');
+  assert.ok((s.instructions ?? 0) < 100, `the halted vCPU did not spin: ${s.instructions} instructions`);
+  assert.ok((s.hlt ?? 0) >= 1 && (s.interrupts ?? 0) === 1, JSON.stringify(s));
+  const f = frame(m, BOOT_STACK_TOP, false);
+  assert.equal(f.rflags & 0x200n, 0x200n, 'IF was set in the interrupted context');
+});
+
+test('interrupts: the LAPIC TSC-deadline timer wakes a halted vCPU; with IF = 0 the interrupt waits', async (t) => {
+  const started = performance.now();
+  const m = await runAsm(t, `
+    mov $0xfee00000, %ebx
+    movl $0x1ff, 0xf0(%rbx)            # LAPIC SVR: enable
+    movl $(0x31 | (2 << 17)), 0x320(%rbx)  # LVT timer: vector 0x31, TSC-deadline mode
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    add $20000000, %rax                # 20 ms at the guest's 1 GHz TSC
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $0x6e0, %ecx
+    wrmsr
+    mov $3000000, %ecx                 # spin with IF = 0 past the deadline (~0.1 s here)
+  2: dec %ecx
+    jnz 2b
+    mov $0x6e0, %ecx
+    rdmsr                              # the deadline fired: the MSR reads 0
+    mov %eax, ${DATA}
+    sti
+  1: hlt
+    jmp 1b`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x31]);
+  assert.ok(performance.now() - started >= 18, 'not before the deadline');
+  assert.equal(m.u64(DATA) & 0xffffffffn, 0n, 'IA32_TSC_DEADLINE reads 0 once fired');
+  const f = frame(m, BOOT_STACK_TOP, false);
+  assert.ok(f.rip > BigInt(CODE), 'delivered after STI, at the HLT loop');
 });
