@@ -209,6 +209,7 @@ export function templates(): Template[] {
   add('hint nops 0f 19-1e', '.byte 0x0f, 0x19, 0xc0; .byte 0x0f, 0x1a, 0xc0; .byte 0x0f, 0x1b, 0xc0; .byte 0x0f, 0x1c, 0xc0; .byte 0x0f, 0x1d, 0xc0; .byte 0x0f, 0x1e, 0xc0; .byte 0x0f, 0x18, 0x20');
   add('mov moffs', 'movabs qword ptr [scratch], rax; movabs eax, dword ptr [scratch + 4]; movabs byte ptr [scratch + 9], al; movabs ax, word ptr [scratch + 8]');
   add('test /1 alias', '.byte 0xf6, 0xc8, 0x55; .byte 0x48, 0xf7, 0xcb, 0x78, 0x56, 0x34, 0x12', AF);
+  add('prefetch of an unmapped address does not fault', 'prefetcht0 [0x10]; prefetchnta [0x20]; mov eax, 1');
   add('hints and fences', 'mfence; lfence; sfence; pause; prefetchnta [W]; prefetcht0 [W + 8]; prefetcht1 [W]; prefetcht2 [W]; clflush [W + 64]; endbr64; endbr32; nop word ptr [rax + rax]');
 
   add('movsxd r32 without REX.W', '.byte 0x63, 0xc3');
@@ -239,6 +240,7 @@ export function templates(): Template[] {
   }
   add('sti at CPL 3', 'sti');
   add('ud2', 'ud2');
+  add('cmov with a false condition still reads its source', 'cmp eax, eax; cmovne rax, qword ptr [0x10]');
   add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
   add('load non-canonical', 'mov rdx, 0x8000000000000000; mov rcx, [rdx]', 0);
   add('cmpxchg16b unaligned', 'cmpxchg16b [W + 8]', STATUS & ~ZF);

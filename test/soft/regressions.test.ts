@@ -181,6 +181,12 @@ const REGRESSIONS: Regression[] = [
     template: { code: 'fld qword ptr [W]; fxam; fnstsw ax; and eax, 0x4700; fstp st(0)' },
     input: { window: hex('970b4661ab81f1ff') },
   },
+  {
+    bug: 'clflush of an unmapped address raises #PF (it was a no-op)',
+    template: { code: 'clflush [0x10]' },
+    input: {},
+    todo: 'misc_clflush is in ops/misc.ts (system side): it should translate the address for a read before doing nothing',
+  },
 ];
 
 const templates: Template[] = REGRESSIONS.map((r) => ({ name: r.bug, family: 'regression', undefinedFlags: 0, ...r.template }));
