@@ -9,7 +9,7 @@ import type { Cpu } from '../cpu.js';
 import { cpuid } from '../cpuid.js';
 import { CpuException, VEC_GP, VEC_UD } from '../mmu.js';
 import type { Op } from '../op.js';
-import { readReg, writeReg } from '../operands.js';
+import { ea, readReg, writeReg } from '../operands.js';
 import {
   FLAG_AF, FLAG_CF, FLAG_DF, FLAG_IF, FLAG_PF, FLAG_SF, FLAG_ZF, RAX, RBX, RCX, RDX,
 } from '../state.js';
@@ -86,7 +86,8 @@ export const MISC: HandlerMap = {
   misc_pause: nop,
   misc_prefetch: nop,
   misc_fence: nop,
-  misc_clflush: nop,
+  // Caches are coherent here, but the line's address is checked like a read (#PF, #GP); MMIO is not touched.
+  misc_clflush: (c, i) => c.probeRead(ea(c, i), 1),
   misc_ud,
   cet_rdssp: nop, // without shadow stacks RDSSP is a NOP that leaves its register (SDM Vol. 1, 18.3.4)
   sys_cpuid,
