@@ -228,3 +228,26 @@ test('kvm: an absent or forbidden /dev/kvm is EngineUnavailableError with advice
   const enoent = kvmOpenError('/dev/kvm', new NativeError('open /dev/kvm', errnoValue('ENOENT')!));
   assert.match(enoent.message, /^\/dev\/kvm is not present/);
 });
+
+// Regression: a resume followed at once by a pause (PAUSE → RUN → PAUSE) while a
+// paused vCPU thread was between its checks left it asleep and pause() hanging.
+test('kvm: rapid pause/resume cycles on a halted 2-vCPU guest never hang', async (t) => {
+  const engine = kvmOrSkip(t);
+  if (!engine) return;
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('halt'));
+  const vm = await engine.createVm({ memory, cpus: 2, boot, dispatcher: new RecordingDispatcher() });
+  const running = vm.run();
+  const deadline = setTimeout(() => assert.fail('pause() did not settle within 20 s'), 20_000);
+  try {
+    for (let i = 0; i < 300; i++) {
+      await vm.pause();
+      vm.resume();
+    }
+  } finally {
+    clearTimeout(deadline);
+  }
+  vm.requestStop({ reason: 'host-stop' });
+  assert.deepEqual(await running, { reason: 'host-stop' });
+  await vm.close();
+  engine.close();
+});

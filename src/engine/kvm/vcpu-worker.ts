@@ -269,15 +269,23 @@ function paused(): void {
   drainKicks();
   let seq = Atomics.load(words, W.PAUSE_SEQ);
   post({ type: 'paused', cpu, seq });
+  // The machine stores PAUSE_SEQ before the command word, so reading the
+  // command first and the sequence second never misses a new pause. The wait
+  // is bounded: a resume followed at once by a new pause takes the command
+  // word PAUSE → RUN → PAUSE while this thread is between its checks and
+  // Atomics.wait, and a wait on "still PAUSE" would then sleep through both.
   while (Atomics.load(words, W.COMMAND) === CMD_PAUSE) {
-    Atomics.wait(words, W.COMMAND, CMD_PAUSE);
     const now = Atomics.load(words, W.PAUSE_SEQ);
-    if (now !== seq && Atomics.load(words, W.COMMAND) === CMD_PAUSE) {
+    if (now !== seq) {
       seq = now;
       post({ type: 'paused', cpu, seq });
     }
+    Atomics.wait(words, W.COMMAND, CMD_PAUSE, PAUSE_RECHECK_MS);
   }
 }
+
+/** How often a paused vCPU thread looks again for a pause it may have slept through. */
+const PAUSE_RECHECK_MS = 20;
 
 /** Runs until told to stop, or until this vCPU reports a stop. */
 function loop(): void {
