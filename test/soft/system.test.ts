@@ -407,3 +407,15 @@ test('interrupts: the LAPIC TSC-deadline timer wakes a halted vCPU; with IF = 0 
   const f = frame(m, BOOT_STACK_TOP, false);
   assert.ok(f.rip > BigInt(CODE), 'delivered after STI, at the HLT loop');
 });
+
+test('engine errors: fetching instructions from MMIO ends the VM with engine-error, the vCPU, RIP and the reason', async (t) => {
+  const m = await runAsm(t, `
+    mov $0xfee00000, %eax
+    jmp *%rax`);
+  if (!m) return;
+  assert.equal(m.stop.reason, 'engine-error');
+  if (m.stop.reason !== 'engine-error') return;
+  assert.equal(m.stop.cpu, 0);
+  assert.match(m.stop.message, /vCPU 0 at 0xfee00000: .*instruction fetch from MMIO \(physical 0xfee00000\)/);
+  assert.equal(m.stop.regs?.rip, 0xfee00000n);
+});
