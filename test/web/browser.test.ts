@@ -49,7 +49,6 @@ test('browser: log in, create and start a VM, type into its console, pause and r
   const server = await startServer();
   t.after(() => server.close());
   const profile = mkdtempSync(join(tmpdir(), 'tv-chromium-'));
-  t.after(() => rmSync(profile, { recursive: true, force: true }));
   // A fresh profile each run (playwright passes it as --user-data-dir).
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -57,7 +56,17 @@ test('browser: log in, create and start a VM, type into its console, pause and r
     viewport: { width: 1360, height: 860 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  t.after(() => context.close());
+  // One hook, in this order: the browser must be gone before its profile is
+  // removed (it writes its cache until it exits), and a failed removal must not
+  // leave the browser running.
+  t.after(async () => {
+    await context.close().catch(() => {});
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch {
+      // A leftover temporary profile is harmless.
+    }
+  });
   const page = context.pages()[0] ?? (await context.newPage());
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
