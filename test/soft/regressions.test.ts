@@ -182,6 +182,21 @@ const REGRESSIONS: Regression[] = [
     input: { window: hex('970b4661ab81f1ff') },
   },
   {
+    bug: 'ret to a non-canonical address raises #GP at the ret, before popping (it faulted at the target)',
+    template: { code: 'mov rdx, 0x0000800000000000; push rdx; ret' },
+    input: {},
+  },
+  {
+    bug: 'jmp through a register to a non-canonical address raises #GP at the jmp',
+    template: { code: 'mov rdx, 0xfff0000000000000; jmp rdx' },
+    input: {},
+  },
+  {
+    bug: 'call through memory to a non-canonical address raises #GP before pushing',
+    template: { code: 'mov rdx, 0x0000800000000000; mov [W], rdx; call qword ptr [W]' },
+    input: {},
+  },
+  {
     bug: 'clflush of an unmapped address raises #PF (it was a no-op)',
     template: { code: 'clflush [0x10]' },
     input: {},

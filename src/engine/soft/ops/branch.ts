@@ -7,7 +7,7 @@ import { cond, getZF } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import { CpuException, VEC_BP, VEC_DB, VEC_GP, VEC_OF } from '../mmu.js';
 import type { Op } from '../op.js';
-import { pop64, popN, push64, pushN, rd, readReg, regAddr, setRegAddr, T32, writeReg } from '../operands.js';
+import { popN, push64, pushN, rd, readReg, regAddr, setRegAddr, T32, writeReg } from '../operands.js';
 import { MODE_64, OP_REL } from '../decode/index.js';
 import { RCX, RSP } from '../state.js';
 import type { HandlerMap } from './types.js';
@@ -19,6 +19,16 @@ function target(c: Cpu, i: Op): number {
   return size === 8 ? c.hi * T32 + (lo >>> 0) : lo >>> 0;
 }
 
+/**
+ * A near branch to a non-canonical address raises #GP(0) at the branch, before
+ * RSP or RIP change (SDM Vol. 2A, JMP/CALL/RET "64-Bit Mode Exceptions").
+ * `hi` is the target's high half: bits 63-47 must be equal.
+ */
+export function checkCanonicalTarget(i: Op, hi: number): void {
+  const top = hi >> 15;
+  if (top !== 0 && top !== -1) throw new CpuException(VEC_GP, 0, i.address, '#GP: branch to a non-canonical address');
+}
+
 function flow_jcc(c: Cpu, i: Op): void {
   if (cond(c, i.opcode & 15)) c.nextRip += i.imm;
 }
@@ -28,7 +38,8 @@ const CS = 1;
 
 function flow_jmp(c: Cpu, i: Op): void {
   if (i.opKind[0] === OP_REL) c.nextRip += i.imm;
-  else c.nextRip = c.mode === MODE_64 ? target(c, i) : (c.segBase[CS] as number) + target(c, i);
+  else if (c.mode === MODE_64) { const t = target(c, i); checkCanonicalTarget(i, c.hi); c.nextRip = t; }
+  else c.nextRip = (c.segBase[CS] as number) + target(c, i);
 }
 
 /** Near CALL outside 64-bit mode: pushes the offset in CS at the operand size (SDM Vol. 2A, CALL). */
@@ -43,7 +54,9 @@ function callLegacy(c: Cpu, i: Op): void {
 function flow_call(c: Cpu, i: Op): void {
   if (c.mode !== MODE_64) { callLegacy(c, i); return; }
   const ret = c.nextRip;
-  const dest = i.opKind[0] === OP_REL ? ret + i.imm : target(c, i);
+  let dest: number;
+  if (i.opKind[0] === OP_REL) dest = ret + i.imm;
+  else { dest = target(c, i); checkCanonicalTarget(i, c.hi); }
   push64(c, ret, Math.floor(ret / T32));
   c.nextRip = dest;
 }
@@ -55,9 +68,11 @@ function flow_ret(c: Cpu, i: Op): void {
     if (i.nops > 0) setRegAddr(c, RSP, regAddr(c, RSP) + (i.imm & 0xffff));
     return;
   }
-  const lo = pop64(c);
+  const sp = regAddr(c, RSP);
+  const lo = c.read64(sp);
+  checkCanonicalTarget(i, c.hi);
   c.nextRip = c.hi * T32 + (lo >>> 0);
-  if (i.nops > 0) setRegAddr(c, RSP, regAddr(c, RSP) + (i.imm & 0xffff));
+  setRegAddr(c, RSP, sp + 8 + (i.nops > 0 ? i.imm & 0xffff : 0));
 }
 
 function counter(c: Cpu, i: Op): number {

@@ -9,8 +9,9 @@ import { BASE_RIP, OP_GPR, OP_IMM, OP_MEM, OP_REL } from '../decode/index.js';
 import { cond, setCarryOverflow } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Op } from '../op.js';
-import { ea, pop64, push64, T32 } from '../operands.js';
-import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_LOGIC, LF_SUB } from '../state.js';
+import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
+import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_LOGIC, LF_SUB, RSP } from '../state.js';
+import { checkCanonicalTarget } from './branch.js';
 
 const ADD = 0, SUB = 1, AND = 2, OR = 3, XOR = 4, CMP = 5, TEST = 6;
 const ALU_HANDLERS: Record<string, number> = { alu_add: ADD, alu_sub: SUB, alu_and: AND, alu_or: OR, alu_xor: XOR, alu_cmp: CMP, alu_test: TEST };
@@ -157,7 +158,13 @@ const callRel: Handler = (c, i) => {
   push64(c, ret, Math.floor(ret / T32));
   c.nextRip = ret + i.imm;
 };
-const ret: Handler = (c) => { const lo = pop64(c); c.nextRip = c.hi * T32 + (lo >>> 0); };
+const ret: Handler = (c, i) => {
+  const sp = regAddr(c, RSP);
+  const lo = c.read64(sp);
+  checkCanonicalTarget(i, c.hi);
+  c.nextRip = c.hi * T32 + (lo >>> 0);
+  setRegAddr(c, RSP, sp + 8);
+};
 
 /** ROL/ROR r32, imm8: CF and OF as the SDM defines them; other flags kept (shift.ts). */
 function rot32(left: boolean): Handler {
