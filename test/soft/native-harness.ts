@@ -36,7 +36,7 @@ export const STATUS = CF | PF | AF | ZF | SF | OF;
 
 // Record layout: native/driver.s has the table.
 export const REC = 352;
-const O_STATUS = 0, O_MXCSR = 4, O_FLAGS = 8, O_GPR = 16, O_XMM = 128, O_WIN = 192, O_FAULT_RIP = 320, O_FCW = 336, O_FSW = 338;
+const O_STATUS = 0, O_MXCSR = 4, O_FLAGS = 8, O_GPR = 16, O_XMM = 128, O_WIN = 192, O_FAULT_RIP = 320, O_RSP_DELTA = 328, O_FCW = 336, O_FSW = 338;
 export const WINDOW = 128;
 export const GPR_NAMES = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14'] as const;
 export type GprName = typeof GPR_NAMES[number];
@@ -307,6 +307,8 @@ export function compare(templates: readonly Template[], input: Buffer, native: B
     if (ns !== es) diffs.push(`fault: native ${faultName(ns)} soft ${faultName(es)}`);
     const nr = native.readBigUInt64LE(off + O_FAULT_RIP), er = emulated.readBigUInt64LE(off + O_FAULT_RIP);
     if (nr !== er) diffs.push(`fault rip: native 0x${nr.toString(16)} soft 0x${er.toString(16)}`);
+    const nd = native.readBigInt64LE(off + O_RSP_DELTA), ed = emulated.readBigInt64LE(off + O_RSP_DELTA);
+    if (nd !== ed) diffs.push(`rsp change: native ${nd} soft ${ed}`);
     const mx = MXCSR_COMPARED;
     if ((native.readUInt32LE(off + O_MXCSR) & mx) !== (emulated.readUInt32LE(off + O_MXCSR) & mx)) {
       diffs.push(`mxcsr: native 0x${native.readUInt32LE(off + O_MXCSR).toString(16)} soft 0x${emulated.readUInt32LE(off + O_MXCSR).toString(16)}`);

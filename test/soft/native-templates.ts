@@ -241,6 +241,14 @@ export function templates(): Template[] {
   add('sti at CPL 3', 'sti');
   add('ud2', 'ud2');
   add('cmov with a false condition still reads its source', 'cmp eax, eax; cmovne rax, qword ptr [0x10]');
+  // Stack instructions that fault leave RSP as it was (the record holds RSP's change).
+  add('push from unmapped memory', 'push qword ptr [0x10]');
+  add('pop to unmapped memory', 'push rax; pop qword ptr [0x10]');
+  add('call through unmapped memory', 'call qword ptr [0x10]');
+  add('call to an unmapped target', 'mov rdx, 0x10; call rdx');
+  add('ret to an unmapped target', 'push 0x10; ret');
+  add('ret to a non-canonical target', 'mov rdx, 0x0000800000000000; push rdx; ret');
+  add('jmp to a non-canonical target', 'mov rdx, 0x0000800000000000; jmp rdx');
   add('load from page 0', 'add rax, rbx; mov rcx, qword ptr [0x10]', 0);
   add('load non-canonical', 'mov rdx, 0x8000000000000000; mov rcx, [rdx]', 0);
   add('cmpxchg16b unaligned', 'cmpxchg16b [W + 8]', STATUS & ~ZF);

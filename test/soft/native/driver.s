@@ -11,7 +11,7 @@
 #   128 16B  xmm0 xmm1 xmm2 xmm3
 #   192 128B memory window: templates address it as [r15 + 192 + k]
 #   320 u64  out: RIP of the faulting instruction
-#   328 u64  (zero)
+#   328 u64  out: RSP at the end (or at the fault) minus RSP at the start
 #   336 u16  in: x87 control word
 #   338 u16  out: x87 status word
 #
@@ -89,6 +89,7 @@ case_loop:
   movdqu xmm1, [r15 + 144]
   movdqu xmm2, [r15 + 160]
   movdqu xmm3, [r15 + 176]
+  mov [rip + case_rsp], rsp
   push qword ptr [r15 + 8]
   popfq
   mov rax, [r15 + 16]
@@ -126,6 +127,9 @@ case_fault:
   mov [r15 + 104], r12
   mov [r15 + 112], r13
   mov [r15 + 120], r14
+  mov rax, rsp
+  sub rax, [rip + case_rsp]
+  mov [r15 + 328], rax
   movdqu [r15 + 128], xmm0
   movdqu [r15 + 144], xmm1
   movdqu [r15 + 160], xmm2
@@ -204,6 +208,7 @@ fault_status: .quad 0
 fault_rip: .quad 0
 target: .quad 0
 chunk_end: .quad 0
+case_rsp: .quad 0
 
 .bss
 .balign 64
