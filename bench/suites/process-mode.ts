@@ -45,12 +45,19 @@ function input(bytes: number): string {
 }
 
 /** Seconds of one run of `cmd args`, its output discarded; throws on failure. */
-function time(cmd: string, args: string[]): number {
+function time(cmd: string, args: string[], onStderr?: (text: string) => void): number {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 20 });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? `status ${r.status}: ${r.stderr.trim()}`}`);
+  onStderr?.(r.stderr);
   return s;
+}
+
+/** `typevisor exec --stats` ends with "… M instructions/s"; the guest's instruction rate, or undefined. */
+function instructionRate(stderr: string): number | undefined {
+  const m = /(\d+) instructions in ([\d.]+) s: ([\d.]+) M instructions\/s/.exec(stderr);
+  return m ? Number(m[3]) : undefined;
 }
 
 function processModeMissing(): string | undefined {
@@ -80,10 +87,11 @@ export const processMode: Suite = async (ctx) => {
     if ('missing' in bb) for (const k of ['ours', 'qemu', 'native'] as const) runs[k] = bb.missing;
     const busybox = 'path' in bb ? bb.path : '';
     const commands: Record<'ours' | 'qemu' | 'native', [string, string[]]> = {
-      ours: [process.execPath, [TYPEVISOR_BIN, PROCESS_COMMAND, busybox, ...w.args]],
+      ours: [process.execPath, [TYPEVISOR_BIN, PROCESS_COMMAND, '--stats', busybox, ...w.args]],
       qemu: [qemuUser ?? '', [busybox, ...w.args]],
       native: [busybox, [...w.args]],
     };
+    const rates: number[] = [];
     ctx.log(`process: ${w.id}`);
     // Interleaved, so drift on the host hits all three alike.
     for (let i = 0; i < (ctx.quick ? 1 : ctx.runs); i++) {
@@ -91,7 +99,10 @@ export const processMode: Suite = async (ctx) => {
         const acc = runs[k];
         if (typeof acc === 'string') continue;
         try {
-          acc.push(time(...commands[k]));
+          acc.push(time(...commands[k], k === 'ours' ? (err) => {
+            const rate = instructionRate(err);
+            if (rate !== undefined) rates.push(rate);
+          } : undefined));
         } catch (e) {
           runs[k] = `failed: ${(e as Error).message}`;
         }
@@ -103,7 +114,8 @@ export const processMode: Suite = async (ctx) => {
       units: 's',
       better: 'lower' as const,
       oursLabel: 'typevisor process mode',
-      notes: `wall time of the whole process (start-up included), output to /dev/null; input: ${mb} MiB of text in the host page cache`,
+      notes: `wall time of the whole process (start-up included), output to /dev/null; input: ${mb} MiB of text in the host page cache` +
+        (rates.length ? `; soft engine: ${rates.sort((a, b) => a - b)[rates.length >> 1]!.toFixed(1)} M guest instructions/s (median, from \`typevisor exec --stats\`)` : ''),
     };
     rows.push({ ...base, id: `process.${w.id}.qemu`, benchmark: w.benchmark, referenceLabel: 'qemu-x86_64 (QEMU user mode, TCG)', ours: side(runs.ours), reference: side(runs.qemu) });
     rows.push({ ...base, id: `process.${w.id}.native`, benchmark: `${w.benchmark}, against native`, referenceLabel: 'the same busybox run natively on the host', ours: side(runs.ours), reference: side(runs.native) });
