@@ -328,6 +328,12 @@ export function templates(): Template[] {
     add(`repe scas${s}`, `${pre}mov rax, [W + 64]; repe scas${s}${post}`, 0, o);
     add(`repne scas${s}`, `${pre}mov rax, [W + ${64 + 3 * (sfx[s] ?? 1)}]; repne scas${s}${post}`, 0, o);
   }
+  // REP strings that run off the start of the image (0x400000; nothing is mapped below) fault part-way:
+  // RCX, RSI and RDI hold the progress made, DF stays as set. Only reads: the image is not writable natively.
+  add('rep lodsb into unmapped memory', 'mov rsi, 0x400008; std; mov ecx, 32; rep lodsb');
+  add('rep lodsd into unmapped memory', 'mov rsi, 0x400004; std; mov ecx, 8; rep lodsd');
+  add('repe cmpsb into unmapped memory', 'mov rsi, 0x400008; mov rdi, 0x400108; std; mov ecx, 32; repe cmpsb');
+  add('rep movsb from unmapped memory', 'mov rsi, 0x400008; lea rdi, [W + 100]; std; mov ecx, 32; rep movsb; sub rdi, r15');
   add('rep movsb long', 'lea rsi, [W]; lea rdi, [W + 61]; mov ecx, 60; rep movsb; sub rsi, r15; sub rdi, r15');
   add('rep movsb overlap', 'lea rsi, [W]; lea rdi, [W + 3]; mov ecx, 50; rep movsb; sub rsi, r15; sub rdi, r15');
   add('rep stosq zero count', 'xor ecx, ecx; lea rdi, [W + 8]; rep stosq; sub rdi, r15');
