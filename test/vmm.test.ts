@@ -84,3 +84,11 @@ test('vmm: the version matches package.json', () => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   assert.equal(VERSION, pkg.version);
 });
+
+test('vmm: engine kernel parameters are appended unless the command line sets them', async () => {
+  const { withEngineArgs } = await import('../src/vmm/machine.js');
+  assert.equal(withEngineArgs('console=ttyS0', ['tsc_early_khz=1000000', 'tsc=reliable']), 'console=ttyS0 tsc_early_khz=1000000 tsc=reliable');
+  assert.equal(withEngineArgs('console=ttyS0 tsc_early_khz=2000', ['tsc_early_khz=1000000']), 'console=ttyS0 tsc_early_khz=2000');
+  assert.equal(withEngineArgs('quiet  tsc=unstable', ['tsc=reliable']), 'quiet  tsc=unstable');
+  assert.equal(withEngineArgs('console=ttyS0', []), 'console=ttyS0');
+});

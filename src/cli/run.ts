@@ -138,7 +138,7 @@ async function bootFiles(values: RunValues, stderr: NodeJS.WritableStream): Prom
 
 export async function runCommand(values: RunValues, stderr: NodeJS.WritableStream): Promise<number> {
   const files = await bootFiles(values, stderr);
-  const vmm = new Vmm({ log: (line) => stderr.write(`typevisor: ${line}\n`) });
+  const vmm = new Vmm({ log: (line) => stderr.write(`typevisor: ${line}\n`), debug: Boolean(process.env.TYPEVISOR_DEBUG) });
   vmm.configureMachine({
     ...(values.cpus !== undefined && { vcpuCount: parseCpus(values.cpus) }),
     ...(values.memory !== undefined && { memBytes: parseSize(values.memory, '--memory') }),

@@ -112,6 +112,12 @@ export interface Engine {
   readonly name: 'kvm' | 'soft';
   /** Largest vCPU count this engine supports here. */
   maxCpus(): number;
+  /**
+   * Kernel command-line parameters a Linux guest needs on this engine's
+   * virtual CPU (e.g. a TSC frequency Linux cannot find by itself). The
+   * machine appends each one whose key the user's command line lacks.
+   */
+  kernelArgs?(cpus: number): string[];
   /** Where this engine needs guest RAM to live (KVM: mmap'ed host memory). */
   memoryBacking(): MemoryBacking;
   /** Creates a VM over `memory`. Memory must come from `memoryBacking()`. */

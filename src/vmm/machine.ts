@@ -20,8 +20,20 @@ import { LegacyDevices } from './legacy-devices.js';
 import { formatSize } from './size.js';
 
 export interface MachineOptions {
-  /** One-line notices from the VMM (engine choice, unclaimed I/O…). */
+  /** One-line notices from the VMM (engine choice, device resets…). */
   log?: (line: string) => void;
+  /** Also log each guest access to an address no device claims (once per address). */
+  debug?: boolean;
+}
+
+/**
+ * Appends the engine's kernel parameters whose keys the command line does not
+ * already set, so a user's own choice always wins.
+ */
+export function withEngineArgs(cmdline: string, args: readonly string[]): string {
+  const keys = new Set(cmdline.split(/\s+/).filter(Boolean).map((t) => t.split('=')[0]));
+  const extra = args.filter((a) => !keys.has(a.split('=')[0]));
+  return extra.length ? `${cmdline} ${extra.join(' ')}` : cmdline;
 }
 
 async function readInput(path: string, what: string): Promise<Uint8Array> {
@@ -118,7 +130,7 @@ export class Machine {
       bootInfo = prepareLinuxBoot(memory, {
         kernel,
         ...(initrd && { initrd }),
-        cmdline: boot.cmdline ?? DEFAULT_CMDLINE,
+        cmdline: withEngineArgs(boot.cmdline ?? DEFAULT_CMDLINE, engine.kernelArgs?.(machine.vcpuCount) ?? []),
         rsdpAddr: acpi.rsdpAddr,
         memBytes: machine.memBytes,
       });
@@ -126,7 +138,9 @@ export class Machine {
       if (e instanceof Error && !(e instanceof VmmError)) throw new VmmError('bad-file', e.message);
       throw e;
     }
-    const dispatcher = new BusDispatcher(pioBus, mmioBus, (what) => log(what));
+    // Guests probe for hardware that is not there (Linux: PCI config ports,
+    // the PIT); each unclaimed address is worth a line only when debugging.
+    const dispatcher = new BusDispatcher(pioBus, mmioBus, options.debug ? (what) => log(what) : () => {});
     const release = () => engine.close?.();
     let vm: EngineVm;
     try {

@@ -15,7 +15,7 @@ import type { IrqLine } from '../../bus/index.js';
 import type { BootCpuState, Engine, EngineVm, EngineVmConfig, ExitDispatcher, Registers, Segment, VmStop } from '../engine.js';
 import {
   createInterruptControllers, GuestTsc, IOAPIC_MMIO_SIZE, LAPIC_DEFAULT_BASE, LAPIC_MMIO_SIZE, mergeTimeCpuid, MSR_APIC_BASE,
-  MSR_TSC_DEADLINE, type InterruptControllers, type Lapic,
+  MSR_TSC_DEADLINE, TSC_HZ_DEFAULT, tscEarlyKhzArgument, type InterruptControllers, type Lapic,
 } from './apic/index.js';
 import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_HLT } from './cpu.js';
 import { getRflags } from './flags.js';
@@ -66,6 +66,20 @@ export class SoftEngine implements Engine {
 
   memoryBacking(): MemoryBacking {
     return heapBacking;
+  }
+
+  /**
+   * Linux reads the TSC frequency from CPUID 0x15/0x16 only on Intel CPUs and
+   * this CPU does not claim to be one (README.md), and with no PIT or HPET to
+   * calibrate against it would hang at t = 0: tell it the rate. With several
+   * vCPUs, ticks lost while a slow guest keeps interrupts off make the
+   * clocksource watchdog distrust the TSC; the guest TSC follows host time, so
+   * it is reliable.
+   */
+  kernelArgs(cpus: number): string[] {
+    const args = [tscEarlyKhzArgument(TSC_HZ_DEFAULT)];
+    if (cpus > 1) args.push('tsc=reliable');
+    return args;
   }
 
   createVm(config: EngineVmConfig): Promise<EngineVm> {
