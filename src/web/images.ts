@@ -101,8 +101,8 @@ export function listImages(): ImageChoice[] {
   const initrd = join(dir, INITRD_FILE);
   const built = existsSync(kernel) && existsSync(initrd);
   const runs = kvmIsPvm()
-    ? 'It cannot run on this host yet: KVM here emulates guest kernel code (PVM), where Linux does not boot, and the soft engine is not built yet.'
-    : 'It needs KVM with hardware virtualization (the soft engine is not built yet).';
+    ? 'On this host it runs on the soft engine (KVM here emulates guest kernel code): about two minutes to a shell.'
+    : 'Runs on KVM where it is hardware-assisted, on the soft engine elsewhere.';
   images.push({
     id: 'linux-default',
     label: 'Default Linux (Debian cloud kernel + busybox)',
