@@ -7,6 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeDiskImage } from '../../src/image/disk.js';
+import { guestCommandParam, guestExitStatus } from '../../src/image/guest-cmdline.js';
 import { fileURLToPath } from 'node:url';
 import { tscEarlyKhzArgument, TSC_HZ_DEFAULT } from '../../src/engine/soft/apic/index.js';
 import { imageBuildMissing, testImage } from '../image/helpers.js';
@@ -62,4 +68,43 @@ test('Linux on soft: Debian\'s cloud kernel prints its first console lines withi
   assert.match(r.stdout, /ACPI: RSDP 0x00000000000E0000/, ctx);
   assert.match(r.stderr, /instruction limit \d+ reached/, `the run ended at the limit, not by a crash\n${ctx}`);
   assert.doesNotMatch(r.stderr, /engine error|internal error/, ctx);
+});
+
+// Issue criterion: the stock kernel + default initramfs boot on the soft engine to
+// a shell, a command reads a file from a virtio disk and prints its sha256, the
+// guest powers off and the VMM exits 0.
+test('Linux on soft: boots to the shell, hashes a file on a virtio disk, powers off with status 0', async (t) => {
+  const why = imageBuildMissing() ?? cliMissing();
+  if (why) return t.skip(why);
+  let image;
+  try {
+    image = await testImage();
+  } catch (e) {
+    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'typevisor-soft-linux-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const content = randomBytes(48 * 1024);
+  mkdirSync(join(dir, 'tree'));
+  writeFileSync(join(dir, 'tree', 'known.bin'), content);
+  const disk = join(dir, 'disk.img');
+  try {
+    makeDiskImage({ size: 8 * 2 ** 20, out: disk, from: join(dir, 'tree') });
+  } catch (e) {
+    return t.skip(`an ext4 image cannot be made here: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const want = createHash('sha256').update(content).digest('hex');
+  const script = 'mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && sha256sum /mnt/known.bin && umount /mnt';
+  const r = await runCli(
+    ['run', '--engine', 'soft', '--kernel', image.kernel, '--initrd', image.initrd, '--memory', '512M', '--disk', `${disk},ro`,
+      '--cmdline', `console=ttyS0 reboot=acpi panic=-1 ${guestCommandParam(script)}`],
+    {},
+    900_000,
+  );
+  const ctx = `status ${r.status} after ${(r.ms / 1000).toFixed(1)} s\n--- stdout (tail)\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-2000)}`;
+  t.diagnostic(`boot, hash and power-off in ${(r.ms / 1000).toFixed(1)} s wall`);
+  assert.ok(r.stdout.includes(`${want}  /mnt/known.bin`), ctx);
+  assert.equal(guestExitStatus(r.stdout), 0, ctx);
+  assert.equal(r.status, 0, ctx);
+  assert.match(r.stderr, /guest powered off/, ctx);
 });
