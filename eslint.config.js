@@ -27,6 +27,7 @@ export default tseslint.config(
     },
   },
   layer(['src/memory/**'], ['**/bus/**', '**/devices/**', '**/engine/**', '**/boot/**', '**/acpi/**', ...machine, ...frontEnds], 'memory is the bottom layer'),
+  layer(['src/state/**'], ['**/memory/**', '**/bus/**', '**/devices/**', '**/engine/**', '**/boot/**', '**/acpi/**', ...machine, ...frontEnds], 'the state reader is a leaf every layer may use'),
   layer(['src/bus/**'], ['**/devices/**', '**/engine/**', '**/boot/**', '**/acpi/**', ...machine, ...frontEnds], 'buses depend only on memory'),
   layer(['src/devices/**', 'src/backends/**', 'src/virtio/**'], [...engines, ...machine, ...frontEnds], 'devices never import engines, the machine or front ends'),
   layer(['src/boot/**', 'src/acpi/**', 'src/arch/**'], [...engines, ...machine, ...frontEnds, '**/devices/**'], 'boot and ACPI builders are independent of engines and devices'),
