@@ -36,25 +36,12 @@ import {
 } from '../../src/virtio/blk/index.js';
 import { MemoryBackend, tick } from './blk-helpers.js';
 import { RAM_HIGH_A, RAM_HIGH_B, RAM_LOW, recordingMemory } from './helpers.js';
+import { prng, below, pick, chance } from './helpers.js';
 
 const SCALE = Number(process.env.BLK_FUZZ_SCALE ?? '1');
 const CASES = Math.max(1, Math.round(3000 * SCALE));
 const MIN_CHAINS = Math.round(25_000 * SCALE);
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-type Rand = () => number;
-const below = (r: Rand, n: number): number => r() % n;
-const pick = <T>(r: Rand, xs: readonly T[]): T => xs[below(r, xs.length)]!;
-const chance = (r: Rand, p: number): boolean => r() / 2 ** 32 < p;
 
 const DISK_SECTORS = 64;
 /** 128 entries: room for every descriptor of a case, so none is reused while its chain may still wait in the ring (maxInFlight). */

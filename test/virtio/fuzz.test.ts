@@ -32,24 +32,11 @@ import {
 } from '../../src/virtio/index.js';
 import { MockMmioDriver, MockVirtqueue, layoutQueue, type MockBuffer, type QueueLayout } from '../../src/virtio/mock-driver.js';
 import { RAM_HIGH_A, RAM_HIGH_B, RAM_LOW, recordingMemory, type RecordingMemory } from './helpers.js';
+import { prng, type Rand, below, pick } from './helpers.js';
 
 const SCALE = Number(process.env.VIRTIO_FUZZ_SCALE ?? '1');
 const runs = (n: number): number => Math.max(1, Math.round(n * SCALE));
 
-/** mulberry32: a small, fast, seedable PRNG (quality is irrelevant here, speed and determinism are not). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-type Rand = () => number;
-const below = (r: Rand, n: number): number => r() % n;
-const pick = <T>(r: Rand, xs: readonly T[]): T => xs[below(r, xs.length)]!;
 
 const REGIONS = [RAM_LOW, RAM_HIGH_A, RAM_HIGH_B];
 const RAM_END = RAM_HIGH_B.base + RAM_HIGH_B.size;

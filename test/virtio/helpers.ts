@@ -132,3 +132,19 @@ export class FakeClock implements DeviceClock {
     this.timers = this.timers.filter((t) => t.live);
   }
 }
+
+/** mulberry32: a small, fast, seedable PRNG for the fuzz tests (determinism matters, quality does not). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+export type Rand = () => number;
+export const below = (r: Rand, n: number): number => r() % n;
+export const pick = <T>(r: Rand, xs: readonly T[]): T => xs[below(r, xs.length)]!;
+export const chance = (r: Rand, p: number): boolean => r() / 2 ** 32 < p;

@@ -18,21 +18,10 @@ import { STATUS_DEVICE_NEEDS_RESET, VirtioMmioTransport } from '../../src/virtio
 import { MockMmioDriver, MockVirtqueue, layoutQueue, type MockBuffer } from '../../src/virtio/mock-driver.js';
 import { ETH_HLEN, NET_HDR_SIZE, VirtioNet, type NetBackend } from '../../src/virtio/net/index.js';
 import { RAM_HIGH_A, RAM_HIGH_B, RAM_LOW, recordingMemory } from './helpers.js';
+import { prng, type Rand, below } from './helpers.js';
 
 const SCALE = Number(process.env.VIRTIO_FUZZ_SCALE ?? '1');
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-type Rand = () => number;
-const below = (r: Rand, n: number): number => r() % n;
 
 const RX = layoutQueue(0x1000, 64);
 const TX = layoutQueue(0x3000, 64);

@@ -37,6 +37,7 @@ import {
 } from '../../src/virtio/vsock/index.js';
 import { MockVsockGuest } from '../../src/virtio/vsock/mock-guest.js';
 import { recordingMemory } from './helpers.js';
+import { prng, type Rand, below, pick } from './helpers.js';
 
 const SCALE = Number(process.env.VIRTIO_FUZZ_SCALE ?? '1');
 const CID = 3;
@@ -49,19 +50,6 @@ const RAM = [
   { base: 0x50_0000, size: 0x1_0000 },
 ];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-type Rand = () => number;
-const below = (r: Rand, n: number): number => r() % n;
-const pick = <T>(r: Rand, xs: readonly T[]): T => xs[below(r, xs.length)]!;
 
 class Stream implements VsockHostInitiated {
   pending: (() => void)[] = [];
