@@ -3,7 +3,6 @@ import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
 import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice, type NetConfig, type VsockConfig } from '../vmm/config.js';
 import { attachConsole } from '../backends/terminal.js';
-import { ensureDefaultImage } from '../image/index.js';
 
 export const RUN_OPTIONS = {
   kernel: { type: 'string' },
@@ -132,6 +131,8 @@ export function parseVsock(spec: string): VsockConfig {
 async function bootFiles(values: RunValues, stderr: NodeJS.WritableStream): Promise<{ kernel: string; initrd?: string }> {
   if (values.kernel) return { kernel: values.kernel, ...(values.initrd !== undefined && { initrd: values.initrd }) };
   if (values.initrd !== undefined) throw new VmmError('invalid-config', '--initrd needs --kernel (without --kernel the default image brings its own initrd)');
+  // The image builder (and its decompressors) loads only when the default image is wanted.
+  const { ensureDefaultImage } = await import('../image/index.js');
   const image = await ensureDefaultImage({ log: (line) => stderr.write(`typevisor: ${line}\n`) });
   return { kernel: image.kernel, initrd: image.initrd };
 }

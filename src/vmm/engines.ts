@@ -1,6 +1,5 @@
 import { EngineUnavailableError, type Engine, type ExitDispatcher } from '../engine/engine.js';
-import { KvmEngine } from '../engine/kvm/index.js';
-import { SoftEngine } from '../engine/soft/engine.js';
+import type { KvmEngine } from '../engine/kvm/index.js';
 import { allocateGuestMemory } from '../memory/index.js';
 import { bootCpuState } from '../boot/index.js';
 import { HIMEM_START, MiB, ZERO_PAGE_ADDR } from '../arch/x86_64/layout.js';
@@ -11,6 +10,10 @@ import type { EngineChoice } from './config.js';
  * The engine registry: the one place that knows which engines exist and how
  * to pick one. The machine asks for an engine by choice and gets an Engine or
  * a VmmError saying why none can run here.
+ *
+ * Each engine's modules are imported only when it is chosen: the soft engine's
+ * decoder tables alone take longer to load than the KVM engine needs to reach
+ * the guest's first instruction.
  */
 
 export interface EngineSelection {
@@ -77,7 +80,8 @@ export async function probeKvm(engine: KvmEngine): Promise<KvmProbe> {
   return { ips, native: ips >= NATIVE_IPS };
 }
 
-function openKvm(): KvmEngine {
+async function openKvm(): Promise<KvmEngine> {
+  const { KvmEngine } = await import('../engine/kvm/index.js');
   try {
     const devicePath = process.env.TYPEVISOR_KVM_DEVICE;
     return new KvmEngine(devicePath ? { devicePath } : {});
@@ -87,26 +91,31 @@ function openKvm(): KvmEngine {
   }
 }
 
+async function softEngine(): Promise<Engine> {
+  const { SoftEngine } = await import('../engine/soft/engine.js');
+  return new SoftEngine();
+}
+
 export async function selectEngine(choice: EngineChoice): Promise<EngineSelection> {
   switch (choice) {
     case 'kvm':
-      return { engine: openKvm() };
+      return { engine: await openKvm() };
     case 'soft':
-      return { engine: new SoftEngine() };
+      return { engine: await softEngine() };
     case 'auto': {
       let kvm: KvmEngine;
       try {
-        kvm = openKvm();
+        kvm = await openKvm();
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
-        return { engine: new SoftEngine(), note: `engine: soft (${why})` };
+        return { engine: await softEngine(), note: `engine: soft (${why})` };
       }
       const probe = await probeKvm(kvm);
       const rate = `${(probe.ips / 1e6).toFixed(probe.ips < 1e7 ? 1 : 0)} M instructions/s`;
       if (probe.native) return { engine: kvm, note: `engine: kvm (guest kernel code runs natively, ${rate})` };
       kvm.close();
       return {
-        engine: new SoftEngine(),
+        engine: await softEngine(),
         note: `engine: soft (KVM here emulates guest kernel code: ${rate}; use --engine kvm to run on it anyway)`,
       };
     }
