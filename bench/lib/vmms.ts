@@ -42,14 +42,15 @@ export interface GuestSpec {
   initrd?: string;
   cmdline?: string;
   memory: string;
-  /** Extra QEMU arguments (drives); typevisor's equivalents come when it has the devices. */
-  qemuDevices?: string[];
+  /** Raw disk images, attached read-write as virtio-blk in order (Linux: vda, vdb, …). */
+  disks?: string[];
 }
 
 export function typevisor(engine: 'kvm' | 'soft', g: GuestSpec): Command {
   const args = [TYPEVISOR_BIN, 'run', '--engine', engine, '--kernel', g.kernel, '--memory', g.memory];
   if (g.initrd) args.push('--initrd', g.initrd);
   if (g.cmdline) args.push('--cmdline', g.cmdline);
+  for (const disk of g.disks ?? []) args.push('--disk', disk);
   return { cmd: process.execPath, args };
 }
 
@@ -61,16 +62,21 @@ export const QEMU_DEBUG_EXIT_STATUS = 1;
 /**
  * qemu-system-x86_64 -M microvm: QEMU's minimal machine (no PCI, no
  * firmware tables beyond ACPI), the closest to ours. `-cpu host` on KVM,
- * `-cpu max` on TCG (every feature TCG emulates).
+ * `-cpu max` on TCG (every feature TCG emulates). Disks are virtio-blk on
+ * virtio-mmio, as ours. `-no-reboot` makes a guest reset end the process, as
+ * it ends typevisor (a panicking guest stops instead of booting again).
  */
 export function qemuMicrovm(qemu: string, accel: 'kvm' | 'tcg', g: GuestSpec): Command {
   const args = [
     '-M', 'microvm', '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', '1', '-m', g.memory,
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
-    '-device', QEMU_DEBUG_EXIT, '-kernel', g.kernel,
+    '-device', QEMU_DEBUG_EXIT, '-no-reboot', '-kernel', g.kernel,
   ];
   if (g.initrd) args.push('-initrd', g.initrd);
   if (g.cmdline) args.push('-append', g.cmdline);
-  args.push(...(g.qemuDevices ?? []));
+  (g.disks ?? []).forEach((disk, n) => {
+    // A comma in the path would split QEMU's option string: `,,` is its escape.
+    args.push('-drive', `id=disk${n},file=${disk.replace(/,/g, ',,')},format=raw,if=none`, '-device', `virtio-blk-device,drive=disk${n}`);
+  });
   return { cmd: qemu, args };
 }

@@ -6,6 +6,7 @@
  */
 import os from 'node:os';
 import { BENCH_GUEST_MODES, MARK_FIRST, MARK_TOUCHED, TOUCH_BYTES, benchGuestToolchainMissing, buildBenchGuests, type BenchGuests } from '../guests/build.js';
+import { idleVms } from '../lib/idle-vms.js';
 import { memoryUse, watch, type Watch } from '../lib/proc.js';
 import { absent, measured, type Row, type Side } from '../lib/results.js';
 import type { Suite, SuiteContext } from '../lib/suite.js';
@@ -15,8 +16,8 @@ const GROUP = 'VMM costs (KVM, test guest)';
 const MEMORY = '512M';
 const MEMORY_BYTES = 512 * 2 ** 20;
 const VM_TIMEOUT_MS = 30_000;
-/** Stop starting idle VMs when the host has less than this free, so other work here keeps running. */
-const KEEP_FREE_BYTES = 4 * 2 ** 30;
+/** Bound on one count of idle VMs; at ~0.3 s per start, the cap comes long before it. */
+const CONCURRENT_TOTAL_MS = 5 * 60_000;
 
 interface Vmm {
   label: string;
@@ -82,42 +83,6 @@ async function startRate(vmm: Vmm, guests: BenchGuests, n: number, parallel: num
   };
   await Promise.all(Array.from({ length: parallel }, lane));
   return n / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
-
-/**
- * Starts idle VMs one after another, each counted once its guest has run its
- * first instruction, until `cap`, a VM that fails to start, or the host's
- * free memory falling to KEEP_FREE_BYTES. Returns how many were alive
- * together and their mean RSS.
- */
-async function concurrent(vmm: Vmm, guests: BenchGuests, cap: number): Promise<{ alive: number; rssPerVm: number; stopped: string }> {
-  const vms: Watch[] = [];
-  let stopped = `cap of ${cap}`;
-  try {
-    while (vms.length < cap) {
-      if (os.freemem() < KEEP_FREE_BYTES) {
-        stopped = `host free memory below ${KEEP_FREE_BYTES / 2 ** 30} GiB`;
-        break;
-      }
-      const w = start(vmm.command(guests.idle), [MARK_FIRST]);
-      vms.push(w);
-      try {
-        await w.mark(MARK_FIRST, VM_TIMEOUT_MS);
-      } catch (e) {
-        vms.pop();
-        w.kill();
-        stopped = `VM ${vms.length + 1} did not start: ${(e as Error).message}`;
-        break;
-      }
-    }
-    const alive = vms.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-    let rss = 0;
-    for (const w of alive) rss += memoryUse(w.child.pid!, MEMORY_BYTES).rss;
-    return { alive: alive.length, rssPerVm: alive.length ? rss / alive.length : 0, stopped };
-  } finally {
-    for (const w of vms) w.kill();
-    await Promise.all(vms.map((w) => w.exited.catch(() => undefined)));
-  }
 }
 
 async function sides<T>(ctx: SuiteContext, vmms: (Vmm | string)[], once: (vmm: Vmm) => Promise<T>, runs = ctx.runs): Promise<(T[] | string)[]> {
@@ -222,7 +187,15 @@ export const vmmCosts: Suite = async (ctx) => {
   const cap = ctx.quick ? 3 : 64;
   ctx.log(`VMs at once (cap ${cap})`);
   // Three runs (the minimum) here: each starts up to `cap` VMs.
-  const conc = await sides(ctx, vmms, (v) => concurrent(v, guests, cap), 3);
+  const conc = await sides(ctx, vmms, (v) => idleVms({
+    start: () => start(v.command(guests.idle), [MARK_FIRST]),
+    marker: MARK_FIRST,
+    cap,
+    inFlight: 1,
+    vmTimeoutMs: VM_TIMEOUT_MS,
+    totalMs: CONCURRENT_TOTAL_MS,
+    guestBytes: MEMORY_BYTES,
+  }), 3);
   const stopNote = (r: (typeof conc)[number], who: string) => (typeof r === 'string' ? '' : `${who} stopped at: ${[...new Set(r.map((x) => x.stopped))].join(' / ')}`);
   const memoryBound = (r: (typeof conc)[number], who: string) => {
     if (typeof r === 'string' || r.length === 0 || r[0]!.rssPerVm === 0) return '';
