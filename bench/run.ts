@@ -2,9 +2,10 @@
  * `npm run bench`: typevisor against its references on this machine, in one
  * run, written to bench/results/ as JSON, Markdown and SVG.
  *
- *   node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process]
+ *   node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process] [--runs N]
  *
  * With --only, the other suites' rows already in DIR/results.json are kept.
+ * --runs sets the runs per measurement (at least 3; default 5, 3 with --quick).
  *
  * --quick is the smoke run CI does (well under 2 minutes): every suite runs
  * with small sizes and the output is written to a temporary directory unless
@@ -49,8 +50,13 @@ export interface RunOptions {
   quick: boolean;
   out: string;
   only?: string[];
+  /** Runs per measurement; at least MIN_RUNS (default 5, 3 with quick). */
+  runs?: number;
   log?: (line: string) => void;
 }
+
+/** Every figure is a median with its spread: fewer runs than this say nothing about either. */
+export const MIN_RUNS = 3;
 
 function kvmUsable(): true | string {
   try {
@@ -67,7 +73,8 @@ export async function runBench(options: RunOptions): Promise<{ results: BenchRes
   const started = Date.now();
   const refs = ensureQemu(log);
   const machine = await machineInfo(refs);
-  const ctx: SuiteContext = { quick: options.quick, runs: options.quick ? 3 : 5, refs, kvm: kvmUsable(), log };
+  if (options.runs !== undefined && !(Number.isInteger(options.runs) && options.runs >= MIN_RUNS)) throw new RangeError(`runs must be a whole number of at least ${MIN_RUNS}, got ${options.runs}`);
+  const ctx: SuiteContext = { quick: options.quick, runs: options.runs ?? (options.quick ? 3 : 5), refs, kvm: kvmUsable(), log };
   const rows: Row[] = [];
   const dropSnapshot = snapshotTypevisor();
   try {
@@ -108,11 +115,11 @@ export async function runBench(options: RunOptions): Promise<{ results: BenchRes
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, runs: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--out DIR] [--only kvm,vmm,linux,process] [--runs N]\n');
     return 0;
   }
   const only = values.only?.split(',').map((s) => s.trim());
@@ -121,8 +128,16 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: unknown suite ${unknown.join(', ')} (choose from ${Object.keys(SUITES).join(', ')})\n`);
     return 2;
   }
+  let runs: number | undefined;
+  if (values.runs !== undefined) {
+    if (!/^\d+$/.test(values.runs) || Number(values.runs) < MIN_RUNS) {
+      process.stderr.write(`bench: --runs ${values.runs}: a whole number of at least ${MIN_RUNS}\n`);
+      return 2;
+    }
+    runs = Number(values.runs);
+  }
   const out = values.out ?? (values.quick ? mkdtempSync(join(tmpdir(), 'typevisor-bench-quick-')) : RESULTS_DIR);
-  const { results, files } = await runBench({ quick: values.quick, out, ...(only && { only }) });
+  const { results, files } = await runBench({ quick: values.quick, out, ...(only && { only }), ...(runs !== undefined && { runs }) });
   process.stdout.write(markdown(results));
   process.stdout.write(`\nwritten: ${files.json}, ${files.markdown}, ${files.charts.length} charts in ${join(out, 'charts')}\n`);
   return 0;

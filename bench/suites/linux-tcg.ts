@@ -55,13 +55,15 @@ interface Sizes {
   loop: number;
   /** Bytes read (sha256sum, dd read) and written (dd write). */
   disk: number;
+  /** Most idle guests started in one count. */
+  idleCap: number;
 }
 
-const FULL: Sizes = { loop: 200_000, disk: 64 * MiB };
-const QUICK: Sizes = { loop: 2_000, disk: 4 * MiB };
+const FULL: Sizes = { loop: 200_000, disk: 64 * MiB, idleCap: IDLE.full.cap };
+const QUICK: Sizes = { loop: 2_000, disk: 4 * MiB, idleCap: IDLE.quick.cap };
 
 /** Environment knobs that shrink (or grow) the workloads, for a trial of the whole suite; see bench/README.md. */
-export const SIZE_KNOBS = { loop: 'BENCH_LINUX_LOOP', diskMiB: 'BENCH_LINUX_DISK_MIB' } as const;
+export const SIZE_KNOBS = { loop: 'BENCH_LINUX_LOOP', diskMiB: 'BENCH_LINUX_DISK_MIB', idleCap: 'BENCH_LINUX_IDLE_CAP' } as const;
 
 /** The sizes of this run: the mode's, with each knob that is set overriding its size. Throws a RangeError naming a bad knob. */
 export function linuxSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env): Sizes {
@@ -75,7 +77,8 @@ export function linuxSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env)
   const loop = knob(SIZE_KNOBS.loop, 100_000_000);
   // The disk holds data and scratch of this size each, within the guest's RAM-backed page cache reach.
   const diskMiB = knob(SIZE_KNOBS.diskMiB, 1024);
-  return { loop: loop ?? base.loop, disk: diskMiB !== undefined ? diskMiB * MiB : base.disk };
+  const cap = knob(SIZE_KNOBS.idleCap, 64);
+  return { loop: loop ?? base.loop, disk: diskMiB !== undefined ? diskMiB * MiB : base.disk, idleCap: cap ?? base.idleCap };
 }
 
 /**
@@ -189,7 +192,6 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
   const runs = ctx.quick ? 1 : ctx.runs;
   const idle = ctx.quick ? IDLE.quick : IDLE.full;
   const idleRuns = ctx.quick ? 1 : IDLE_RUNS;
-  const inFlight = Math.min(os.cpus().length, idle.cap);
   let sizes: Sizes;
   let sizesBad: string | undefined;
   try {
@@ -199,6 +201,7 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
     sizesBad = `not run: ${(e as Error).message}`;
   }
   const mb = sizes.disk / MiB;
+  const inFlight = Math.min(os.cpus().length, sizes.idleCap);
   const specs = [
     { id: 'boot.init', benchmark: 'boot to /init', units: 's', better: 'lower', notes: `process start to the kernel's "${INIT_LINE}" line on the console` },
     { id: 'boot.whole', benchmark: 'whole run to poweroff', units: 's', better: 'lower', notes: '/init with an empty command (`true`), then poweroff; process start to process exit' },
@@ -208,7 +211,7 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
     { id: 'blk.write', benchmark: 'virtio-blk sequential write (dd)', units: 'MiB/s', better: 'higher', notes: `dd bs=1M count=${mb} conv=fsync from /dev/zero to /dev/vda` },
     { id: 'vms.concurrent', benchmark: 'Linux guests idle at their shell prompt at once', units: 'VMs', better: 'higher',
       notes: `booted ${inFlight} at a time${inFlight === os.cpus().length ? ' (one per host core)' : ''} without tv.cmd, each counted once its console shows the shell prompt, ` +
-        `up to ${idle.cap} within ${duration(idle.totalMs.ref)} (QEMU) and ${duration(idle.totalMs.ours)} (typevisor) per count, ${idleRuns} count${idleRuns > 1 ? 's' : ''}: ` +
+        `up to ${sizes.idleCap} within ${duration(idle.totalMs.ref)} (QEMU) and ${duration(idle.totalMs.ours)} (typevisor) per count, ${idleRuns} count${idleRuns > 1 ? 's' : ''}: ` +
         'a soft-engine boot takes about a CPU-minute here, so the cap is small; idle guests then wait in hlt' },
     { id: 'vms.rss', benchmark: 'resident memory per idle Linux guest', units: 'MiB', better: 'lower', notes: 'mean RSS of the VMM processes counted in the row above, guest RAM included' },
   ] as const;
@@ -292,14 +295,14 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
   for (let i = 0; i < idleRuns; i++) {
     for (const who of ['ref', 'ours'] as const) {
       if (missing[who] || idleErrors[who]) continue;
-      ctx.log(`${who} idle guests at once ${i + 1}/${idleRuns} (cap ${idle.cap})`);
+      ctx.log(`${who} idle guests at once ${i + 1}/${idleRuns} (cap ${sizes.idleCap})`);
       const r = await idleVms({
         start: () => {
           const c = command(who, spec(who));
           return watch(c.cmd, c.args, [PROMPT]);
         },
         marker: PROMPT,
-        cap: idle.cap,
+        cap: sizes.idleCap,
         inFlight,
         vmTimeoutMs: idle.vmTimeoutMs[who],
         totalMs: idle.totalMs[who],
