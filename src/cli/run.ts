@@ -1,7 +1,7 @@
-import { Vmm } from '../vmm/vmm.js';
 import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
-import { DEFAULT_CMDLINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice, type NetConfig, type VsockConfig } from '../vmm/config.js';
+import { prepareEngine } from '../vmm/engines.js';
+import { DEFAULT_CMDLINE, DEFAULT_MACHINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice, type NetConfig, type VsockConfig } from '../vmm/config.js';
 import { attachConsole } from '../backends/terminal.js';
 
 export const RUN_OPTIONS = {
@@ -68,8 +68,12 @@ function parseCpus(text: string): number {
   return Number(text);
 }
 
+function isEngineChoice(text: string): text is EngineChoice {
+  return text === 'auto' || text === 'kvm' || text === 'soft';
+}
+
 function parseEngine(text: string): EngineChoice {
-  if (text === 'auto' || text === 'kvm' || text === 'soft') return text;
+  if (isEngineChoice(text)) return text;
   throw new VmmError('invalid-config', `--engine "${text}" is not one of auto, kvm, soft`);
 }
 
@@ -138,7 +142,11 @@ async function bootFiles(values: RunValues, stderr: NodeJS.WritableStream): Prom
 }
 
 export async function runCommand(values: RunValues, stderr: NodeJS.WritableStream): Promise<number> {
-  const files = await bootFiles(values, stderr);
+  // The engine opens (KVM: the boot CPU's thread starts) while the machine's
+  // modules and the boot files load; a bad --engine is reported below, in order.
+  const choice = values.engine ?? DEFAULT_MACHINE.engine;
+  if (isEngineChoice(choice)) prepareEngine(choice);
+  const [{ Vmm }, files] = await Promise.all([import('../vmm/vmm.js'), bootFiles(values, stderr)]);
   const vmm = new Vmm({ log: (line) => stderr.write(`typevisor: ${line}\n`), debug: Boolean(process.env.TYPEVISOR_DEBUG) });
   vmm.configureMachine({
     ...(values.cpus !== undefined && { vcpuCount: parseCpus(values.cpus) }),

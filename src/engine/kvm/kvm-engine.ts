@@ -84,6 +84,17 @@ export const DEFAULT_IO_SPIN_US = 0;
 /** Longest stretch the machine thread serves exits without letting the event loop run (ms). */
 const SERVE_SLICE_MS = 2;
 
+const VCPU_WORKER = new URL('./vcpu-worker.js', import.meta.url);
+
+/** A vCPU worker started ahead of its VM, waiting for its set-up data as a message. */
+interface SpareWorker {
+  readonly worker: Worker;
+  /** It failed or ended before being given a vCPU. */
+  dead: boolean;
+  /** Its 'error' and 'exit' listener until then. */
+  readonly onDeath: () => void;
+}
+
 /**
  * The hardware engine: guest code runs on the host CPU through /dev/kvm, with
  * KVM's in-kernel LAPIC, IOAPIC, PIC and PIT. Construction opens /dev/kvm and
@@ -95,6 +106,7 @@ export class KvmEngine implements Engine {
   private supported: CpuidEntry[] | undefined;
   private readonly spin: { machine: number; vcpu: number; io: number };
   private readonly pollNotifiers: boolean;
+  private spares: SpareWorker[] = [];
 
   constructor(options: KvmEngineOptions = {}) {
     const path = options.devicePath ?? KVM_DEVICE;
@@ -151,6 +163,45 @@ export class KvmEngine implements Engine {
     return this.supported;
   }
 
+  /**
+   * Makes sure `count` vCPU worker threads are started ahead of createVm.
+   * Starting a thread and loading its modules and koffi takes ~40 ms here,
+   * which then overlaps whatever the caller does before createVm (loading
+   * modules and the kernel, building ACPI tables); createVm hands these
+   * threads their vCPUs and starts new ones only for the rest. Spare threads
+   * never keep the process alive; close() ends those left unused.
+   */
+  prestartVcpus(count: number): void {
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`kvm: prestartVcpus count must be a whole number, not ${count}`);
+    this.liveFd();
+    this.spares = this.spares.filter((s) => !s.dead);
+    while (this.spares.length < count) {
+      const worker = new Worker(VCPU_WORKER, { name: 'vcpu (spare)' });
+      worker.unref();
+      // Until a VM adopts it, a failure only takes it out of the pool: createVm then starts a new thread.
+      const spare: SpareWorker = { worker, dead: false, onDeath: () => (spare.dead = true) };
+      worker.on('error', spare.onDeath);
+      worker.on('exit', spare.onDeath);
+      this.spares.push(spare);
+    }
+  }
+
+  /** How many vCPU threads started by prestartVcpus wait for a VM. */
+  spareVcpus(): number {
+    return this.spares.filter((s) => !s.dead).length;
+  }
+
+  /** Up to `count` live spare workers, taken out of the pool. */
+  private takeSpares(count: number): Worker[] {
+    const live = this.spares.filter((s) => !s.dead);
+    this.spares = live.slice(count);
+    return live.slice(0, count).map(({ worker, onDeath }) => {
+      worker.off('error', onDeath);
+      worker.off('exit', onDeath);
+      return worker;
+    });
+  }
+
   async createVm(config: EngineVmConfig): Promise<EngineVm> {
     const max = this.maxCpus();
     if (!Number.isInteger(config.cpus) || config.cpus < 1 || config.cpus > max) {
@@ -163,7 +214,7 @@ export class KvmEngine implements Engine {
     const vm = new KvmVm(vmFd, config, this.spin, this.extension(KVM_CAP.IOEVENTFD) > 0, this.pollNotifiers);
     try {
       setUpVm(vmFd, config.memory);
-      await vm.startVcpus(runSize, supported);
+      await vm.startVcpus(runSize, supported, this.takeSpares(config.cpus));
     } catch (e) {
       await vm.close();
       throw e;
@@ -173,6 +224,8 @@ export class KvmEngine implements Engine {
 
   /** Closes /dev/kvm. VMs already created keep running on their own fds. */
   close(): void {
+    for (const { worker } of this.spares) void worker.terminate();
+    this.spares = [];
     if (this.fd >= 0) close(this.fd);
     this.fd = -1;
   }
@@ -267,8 +320,11 @@ export class KvmVm implements EngineVm {
     }
   }
 
-  /** Creates the vCPU workers and waits until each has set up its vCPU. */
-  async startVcpus(runSize: number, supported: readonly CpuidEntry[]): Promise<void> {
+  /**
+   * Creates the vCPU workers (or hands vCPUs to `spares`, threads started
+   * ahead by KvmEngine.prestartVcpus) and waits until each has set up its vCPU.
+   */
+  async startVcpus(runSize: number, supported: readonly CpuidEntry[], spares: Worker[] = []): Promise<void> {
     const { cpus, boot } = this.config;
     const ready: Promise<void>[] = [];
     for (let cpu = 0; cpu < cpus; cpu++) {
@@ -279,7 +335,15 @@ export class KvmVm implements EngineVm {
         boot: cpu === 0 ? boot : undefined, kickSignal: this.kickSignal, mailbox: mb.sab,
         doorbell: this.doorbellSab, spinMicros: this.spin.vcpu,
       };
-      const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, name: `vcpu${cpu}` });
+      const spare = spares.shift();
+      let worker: Worker;
+      if (spare) {
+        worker = spare;
+        worker.ref();
+        worker.postMessage(workerData);
+      } else {
+        worker = new Worker(VCPU_WORKER, { workerData, name: `vcpu${cpu}` });
+      }
       const v: Vcpu = { cpu, worker, mb, tid: 0, mpState: -1, exited: false };
       this.vcpus.push(v);
       ready.push(new Promise<void>((resolve, reject) => {

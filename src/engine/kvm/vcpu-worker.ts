@@ -19,15 +19,28 @@ import { BOOT_MSRS, bootFpu, decodeRegs, encodeRegs, encodeSregs, wireLintPins }
  * with a thread-directed signal (see README.md, "Kicking a vCPU").
  */
 
-const data = workerData as VcpuWorkerData;
 const port = parentPort!;
+// These load koffi and bind libc: a worker started ahead of its VM has that
+// done by the time its set-up data arrives.
+const EINTR = errnoValue('EINTR') ?? 4;
+const EAGAIN = errnoValue('EAGAIN') ?? 11;
+const tid = gettid();
+
+/**
+ * The set-up data: workerData of a worker started for its VM, or the first
+ * message to one started ahead of it (KvmEngine.prestartVcpus).
+ */
+function setupData(): VcpuWorkerData | Promise<VcpuWorkerData> {
+  if (workerData != null) return workerData as VcpuWorkerData;
+  return new Promise((resolve) => port.once('message', (m: VcpuWorkerData) => resolve(m)));
+}
+
+const data = await setupData();
 const mb = mailbox(data.mailbox);
 const { words, stats } = mb;
 const doorbell = new Int32Array(data.doorbell);
 const spinMs = data.spinMicros / 1000;
 const cpu = data.cpu;
-const EINTR = errnoValue('EINTR') ?? 4;
-const EAGAIN = errnoValue('EAGAIN') ?? 11;
 
 function post(msg: VcpuMessage): void {
   port.postMessage(msg);
@@ -327,7 +340,7 @@ function main(): void {
     post({ type: 'setup-failed', cpu, message: e instanceof NativeError || e instanceof Error ? e.message : String(e) });
     return;
   }
-  post({ type: 'ready', cpu, tid: gettid(), mpState });
+  post({ type: 'ready', cpu, tid, mpState });
   waitWhile(CMD_HOLD);
   loop();
   // Park until the machine stops the VM (this vCPU may have been the one to report why), then until close.
