@@ -105,13 +105,15 @@ function makeTap(): Tap | string {
 }
 
 /**
- * The guest's script. Each check prints "tv-step NAME ok|fail"; the exit
+ * The guest's script. Each check prints "tv-step NAME ok|fail UPTIME"; the exit
  * status counts the failures. Lines the host parses start with "tv-".
  */
 function guestScript(o: { vsock: boolean; tap: Tap | undefined }): string {
   const lines = [
     'fails=0',
-    'step() { echo "tv-step $1 $2"; [ "$2" = ok ] || fails=$((fails + 1)); }',
+    // Guest uptime on each step, for the timing diagnostic.
+    'step() { echo "tv-step $1 $2 $(cut -d" " -f1 /proc/uptime)"; [ "$2" = ok ] || fails=$((fails + 1)); }',
+    'echo "tv-start $(cut -d" " -f1 /proc/uptime)"',
     'for d in /sys/bus/virtio/devices/*; do',
     '  drv=none; [ -e "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")',
     '  echo "tv-virtio $(basename "$d") $(cat "$d/device") $drv"',
@@ -279,8 +281,17 @@ function consoleValue(stdout: string, prefix: string): string | undefined {
   return undefined;
 }
 
+/** The kernel's timestamp (seconds of guest uptime) on the first console line containing `text`. */
+function kernelTime(stdout: string, text: string): string {
+  for (const line of stdout.split('\n')) {
+    const m = /^\[\s*(\d+\.\d+)\]/.exec(line);
+    if (m && line.includes(text)) return `${Number(m[1]).toFixed(1)} s`;
+  }
+  return '?';
+}
+
 function stepResult(stdout: string, name: string): string | undefined {
-  return new RegExp(`^tv-step ${name} (ok|fail)\\r?$`, 'm').exec(stdout)?.[1];
+  return new RegExp(`^tv-step ${name} (ok|fail) [\\d.]+\\r?$`, 'm').exec(stdout)?.[1];
 }
 
 test('Linux on soft: disk, NIC, rng and vsock under Debian\'s kernel in one boot', async (t) => {
@@ -337,13 +348,16 @@ test('Linux on soft: disk, NIC, rng and vsock under Debian\'s kernel in one boot
   await toGuestDone;
 
   const ctx = `status ${r.status} after ${(r.ms / 1000).toFixed(1)} s\n--- console (tail)\n${r.stdout.slice(-4000)}\n--- stderr (tail)\n${r.stderr.slice(-2000)}`;
-  t.diagnostic(`boot, device checks and power-off in ${(r.ms / 1000).toFixed(1)} s wall`);
+  const steps = [...r.stdout.matchAll(/^tv-(start|step (\S+) \S+) ([\d.]+)\r?$/gm)].map((m) => `${m[2] ?? 'script start'} ${Number(m[3]).toFixed(1)}`);
+  t.diagnostic(`guest uptime (s) at each step: ${steps.join(', ')}`);
+  t.diagnostic(`boot, device checks and power-off in ${(r.ms / 1000).toFixed(1)} s wall; guest uptime at /init ${kernelTime(r.stdout, 'Run /init')}, at power-off ${kernelTime(r.stdout, 'reboot: Power down')}`);
 
   await t.test('every device is bound to its driver from the image', () => {
     const bound = new Map<string, string>();
     for (const m of r.stdout.matchAll(/^tv-virtio (\S+) (0x[0-9a-f]{4}) (\S+)\r?$/gm)) bound.set(m[1]!, `${m[2]} ${m[3]}`);
     const want = ['0x0002', '0x0002', '0x0004', '0x0013', ...(tap ? ['0x0001'] : [])].map((id) => `${id} ${VIRTIO_DRIVERS[id]}`).sort();
     assert.deepEqual([...bound.values()].sort(), want, ctx);
+    assert.doesNotMatch(r.stdout, /probe of virtio\d+ failed|genirq: Flags mismatch/, ctx);
   });
 
   await t.test('disk: a pattern written with dd and synced is in the host file, nothing else changed', () => {
@@ -398,6 +412,7 @@ test('Linux on soft: disk, NIC, rng and vsock under Debian\'s kernel in one boot
   await t.test('the script exits 0, the guest powers off and the VMM exits 0', () => {
     assert.equal(guestExitStatus(r.stdout), 0, ctx);
     assert.match(r.stderr, /guest powered off/, ctx);
+    assert.doesNotMatch(r.stderr, /needs reset|engine error|internal error/, ctx);
     assert.equal(r.status, 0, ctx);
   });
 });
