@@ -1,8 +1,9 @@
-import { mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, release, version } from 'node:os';
 import { dirname, join } from 'node:path';
 import { EngineUnavailableError, type Engine, type ExitDispatcher } from '../engine/engine.js';
 import type { KvmEngine } from '../engine/kvm/index.js';
+import type { SpareVcpuThread } from '../engine/kvm/vcpu-thread.js';
 import { allocateGuestMemory } from '../memory/index.js';
 import { HIMEM_START, MiB, ZERO_PAGE_ADDR } from '../arch/x86_64/layout.js';
 import { VmmError } from './errors.js';
@@ -192,18 +193,27 @@ function kvmDevice(): string {
   return process.env.TYPEVISOR_KVM_DEVICE || '/dev/kvm';
 }
 
-/** Opens KVM and starts the boot CPU's thread, which then loads while the machine is built. */
+/**
+ * Opens KVM with the boot CPU's thread already starting: the thread is
+ * started first, so its start-up overlaps loading the engine's modules and
+ * koffi here and whatever the machine does before createVm.
+ */
 async function openKvm(): Promise<KvmEngine> {
-  const { KvmEngine } = await import('../engine/kvm/index.js');
-  let kvm: KvmEngine;
+  const device = kvmDevice();
+  let spare: SpareVcpuThread | undefined;
   try {
-    kvm = new KvmEngine({ devicePath: kvmDevice() });
+    // No device, no thread: the open below fails with the reason anyway.
+    if (existsSync(device)) {
+      const { SpareVcpuThread } = await import('../engine/kvm/vcpu-thread.js');
+      spare = new SpareVcpuThread();
+    }
+    const { KvmEngine } = await import('../engine/kvm/index.js');
+    return new KvmEngine({ devicePath: device, ...(spare && { spares: [spare] }) });
   } catch (e) {
+    spare?.end();
     if (e instanceof EngineUnavailableError) throw new VmmError('engine-unavailable', `kvm engine: ${e.message}`);
     throw e;
   }
-  kvm.prestartVcpus(1);
-  return kvm;
 }
 
 /** The probe result cached for this host and device, if any. */

@@ -12,6 +12,7 @@ import {
   CMD_EXIT, CMD_HOLD, CMD_PAUSE, CMD_RUN, CMD_STOP, DOORBELL_BYTES, EXIT_KINDS, REQ_PIO, STATE_REPLY, STATE_REQUEST, STAT, W, mailbox,
   type Mailbox, type VcpuMessage, type VcpuWorkerData,
 } from './mailbox.js';
+import { SpareVcpuThread, VCPU_WORKER } from './vcpu-thread.js';
 
 export const KVM_DEVICE = '/dev/kvm';
 
@@ -75,6 +76,12 @@ export interface KvmEngineOptions {
    * the I/O worker alone; the benchmark compares the two.
    */
   pollNotifiers?: boolean;
+  /**
+   * vCPU threads the caller started before opening the engine (see
+   * prestartVcpus); the engine owns them once constructed, the caller still
+   * does if construction throws.
+   */
+  spares?: SpareVcpuThread[];
 }
 
 /** Defaults of KvmEngineOptions.spin, from bench/kvm (README.md). */
@@ -83,17 +90,6 @@ export const DEFAULT_VCPU_SPIN_US = 20;
 export const DEFAULT_IO_SPIN_US = 0;
 /** Longest stretch the machine thread serves exits without letting the event loop run (ms). */
 const SERVE_SLICE_MS = 2;
-
-const VCPU_WORKER = new URL('./vcpu-worker.js', import.meta.url);
-
-/** A vCPU worker started ahead of its VM, waiting for its set-up data as a message. */
-interface SpareWorker {
-  readonly worker: Worker;
-  /** It failed or ended before being given a vCPU. */
-  dead: boolean;
-  /** Its 'error' and 'exit' listener until then. */
-  readonly onDeath: () => void;
-}
 
 /**
  * The hardware engine: guest code runs on the host CPU through /dev/kvm, with
@@ -106,7 +102,7 @@ export class KvmEngine implements Engine {
   private supported: CpuidEntry[] | undefined;
   private readonly spin: { machine: number; vcpu: number; io: number };
   private readonly pollNotifiers: boolean;
-  private spares: SpareWorker[] = [];
+  private spares: SpareVcpuThread[];
 
   constructor(options: KvmEngineOptions = {}) {
     const path = options.devicePath ?? KVM_DEVICE;
@@ -116,6 +112,7 @@ export class KvmEngine implements Engine {
       io: options.spin?.io ?? DEFAULT_IO_SPIN_US,
     };
     this.pollNotifiers = options.pollNotifiers ?? true;
+    this.spares = [...(options.spares ?? [])];
     for (const [k, v] of Object.entries(this.spin)) {
       if (!Number.isFinite(v) || v < 0) throw new RangeError(`kvm: spin.${k} must be a non-negative number of µs, not ${v}`);
     }
@@ -175,15 +172,7 @@ export class KvmEngine implements Engine {
     if (!Number.isInteger(count) || count < 0) throw new RangeError(`kvm: prestartVcpus count must be a whole number, not ${count}`);
     this.liveFd();
     this.spares = this.spares.filter((s) => !s.dead);
-    while (this.spares.length < count) {
-      const worker = new Worker(VCPU_WORKER, { name: 'vcpu (spare)' });
-      worker.unref();
-      // Until a VM adopts it, a failure only takes it out of the pool: createVm then starts a new thread.
-      const spare: SpareWorker = { worker, dead: false, onDeath: () => (spare.dead = true) };
-      worker.on('error', spare.onDeath);
-      worker.on('exit', spare.onDeath);
-      this.spares.push(spare);
-    }
+    while (this.spares.length < count) this.spares.push(new SpareVcpuThread());
   }
 
   /** How many vCPU threads started by prestartVcpus wait for a VM. */
@@ -195,11 +184,7 @@ export class KvmEngine implements Engine {
   private takeSpares(count: number): Worker[] {
     const live = this.spares.filter((s) => !s.dead);
     this.spares = live.slice(count);
-    return live.slice(0, count).map(({ worker, onDeath }) => {
-      worker.off('error', onDeath);
-      worker.off('exit', onDeath);
-      return worker;
-    });
+    return live.slice(0, count).map((s) => s.take());
   }
 
   async createVm(config: EngineVmConfig): Promise<EngineVm> {
@@ -224,7 +209,7 @@ export class KvmEngine implements Engine {
 
   /** Closes /dev/kvm. VMs already created keep running on their own fds. */
   close(): void {
-    for (const { worker } of this.spares) void worker.terminate();
+    for (const s of this.spares) s.end();
     this.spares = [];
     if (this.fd >= 0) close(this.fd);
     this.fd = -1;
@@ -339,7 +324,6 @@ export class KvmVm implements EngineVm {
       let worker: Worker;
       if (spare) {
         worker = spare;
-        worker.ref();
         worker.postMessage(workerData);
       } else {
         worker = new Worker(VCPU_WORKER, { workerData, name: `vcpu${cpu}` });
