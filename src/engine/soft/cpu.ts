@@ -9,6 +9,7 @@
 import { decode, type DecodeMode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
 import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
+import { Block, compileBlock, endsBlock, jit, MAX_BLOCK } from './block.js';
 import { specialize } from './ops/fast.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform,
@@ -30,7 +31,24 @@ const TLB_SIZE = 256;
 const TLB_MASK = TLB_SIZE - 1;
 const T32 = 4294967296;
 
-type CodePage = (Op | undefined)[];
+/**
+ * The decoded code of one page frame in one decoding mode: instructions by
+ * page offset, and the blocks (block.ts) that start at each offset.
+ */
+class CodePage {
+  readonly ops: (Op | undefined)[] = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
+  readonly blocks: (Block | undefined)[] = new Array<Block | undefined>(PAGE_SIZE).fill(undefined);
+  /** Arrivals of control at each offset, up to the compile threshold (jit.after). */
+  readonly heat = new Uint16Array(PAGE_SIZE);
+
+  constructor(readonly frame: PageFrame) {}
+
+  clear(): void {
+    this.ops.fill(undefined);
+    this.blocks.fill(undefined);
+    this.heat.fill(0);
+  }
+}
 
 /**
  * Decoded code shared by the vCPUs of one machine: per decoding mode, by
@@ -55,7 +73,9 @@ export class CodeCache {
 }
 
 const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
-const NO_CODE: CodePage = [];
+const NO_CODE = new CodePage(NO_FRAME);
+/** Marks a block start not worth compiling: its instructions run one at a time. */
+const NO_BLOCK = new Block([], new Int32Array(0), new Int32Array(0));
 
 export class Cpu extends CpuState {
   /** Where control goes after the current instruction; handlers that branch set it. */
@@ -79,8 +99,12 @@ export class Cpu extends CpuState {
   /** Reports an unimplemented instruction form (once per form). */
   log: (message: string) => void = (m) => process.stderr.write(`typevisor: ${m}\n`);
 
-  /** 0, STOP_REQUESTED, or STOP_REFETCH (decoded code was dropped; the run loop must look again). */
-  private stopRequested = 0;
+  /**
+   * 0, STOP_REQUESTED, or STOP_REFETCH (decoded code was dropped; the run
+   * loop must look again). Public for compiled blocks (block.ts), which end
+   * when it is set.
+   */
+  stopRequested = 0;
   private readonly reported = new Set<number>();
 
   // Read, write and fetch TLBs: tag = virtual page number (NaN = empty).
@@ -156,7 +180,13 @@ export class Cpu extends CpuState {
     let n = 0;
     /** Linear address of the code page `ops` belongs to (NaN: none yet). */
     let base = NaN;
-    let ops: CodePage = NO_CODE;
+    let page: CodePage = NO_CODE;
+    /** The compiled block running (for the count of instructions retired before a fault) and its start. */
+    let blk: Block | undefined;
+    let blkStart = 0;
+    /** Control may have just arrived here (a block starts): look for a compiled block, count the heat. */
+    let boundary = true;
+    const jitAfter = jit.after;
     try {
       while (n < limit) {
         const rip = this.rip;
@@ -164,18 +194,40 @@ export class Cpu extends CpuState {
         if (!(off >= 0 && off < PAGE_SIZE)) {
           const pv = Math.floor(rip / PAGE_SIZE);
           const t = pv & TLB_MASK;
-          ops = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
+          page = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
           base = pv * PAGE_SIZE;
           off = rip - base;
         }
         // An int32 index keeps the element load on V8's fast path.
         const ix = off | 0;
-        let op = ops[ix];
-        if (op === undefined) op = this.decodeAt(rip, ops, ix);
-        this.nextRip = rip + op.length;
+        if (boundary) {
+          const b = page.blocks[ix];
+          if (b === undefined) {
+            const h = (page.heat[ix] as number) + 1;
+            page.heat[ix] = h;
+            if (h > jitAfter) this.promote(rip, page, ix);
+          } else if (b.fn !== undefined && b.ops.length <= limit - n) {
+            // A block runs whole or not at all within the budget, so instruction limits stay exact.
+            blk = b;
+            blkStart = rip;
+            n += b.fn(this);
+            blk = undefined;
+            if (this.stopRequested !== 0) {
+              if (this.stopRequested !== STOP_REFETCH) break;
+              this.stopRequested = 0;
+              base = NaN;
+            }
+            continue;
+          }
+        }
+        let op = page.ops[ix];
+        if (op === undefined) op = this.decodeAt(rip, page.ops, ix);
+        const next = rip + op.length;
+        this.nextRip = next;
         op.fn(this, op);
         this.rip = this.nextRip;
         n++;
+        boundary = op.endsBlock || this.nextRip !== next;
         if (this.stopRequested !== 0) {
           if (this.stopRequested !== STOP_REFETCH) break;
           // Code was invalidated under the loop: look the page up again.
@@ -185,6 +237,7 @@ export class Cpu extends CpuState {
       }
     } catch (e) {
       if (!(e instanceof CpuException)) throw e;
+      if (blk !== undefined) n += blk.retiredAt(this.rip - blkStart);
       this.exception = e;
       this.icount += n;
       return EXIT_EXCEPTION;
@@ -194,6 +247,58 @@ export class Cpu extends CpuState {
     return this.stopRequested === STOP_REQUESTED ? EXIT_STOP : EXIT_LIMIT;
   }
 
+  /**
+   * Control arrived at page offset `ix` (rip) often enough: compile the block
+   * starting there, or remember that it is not worth it (block.ts). Decodes
+   * what is not yet decoded, and only what decodes cleanly within the page:
+   * never faults.
+   */
+  private promote(rip: number, page: CodePage, ix: number): void {
+    let op = page.ops[ix] ?? this.decodeAhead(page, ix, rip);
+    if (op === undefined) {
+      page.blocks[ix] = NO_BLOCK;
+      return;
+    }
+    const ops: Op[] = [op];
+    const starts = [0];
+    const ends = [op.length];
+    let off = ix + op.length;
+    while (ops.length < MAX_BLOCK && !endsBlock(op) && off < PAGE_SIZE) {
+      let next = page.ops[off];
+      if (next === undefined) {
+        next = this.decodeAhead(page, off, rip + (off - ix));
+        if (next === undefined) break;
+      }
+      op = next;
+      ops.push(op);
+      starts.push(off - ix);
+      ends.push(off - ix + op.length);
+      off += op.length;
+    }
+    const b = new Block(ops, Int32Array.from(starts), Int32Array.from(ends));
+    b.fn = compileBlock(b);
+    page.blocks[ix] = b.fn === undefined ? NO_BLOCK : b;
+  }
+
+  /** Decodes and caches the instruction at `off` if it is valid and within the page; never faults. */
+  private decodeAhead(page: CodePage, off: number, rip: number): Op | undefined {
+    const op = new Op();
+    if (decode(op, page.frame.bytes, off, PAGE_SIZE, this.mode) !== STATUS_OK) return undefined;
+    op.address = rip;
+    op.bytes = page.frame.bytes.slice(off, off + op.length);
+    this.bind(op);
+    page.ops[off] = op;
+    return op;
+  }
+
+  private bind(op: Op): void {
+    op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
+    const fn = FORM_HANDLERS[op.form] ?? missingHandler;
+    // The specialised shapes assume 64-bit mode (flat stack, 64-bit return addresses).
+    op.fn = fn === HANDLER_TABLE[op.handler] && this.mode === MODE_64 ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
+    op.endsBlock = endsBlock(op);
+  }
+
   /** The decoded-instruction page for `vpn`, checking execute permission. */
   private codePage(vpn: number): CodePage {
     this.faultAddr = this.rip;
@@ -201,7 +306,7 @@ export class Cpu extends CpuState {
     if (frame.mmio !== undefined) throw new Error(`instruction fetch from MMIO (physical 0x${hex(frame.mmio)}) at 0x${hex(vpn * PAGE_SIZE)}`);
     let ops = this.code.get(frame);
     if (ops === undefined) {
-      ops = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
+      ops = new CodePage(frame);
       this.code.set(frame, ops);
       // Writes to a page with cached code, through any alias on any vCPU, must take the slow path to invalidate it.
       for (const c of this.codeCache.cpus) c.forgetWritable(frame.bytes);
@@ -213,7 +318,7 @@ export class Cpu extends CpuState {
     return ops;
   }
 
-  private decodeAt(rip: number, ops: CodePage, off: number): Op {
+  private decodeAt(rip: number, ops: (Op | undefined)[], off: number): Op {
     const op = new Op();
     const vpn = Math.floor(rip / PAGE_SIZE);
     this.faultAddr = rip;
@@ -236,10 +341,7 @@ export class Cpu extends CpuState {
       throw new CpuException(status === STATUS_TOO_LONG ? VEC_GP : VEC_UD, 0, rip,
         `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(op.bytes)}`);
     }
-    op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
-    const fn = FORM_HANDLERS[op.form] ?? missingHandler;
-    // The specialised shapes assume 64-bit mode (flat stack, 64-bit return addresses).
-    op.fn = fn === HANDLER_TABLE[op.handler] && this.mode === MODE_64 ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
+    this.bind(op);
     if (!straddles) ops[off] = op;
     return op;
   }
@@ -274,7 +376,7 @@ export class Cpu extends CpuState {
     for (const pages of this.codeCache.pages) {
       const ops = pages.get(frame);
       if (ops === undefined) continue;
-      ops.fill(undefined);
+      ops.clear();
       pages.delete(frame);
       dropped = true;
     }
@@ -307,7 +409,7 @@ export class Cpu extends CpuState {
     this.rTag.fill(NaN);
     this.wTag.fill(NaN);
     for (const pages of this.codeCache.pages) {
-      for (const ops of pages.values()) ops.fill(undefined);
+      for (const ops of pages.values()) ops.clear();
       pages.clear();
     }
     this.codeFrameOf.clear();

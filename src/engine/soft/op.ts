@@ -15,6 +15,8 @@ export class Op extends Instruction {
   dispVal = 0;
   /** Linear address the instruction was decoded at. */
   address = 0;
+  /** Its form may change control flow: a block (block.ts) ends after it. */
+  endsBlock = false;
   /** The instruction's bytes (for reports of unimplemented forms). */
   bytes: Uint8Array = EMPTY;
 }

@@ -62,7 +62,7 @@ export function ea(c: Cpu, i: Op): number {
 }
 
 /** Reduces a sum of 64-bit quantities to the signed 64-bit range (beyond 2^53: inexact, but never canonical). */
-function wrap64(a: number): number {
+export function wrap64(a: number): number {
   return a - Math.round(a / 18446744073709551616) * 18446744073709551616;
 }
 

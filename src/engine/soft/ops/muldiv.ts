@@ -18,15 +18,18 @@ import type { HandlerMap } from './types.js';
 /** Products: low 64 bits in (P0, P1), high 64 bits in (P2, P3). */
 let P0 = 0, P1 = 0, P2 = 0, P3 = 0;
 
-/** Unsigned 32x32 -> 64 into (M0, M1). */
+/**
+ * Unsigned 32x32 -> 64 into (M0, M1), in integer operations only: the low
+ * half from Math.imul, the high half from 16-bit partial products (each
+ * < 2^32, exact). No float `%` (V8 calls fmod for it).
+ */
 let M0 = 0, M1 = 0;
 function mulU32(a: number, b: number): void {
-  a >>>= 0; b >>>= 0;
   const a0 = a & 0xffff, a1 = a >>> 16, b0 = b & 0xffff, b1 = b >>> 16;
-  const mid = a1 * b0 + a0 * b1; // < 2^33
-  const low = a0 * b0 + (mid % 65536) * 65536; // < 2^33
-  M0 = low | 0;
-  M1 = (a1 * b1 + Math.floor(mid / 65536) + Math.floor(low / T32)) | 0;
+  const p01 = a0 * b1, p10 = a1 * b0;
+  const mid = ((a0 * b0) >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+  M0 = Math.imul(a, b);
+  M1 = (a1 * b1 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16)) | 0;
 }
 
 /** Unsigned 64x64 -> 128 into P0..P3. */

@@ -51,7 +51,8 @@ function str(c: Cpu, i: Op, kind: number): void {
     while (n > 0) {
       if (budget-- === 0) {
         // Yield: execute this instruction again for the remaining elements.
-        c.nextRip = i.address;
+        // c.rip, not i.address: decoded code is shared by every linear alias of its frame.
+        c.nextRip = c.rip;
         break;
       }
       switch (kind) {
