@@ -19,11 +19,11 @@
  * faulting one have retired, the faulting one has no effect and RIP
  * addresses it.
  */
-import { FORMS } from './decode/index.js';
+import { FORMS, MODE_64 } from './decode/index.js';
 import type { Cpu } from './cpu.js';
 import type { Op } from './op.js';
-import { FORM_HANDLERS } from './handlers.js';
-import { inlineSource } from './ops/inline.js';
+import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
+import { inlineSource, type InlineSource } from './ops/inline.js';
 import { wrap64 } from './operands.js';
 
 /** Longest block: bounds the work between the run loop's looks at its budget and stop requests. */
@@ -87,6 +87,12 @@ function jitAfterFromEnv(v: string | undefined): number {
   return Number.isInteger(n) && n >= 0 ? Math.min(n, JIT_AFTER_MAX) : JIT_AFTER_DEFAULT;
 }
 
+/** A template for `op` (64-bit mode, no CPUID or privilege gate on its form), or undefined. */
+function templated(op: Op): InlineSource | undefined {
+  if (op.mode !== MODE_64 || FORM_HANDLERS[op.form] !== HANDLER_TABLE[op.handler]) return undefined;
+  return inlineSource(op);
+}
+
 /**
  * Generates the block's function. Forms with an inline template
  * (ops/inline.ts) become straight-line code on `c.gpr` with constant register
@@ -96,7 +102,7 @@ function jitAfterFromEnv(v: string | undefined): number {
 export function compileBlock(b: Block): BlockFn | undefined {
   // V8 spends milliseconds optimising each generated function; only blocks that are mostly templates repay it.
   let inlined = 0;
-  for (const op of b.ops) if (op.fn !== FORM_HANDLERS[op.form] && inlineSource(op) !== undefined) inlined++;
+  for (const op of b.ops) if (templated(op) !== undefined) inlined++;
   if (inlined * 2 < b.ops.length) return undefined;
   const names: string[] = ['W'];
   const values: unknown[] = [wrap64];
@@ -108,10 +114,9 @@ export function compileBlock(b: Block): BlockFn | undefined {
     const op = b.ops[k] as Op;
     const end = b.ends[k] as number;
     const last = k === m - 1;
-    // Only instructions fast.ts specialised (64-bit mode, no gate) have templates.
-    const inl = op.fn !== FORM_HANDLERS[op.form] ? inlineSource(op) : undefined;
+    const inl = templated(op);
     if (inl !== undefined && !inl.mayLeave) {
-      lines.push(inl.code);
+      lines.push(inl.code.replaceAll('NEXT', `${end}`));
       if (last) lines.push(`c.rip = c.nextRip = r + ${end};`);
       ripStale = true;
       continue;

@@ -27,7 +27,8 @@ export const EXIT_HLT = 3; // HLT: the CPU sleeps until an interrupt (cpu.halted
 
 const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
-const TLB_SIZE = 256;
+/** Entries per TLB (direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on every CPL change. */
+const TLB_SIZE = 1024;
 const TLB_MASK = TLB_SIZE - 1;
 const T32 = 4294967296;
 

@@ -116,7 +116,9 @@ export class MachineMmu {
       const shift = 9 * (level - 1);
       const index = Math.floor(v / 2 ** shift) & 511;
       const entryAddr = table + index * 8;
-      const frame = this.phys.ram(entryAddr, `level-${level} paging entry`);
+      const frame = this.phys.frame(Math.floor(entryAddr / PAGE_SIZE));
+      // The message is built only on failure: walks are hot.
+      if (frame.mmio !== undefined) this.phys.ram(entryAddr, `level-${level} paging entry`);
       const off = entryAddr % PAGE_SIZE;
       let lo = frame.view.getInt32(off, true);
       const hi = frame.view.getInt32(off + 4, true);

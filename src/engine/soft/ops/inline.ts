@@ -28,23 +28,65 @@ function eaSource(op: Op): string {
   if (op.base === BASE_RIP) e += ' + c.nextRip';
   else if (op.base >= 0) e += ` + (g[${2 * op.base + 1}] * 4294967296 + (g[${2 * op.base}] >>> 0))`;
   if (op.index >= 0) e += ` + (g[${2 * op.index + 1}] * 4294967296 + (g[${2 * op.index}] >>> 0)) * ${1 << op.scale}`;
-  return `let a = ${e}; if (a >= 9007199254740992 || a < -9007199254740992) a = W(a); a += c.segBase[${op.segment}];`;
+  return `let ea = ${e}; if (ea >= 9007199254740992 || ea < -9007199254740992) ea = W(ea); ea += c.segBase[${op.segment}];`;
+}
+
+/** A memory operand eaSource handles: 64-bit addressing (fast.ts plainMem). */
+function plainMem(op: Op): boolean {
+  return op.asize === 8 && op.base >= -1 && op.base <= BASE_RIP && op.index <= 15;
+}
+
+/**
+ * ALU op on (a, ah) and (b, bh) already in scope, as fast.ts alu32/alu64 do
+ * it: the lazy-flag record, and the result into g[d] unless d < 0.
+ */
+function aluSource(kind: string, size: number, d: number): string {
+  const write = d >= 0 && kind !== 'cmp' && kind !== 'test';
+  const logic = kind === '&' || kind === '|' || kind === '^' || kind === 'test';
+  const opr = kind === 'test' ? '&' : kind;
+  const add = kind === 'add';
+  if (size === 4) {
+    if (logic) return `const x = a ${opr} b; c.lfOp = ${LF_LOGIC}; c.lfSize = 4; c.lfRes = x; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = 0;` : ''}`;
+    return `const x = (a ${add ? '+' : '-'} b) | 0; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfDst = a; c.lfSrc = b; ` +
+      `c.lfSize = 4; c.lfRes = x; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = 0;` : ''}`;
+  }
+  if (logic) {
+    return `const x = a ${opr} b, xh = ah ${opr} bh; c.lfOp = ${LF_LOGIC}; c.lfSize = 8; c.lfRes = x; c.lfResHi = xh; c.lfAux = 0;` +
+      `${write ? ` g[${d}] = x; g[${d + 1}] = xh;` : ''}`;
+  }
+  const hiExpr = add ? '(ah + bh + (lo > 0xffffffff ? 1 : 0)) | 0' : '(ah - bh - ((a >>> 0) < (b >>> 0) ? 1 : 0)) | 0';
+  return (add ? 'const lo = (a >>> 0) + (b >>> 0); const x = lo | 0;' : 'const x = (a - b) | 0;') +
+    ` const xh = ${hiExpr}; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = b; c.lfSrcHi = bh;` +
+    ` c.lfSize = 8; c.lfRes = x; c.lfResHi = xh; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = xh;` : ''}`;
+}
+
+/** LEA r32/r64 with 64-bit addressing (mov.ts mov_lea): exact 64-bit sum, no segment base. */
+function leaSource(op: Op, size: number, d: number): string {
+  let code = `let lo = ${op.disp | 0}, hi = ${op.dispBytes === 8 ? op.dispHi | 0 : (op.disp | 0) >> 31};`;
+  const add = (l: string, h: string): string => ` { const bl = ${l}, l = (lo >>> 0) + (bl >>> 0); hi = (hi + ${h} + (l > 0xffffffff ? 1 : 0)) | 0; lo = l | 0; }`;
+  if (op.base === BASE_RIP) code += add('(r + NEXT) | 0', 'Math.floor((r + NEXT) / 4294967296)');
+  else if (op.base >= 0) code += add(`g[${2 * op.base}]`, `g[${2 * op.base + 1}]`);
+  if (op.index >= 0) {
+    const x = 2 * op.index, s = op.scale;
+    code += s === 0 ? add(`g[${x}]`, `g[${x + 1}]`) : add(`g[${x}] << ${s}`, `((g[${x + 1}] << ${s}) | (g[${x}] >>> ${32 - s}))`);
+  }
+  return `{ ${code} g[${d}] = lo; g[${d + 1}] = ${size === 8 ? 'hi' : '0'}; }`;
 }
 
 /** MOV r, [m] and MOV [m], r at 32/64 bits (fast.ts movRM*, movMR*); they may fault. */
 function movMemSource(op: Op, size: number): InlineSource | undefined {
-  if (op.asize !== 8 || !(op.base === BASE_RIP || op.base >= -1) || op.base > 16 || op.index > 15) return undefined;
+  if (!plainMem(op)) return undefined;
   const k0 = op.opKind[0], k1 = op.opKind[1];
   if (k0 === OP_GPR && k1 === OP_MEM && (op.opReg[0] as number) < 16) {
     const d = 2 * (op.opReg[0] as number);
     return {
-      code: size === 8 ? `{ ${eaSource(op)} const lo = c.read64(a); g[${d}] = lo; g[${d + 1}] = c.hi; }` : `{ ${eaSource(op)} const lo = c.read32(a); g[${d}] = lo; g[${d + 1}] = 0; }`,
+      code: size === 8 ? `{ ${eaSource(op)} const lo = c.read64(ea); g[${d}] = lo; g[${d + 1}] = c.hi; }` : `{ ${eaSource(op)} const lo = c.read32(ea); g[${d}] = lo; g[${d + 1}] = 0; }`,
       mayLeave: true,
     };
   }
   if (k0 === OP_MEM && k1 === OP_GPR && (op.opReg[1] as number) < 16) {
     const s = 2 * (op.opReg[1] as number);
-    return { code: size === 8 ? `{ ${eaSource(op)} c.write64(a, g[${s}], g[${s + 1}]); }` : `{ ${eaSource(op)} c.write32(a, g[${s}]); }`, mayLeave: true };
+    return { code: size === 8 ? `{ ${eaSource(op)} c.write64(ea, g[${s}], g[${s + 1}]); }` : `{ ${eaSource(op)} c.write32(ea, g[${s}]); }`, mayLeave: true };
   }
   return undefined;
 }
@@ -65,43 +107,44 @@ export function inlineSource(op: Op): InlineSource | undefined {
   if (op.nops !== 2) return undefined;
   const size = op.opSize[0] as number;
   if (size !== 4 && size !== 8) return undefined;
-  const k1 = op.opKind[1];
-  if (name === 'mov_mov' && (k1 === OP_MEM || op.opKind[0] === OP_MEM)) return movMemSource(op, size);
-  if (op.opKind[0] !== OP_GPR || (op.opReg[0] as number) >= 16) return undefined;
+  const k0 = op.opKind[0], k1 = op.opKind[1];
+  if (name === 'mov_mov' && (k1 === OP_MEM || k0 === OP_MEM)) return movMemSource(op, size);
+  const kind = ALU[name];
+  if (kind === 'cmp' || kind === 'test') {
+    // CMP/TEST [m], r/imm (fast.ts aluMX): memory first.
+    if (k0 === OP_MEM && plainMem(op)) {
+      let b: string;
+      if (k1 === OP_IMM) b = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
+      else if (k1 === OP_GPR && (op.opReg[1] as number) < 16) b = `const b = g[${2 * (op.opReg[1] as number)}], bh = g[${2 * (op.opReg[1] as number) + 1}];`;
+      else return undefined;
+      const load = size === 8 ? 'const a = c.read64(ea), ah = c.hi;' : 'const a = c.read32(ea), ah = 0;';
+      return { code: `{ ${eaSource(op)} ${load} ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
+    }
+  }
+  if (k0 !== OP_GPR || (op.opReg[0] as number) >= 16) return undefined;
   const d = 2 * (op.opReg[0] as number);
-  let s: string, sh: string;
+  if (name === 'mov_lea' && k1 === OP_MEM && op.asize === 8 && op.base >= -1 && op.base <= BASE_RIP && op.index <= 15) {
+    return { code: leaSource(op, size, d), mayLeave: false };
+  }
+  if (name === 'mov_movzx' && k1 === OP_MEM && plainMem(op)) {
+    const from = op.opSize[1] as number;
+    if (from !== 1 && from !== 2) return undefined;
+    return { code: `{ ${eaSource(op)} const v = c.read${from * 8}(ea); g[${d}] = v; g[${d + 1}] = 0; }`, mayLeave: true };
+  }
+  if (kind === undefined && name !== 'mov_mov') return undefined;
+  let src: string;
+  let mem = false;
   if (k1 === OP_GPR && (op.opReg[1] as number) < 16) {
     const r = 2 * (op.opReg[1] as number);
-    s = `g[${r}]`; sh = `g[${r + 1}]`;
+    src = `const b = g[${r}], bh = g[${r + 1}];`;
   } else if (k1 === OP_IMM) {
-    s = `${op.imm | 0}`; sh = `${op.immHi | 0}`;
+    src = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
+  } else if (k1 === OP_MEM && kind !== undefined && plainMem(op)) {
+    // op r, [m] (fast.ts aluRM): memory first.
+    src = `${eaSource(op)} const b = c.read${size * 8}(ea), bh = ${size === 8 ? 'c.hi' : '0'};`;
+    mem = true;
   } else return undefined;
-  if (name === 'mov_mov') {
-    return { code: size === 8 ? `g[${d + 1}] = ${sh}; g[${d}] = ${s};` : `g[${d}] = ${s}; g[${d + 1}] = 0;`, mayLeave: false };
-  }
-  const kind = ALU[name];
+  if (name === 'mov_mov') return { code: `{ ${src} g[${d}] = b; g[${d + 1}] = ${size === 8 ? 'bh' : '0'}; }`, mayLeave: false };
   if (kind === undefined) return undefined;
-  const write = kind !== 'cmp' && kind !== 'test';
-  const logic = kind === '&' || kind === '|' || kind === '^' || kind === 'test';
-  const opr = kind === 'test' ? '&' : kind;
-  let code: string;
-  if (size === 4) {
-    if (logic) code = `{ const x = g[${d}] ${opr} ${s}; c.lfOp = ${LF_LOGIC}; c.lfSize = 4; c.lfRes = x; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = 0;` : ''} }`;
-    else {
-      const add = kind === 'add';
-      code = `{ const a = g[${d}], b = ${s}, x = (a ${add ? '+' : '-'} b) | 0; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfDst = a; c.lfSrc = b; ` +
-        `c.lfSize = 4; c.lfRes = x; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = 0;` : ''} }`;
-    }
-  } else if (logic) {
-    code = `{ const x = g[${d}] ${opr} ${s}, xh = g[${d + 1}] ${opr} ${sh}; c.lfOp = ${LF_LOGIC}; c.lfSize = 8; c.lfRes = x; c.lfResHi = xh; c.lfAux = 0;` +
-      `${write ? ` g[${d}] = x; g[${d + 1}] = xh;` : ''} }`;
-  } else {
-    const add = kind === 'add';
-    const hiExpr = add ? '(ah + bh + (lo > 0xffffffff ? 1 : 0)) | 0' : '(ah - bh - ((a >>> 0) < (b >>> 0) ? 1 : 0)) | 0';
-    code = `{ const a = g[${d}], ah = g[${d + 1}], b = ${s}, bh = ${sh};` +
-      (add ? ' const lo = (a >>> 0) + (b >>> 0); const x = lo | 0;' : ' const x = (a - b) | 0;') +
-      ` const xh = ${hiExpr}; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = b; c.lfSrcHi = bh;` +
-      ` c.lfSize = 8; c.lfRes = x; c.lfResHi = xh; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = xh;` : ''} }`;
-  }
-  return { code, mayLeave: false };
+  return { code: `{ ${src} const a = g[${d}], ah = g[${d + 1}]; ${aluSource(kind, size, d)} }`, mayLeave: mem };
 }
