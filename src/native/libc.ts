@@ -130,14 +130,26 @@ export function close(fd: number): void {
   check(libc().close(fd) as number, `close fd ${fd}`);
 }
 
-/** ioctl with an integer (or no) argument; returns the call's non-negative result. */
-export function ioctl(fd: number, request: number, arg: number | bigint = 0, name = `ioctl 0x${request.toString(16)}`): number {
-  return check(libc().ioctlInt(fd, request, arg) as number, name);
+/**
+ * Runs a system call again while it fails with EINTR: a signal (a profiler's,
+ * or a vCPU kick aimed at another thread) landing during a set-up call such
+ * as KVM_CREATE_VM interrupts it before it did anything.
+ */
+function retryIntr(call: () => number): number {
+  for (;;) {
+    const r = call();
+    if (r >= 0 || k().errno() !== k().os.errno.EINTR) return r;
+  }
 }
 
-/** ioctl with a pointer to `buf`, which the kernel reads and/or fills in place. */
+/** ioctl with an integer (or no) argument; returns the call's non-negative result. EINTR is retried. */
+export function ioctl(fd: number, request: number, arg: number | bigint = 0, name = `ioctl 0x${request.toString(16)}`): number {
+  return check(retryIntr(() => libc().ioctlInt(fd, request, arg) as number), name);
+}
+
+/** ioctl with a pointer to `buf`, which the kernel reads and/or fills in place. EINTR is retried. */
 export function ioctlBuf(fd: number, request: number, buf: Uint8Array, name = `ioctl 0x${request.toString(16)}`): number {
-  return check(libc().ioctlPtr(fd, request, buf) as number, name);
+  return check(retryIntr(() => libc().ioctlPtr(fd, request, buf) as number), name);
 }
 
 /** ioctl returning -errno instead of throwing, for hot paths that expect EINTR. */
