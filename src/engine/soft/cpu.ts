@@ -64,7 +64,8 @@ export class CodeCache {
   readonly cpus: Cpu[] = [];
 
   has(frame: PageFrame): boolean {
-    return this.pages.some((m) => m.has(frame));
+    const p = this.pages;
+    return (p[0] as Map<PageFrame, CodePage>).has(frame) || (p[1] as Map<PageFrame, CodePage>).has(frame) || (p[2] as Map<PageFrame, CodePage>).has(frame);
   }
 
   /** Pages with decoded code, all modes. */
@@ -586,16 +587,26 @@ export class Cpu extends CpuState {
     this.platform.mmio?.((f.mmio ?? 0) + (a & PAGE_MASK), this.mmioBuf.subarray(0, size), true);
   }
 
-  /** Faults before a page-crossing write changes anything (writes are all-or-nothing). */
+  /**
+   * Faults before a multi-part write changes anything (writes are
+   * all-or-nothing). Pages already in the write TLB are writable: no
+   * translation (SSE stores probe every 16-byte write).
+   */
   probeWrite(a: number, len: number): void {
-    this.wFill(a);
-    this.wFill(a + len - 1);
+    const vpn = Math.floor(a / PAGE_SIZE);
+    if (this.wTag[vpn & TLB_MASK] !== vpn) this.wFill(a);
+    const last = a + len - 1;
+    const vpn2 = Math.floor(last / PAGE_SIZE);
+    if (vpn2 !== vpn && this.wTag[vpn2 & TLB_MASK] !== vpn2) this.wFill(last);
   }
 
   /** Checks that [a, a+len) is readable before a multi-part read. */
   probeRead(a: number, len: number): void {
-    this.rFill(a);
-    this.rFill(a + len - 1);
+    const vpn = Math.floor(a / PAGE_SIZE);
+    if (this.rTag[vpn & TLB_MASK] !== vpn) this.rFill(a);
+    const last = a + len - 1;
+    const vpn2 = Math.floor(last / PAGE_SIZE);
+    if (vpn2 !== vpn && this.rTag[vpn2 & TLB_MASK] !== vpn2) this.rFill(last);
   }
 }
 
