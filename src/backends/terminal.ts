@@ -11,6 +11,11 @@
  * here until the UART reports room (and stdin is paused while much waits);
  * output is gathered into one write per event-loop turn and held while the
  * stream applies backpressure.
+ *
+ * A terminal can go away under a running VM (its window closed, the SSH
+ * connection dropped): Linux then fails writes with EIO and reads end. The
+ * console reports that once (`onHangUp`) and drops further output, rather
+ * than crash on the stream error or wait forever for a drain.
  */
 
 /** The escape key: Ctrl-A. */
@@ -102,6 +107,8 @@ export interface ConsoleOptions {
   onQuit: () => void;
   /** Ctrl-A C on a terminal. */
   onCtrlAltDel: () => void;
+  /** The terminal hung up (output failed with EIO, or a terminal input ended). Called once. */
+  onHangUp?: () => void;
   /** Escape key (default Ctrl-A). */
   escapeKey?: number;
   /** Input bytes waiting for the UART beyond which stdin is paused (default 64 KiB). */
@@ -123,6 +130,8 @@ export interface Console {
   readonly pendingOutput: number;
   /** True when the console put its input terminal into raw mode. */
   readonly raw: boolean;
+  /** True once the terminal hung up: output is dropped from then on. */
+  readonly hungUp: boolean;
   /** Stops reading input, restores the terminal mode. Queued output is still written. Idempotent. */
   detach(): void;
 }
@@ -231,6 +240,33 @@ export function attachConsole(options: ConsoleOptions): Console {
       for (const w of waiters) w();
     }
   };
+  let hungUp = false;
+  const hangUp = (): void => {
+    if (hungUp) return;
+    hungUp = true;
+    // Nobody is left to read it, and a destroyed stream never drains.
+    outQueue.take();
+    waitingDrain = false;
+    settleWaiters();
+    options.onHangUp?.();
+  };
+  // EIO on a terminal is the hang-up (a file would report a disk error the
+  // same way: that stays an error).
+  const outputIsTty = (output as unknown as RawCapable).isTTY === true;
+  const onOutputError = (e: NodeJS.ErrnoException): void => {
+    if (outputIsTty && e.code === 'EIO') hangUp();
+    else throw e;
+  };
+  const onInputError = (e: NodeJS.ErrnoException): void => {
+    if (interactive && e.code === 'EIO') hangUp();
+    else throw e;
+  };
+  // In raw mode Ctrl-D is a byte for the guest: a terminal's input ends only when it hangs up.
+  const onInputEnd = (): void => {
+    if (interactive) hangUp();
+  };
+  output.on('error', onOutputError);
+
   const pump = (): void => {
     flushScheduled = false;
     if (waitingDrain || outQueue.length === 0) {
@@ -255,11 +291,12 @@ export function attachConsole(options: ConsoleOptions): Console {
   };
 
   const writeByte = (byte: number): void => {
+    if (hungUp) return;
     outQueue.pushByte(byte & 0xff);
     schedulePump();
   };
   const write = (bytes: Uint8Array): void => {
-    if (bytes.length === 0) return;
+    if (bytes.length === 0 || hungUp) return;
     outQueue.push(bytes);
     schedulePump();
   };
@@ -313,12 +350,18 @@ export function attachConsole(options: ConsoleOptions): Console {
     }
   };
   input.on('data', onData);
+  input.on('error', onInputError);
+  input.on('end', onInputEnd);
   input.resume();
 
   const detach = (): void => {
     if (detached) return;
     detached = true;
     input.removeListener('data', onData);
+    input.removeListener('error', onInputError);
+    input.removeListener('end', onInputEnd);
+    // After a hang-up, late write errors may still arrive: keep absorbing them.
+    if (!hungUp) output.removeListener('error', onOutputError);
     input.pause();
     unsubscribe();
     restoreTerminal();
@@ -349,6 +392,24 @@ export function attachConsole(options: ConsoleOptions): Console {
     get raw() {
       return raw;
     },
+    get hungUp() {
+      return hungUp;
+    },
     detach,
   };
+}
+
+/**
+ * Ends the process as an unhandled SIGHUP does, for a VMM whose terminal hung
+ * up. A normal exit would crash instead: Node 20 resets its stdio terminals
+ * at exit and asserts that tcsetattr succeeded, which a hung-up terminal
+ * refuses with EIO (nodejs/node#51519; upstream ignores the error since
+ * nodejs/node#58200). Any SIGHUP listener must be removed first.
+ */
+export function exitAsHangUp(): never {
+  process.kill(process.pid, 'SIGHUP');
+  // The default action ends the process when the signal is delivered, which
+  // may be on another thread: wait for it without returning to JavaScript.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5000);
+  process.exit(129);
 }

@@ -2,7 +2,7 @@ import { VmmError } from '../vmm/errors.js';
 import { parseSize } from '../vmm/size.js';
 import { prepareEngine } from '../vmm/engines.js';
 import { DEFAULT_CMDLINE, DEFAULT_MACHINE, DRIVE_ID_PATTERN, type DriveConfig, type EngineChoice, type NetConfig, type VsockConfig } from '../vmm/config.js';
-import { attachConsole } from '../backends/terminal.js';
+import { attachConsole, exitAsHangUp } from '../backends/terminal.js';
 
 export const RUN_OPTIONS = {
   kernel: { type: 'string' },
@@ -47,7 +47,8 @@ options:
 On a terminal the guest's serial console is interactive: Ctrl-A X quits, Ctrl-A C sends
 Ctrl-Alt-Del, Ctrl-A H lists the keys. Exit status: 0 when the guest powers off or resets,
 1 when the VMM fails, 2 for a bad command line, 3 when the guest crashes its CPU (triple
-fault), 4 when the engine fails.
+fault), 4 when the engine fails. If the terminal hangs up, the VM is stopped and typevisor
+ends by SIGHUP.
 `;
 
 export interface RunValues {
@@ -164,24 +165,38 @@ export async function runCommand(values: RunValues, stderr: NodeJS.WritableStrea
   if (values.vsock !== undefined) vmm.configureVsock(parseVsock(values.vsock));
   await vmm.start();
   const machine = vmm.runningMachine!;
+  // A hang-up (SIGHUP while on a terminal, or the console finding the
+  // terminal gone) stops the VM like any stop from the host; the process then
+  // ends by SIGHUP, as programs on a closed terminal do.
+  let hungUp = false;
+  const onTerminal = process.stdin.isTTY === true || process.stdout.isTTY === true;
   const console = attachConsole({
     input: process.stdin,
     output: process.stdout,
     serial: machine.serial,
     onQuit: () => void vmm.stop(),
     onCtrlAltDel: () => vmm.sendCtrlAltDel(),
+    onHangUp: () => {
+      hungUp = true;
+      if (vmm.phase !== 'stopped') void vmm.stop();
+    },
   });
   machine.setSerialOutput((byte) => console.writeByte(byte));
   // SIGINT reaches us only when the console is not in raw mode (in raw mode
   // Ctrl-C is a byte for the guest); SIGTERM/SIGHUP come from supervisors.
   const onSignal = (signal: NodeJS.Signals) => {
-    stderr.write(`typevisor: ${signal}: stopping the VM\n`);
+    if (signal === 'SIGHUP' && onTerminal) hungUp = true;
+    if (!hungUp) stderr.write(`typevisor: ${signal}: stopping the VM\n`);
     if (vmm.phase !== 'stopped') void vmm.stop();
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   const report = await vmm.exited();
   for (const s of signals) process.off(s, onSignal);
+  if (hungUp) {
+    console.detach();
+    exitAsHangUp();
+  }
   await console.close();
   stderr.write(`typevisor: ${report.message}\n`);
   return report.status;

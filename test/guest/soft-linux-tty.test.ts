@@ -11,11 +11,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { PassThrough, Writable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { imageBuildMissing, testImage, which } from '../image/helpers.js';
+import { attachConsole, type SerialInput } from '../../src/backends/terminal.js';
 import { cliMissing } from './run-guest.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -117,6 +119,11 @@ class Terminal {
     if (!this.exit) this.child.kill('SIGTERM');
   }
 
+  /** Closes the pty's master, as closing a terminal window does (see pty-run.py). */
+  hangUp(): void {
+    this.child.kill('SIGUSR1');
+  }
+
   private wake(): void {
     for (const w of [...this.waiters]) w();
   }
@@ -132,12 +139,18 @@ function ptyMissing(): string | undefined {
  * status and `stty -a`: the modes a program leaves behind are read from the
  * very terminal it used.
  */
-function openTerminal(argv: string[]): Terminal {
+function openTerminal(argv: string[], options: { bare?: boolean } = {}): Terminal {
   const script = `"$@"; echo "${EXIT_MARK}$?"; stty -a`;
   const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm' };
   delete env['TYPEVISOR_DEBUG'];
-  return new Terminal(spawn('python3', [PTY_RUN, 'sh', '-c', script, 'sh', ...argv], { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+  // bare: `argv` itself leads the pty's session and gets the hang-up's SIGHUP
+  // (a login shell would pass it on to its job); the relay exits with its status.
+  const command = options.bare ? argv : ['sh', '-c', script, 'sh', ...argv];
+  return new Terminal(spawn('python3', [PTY_RUN, ...command], { env, stdio: ['pipe', 'pipe', 'pipe'] }));
 }
+
+/** The relay's status for a command that SIGHUP ended (128 + 1). */
+const ENDED_BY_SIGHUP = 129;
 
 /** `flag` shown set (not `-flag`) in `stty -a` output. */
 function sttyHas(stty: string, flag: string): boolean {
@@ -219,6 +232,88 @@ test('console on a TTY: raw while attached, every byte (Ctrl-C, Ctrl-Z, Ctrl-S, 
   assert.equal(exited[1], '0', term.tail());
   assert.ok(await term.ended(QUIT_MS), term.tail());
   assertCooked(term.output.slice(term.output.indexOf(EXIT_MARK)), 'after the process exited');
+});
+
+/** A terminal's two streams for `attachConsole`: writes fail with EIO once `hangUp()` is called, as on Linux. */
+function fakeTerminal(): { input: PassThrough; output: Writable; written: () => string; hangUp: () => void } {
+  let hungUp = false;
+  const chunks: Buffer[] = [];
+  const input = Object.assign(new PassThrough(), { isTTY: true, isRaw: false, setRawMode(this: { isRaw: boolean }, m: boolean) { this.isRaw = m; } });
+  const output = Object.assign(new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (hungUp) return cb(Object.assign(new Error('write EIO'), { code: 'EIO' }));
+      chunks.push(chunk);
+      cb();
+    },
+  }), { isTTY: true });
+  return { input, output, written: () => Buffer.concat(chunks).toString('latin1'), hangUp: () => { hungUp = true; } };
+}
+
+const anySerial: SerialInput = { enqueueInput: (b) => b.length, onInputSpace: () => () => {} };
+
+test('terminal: output failing with EIO on a terminal is a hang-up, reported once; later output is dropped and close() resolves', async () => {
+  const term = fakeTerminal();
+  let hangUps = 0;
+  const con = attachConsole({ input: term.input, output: term.output, serial: anySerial, onQuit() {}, onCtrlAltDel() {}, onHangUp: () => hangUps++ });
+  con.write(Buffer.from('before\r\n'));
+  await con.flush();
+  assert.equal(term.written(), 'before\r\n');
+  term.hangUp();
+  con.write(Buffer.from('lost'));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(hangUps, 1, 'the EIO is reported as a hang-up, not thrown');
+  assert.equal(con.hungUp, true);
+  con.write(Buffer.from('after'));
+  con.writeByte(0x41);
+  assert.equal(con.pendingOutput, 0, 'output after the hang-up is not kept');
+  await con.close();
+  assert.equal(hangUps, 1, 'once');
+  assert.equal(term.written(), 'before\r\n');
+});
+
+test('terminal: a terminal input that ends is a hang-up; a pipe that ends is not, and EIO on a pipe or file stays an error', async () => {
+  const term = fakeTerminal();
+  let hangUps = 0;
+  const con = attachConsole({ input: term.input, output: term.output, serial: anySerial, onQuit() {}, onCtrlAltDel() {}, onHangUp: () => hangUps++ });
+  term.input.end();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(hangUps, 1);
+  con.detach();
+
+  const pipeIn = new PassThrough();
+  let pipeHangUps = 0;
+  const failing = new Writable({ write(_c, _e, cb) { cb(Object.assign(new Error('write EIO'), { code: 'EIO' })); } });
+  const errors: Error[] = [];
+  // attachConsole re-throws what is not a hang-up; the stream's emit surfaces it here.
+  failing.emit = ((orig) => function (this: Writable, event: string | symbol, ...args: unknown[]) {
+    try {
+      return orig.call(this, event, ...args);
+    } catch (e) {
+      errors.push(e as Error);
+      return true;
+    }
+  })(failing.emit) as typeof failing.emit;
+  const piped = attachConsole({ input: pipeIn, output: failing, serial: anySerial, onQuit() {}, onCtrlAltDel() {}, onHangUp: () => pipeHangUps++ });
+  pipeIn.end();
+  piped.write(Buffer.from('x'));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pipeHangUps, 0, 'neither the end of piped input nor EIO on a non-terminal is a hang-up');
+  assert.equal(errors.length, 1, 'the EIO of a non-terminal is re-thrown');
+  assert.match(errors[0]!.message, /EIO/);
+  piped.detach();
+});
+
+test('console on a TTY: a hang-up ends the process by SIGHUP, not by an abort at exit', { timeout: 60_000 }, async (t) => {
+  const why = ptyMissing();
+  if (why) return t.skip(why);
+  const fixture = `${REPO}dist/test/fixtures/pty-console.js`;
+  if (!existsSync(fixture)) return t.skip(`${fixture} is not built`);
+  const term = openTerminal([process.execPath, fixture], { bare: true });
+  t.after(() => term.kill());
+  await term.waitFor(/ready\r*\n/, 0, REPLY_MS, 'the console attached');
+  term.hangUp();
+  assert.ok(await term.ended(QUIT_MS), 'the console process ended after the hang-up');
+  assert.equal(term.exit?.code, ENDED_BY_SIGHUP, `ended by SIGHUP (status ${term.exit?.code}; 134 is SIGABRT, 139 SIGSEGV)`);
 });
 
 test('Linux on soft: on a terminal the shell takes typed keys and a paste, Ctrl-C interrupts a guest command, Ctrl-A H/X answer, the terminal is restored', { timeout: BOOT_MS + 120_000 }, async (t) => {
