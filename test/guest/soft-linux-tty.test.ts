@@ -6,7 +6,9 @@
  * Issue criterion: an interactive run gives a usable shell on a TTY (typing,
  * Ctrl-C in the guest, Ctrl-A X to quit) and leaves the terminal as it was.
  * One boot serves every step: Linux takes a minute or more to reach the shell
- * on the soft engine.
+ * on the soft engine. Beside it: the console alone on a pty
+ * (test/fixtures/pty-console.ts, a second), and what happens when the
+ * terminal hangs up under a running VM.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -394,4 +396,24 @@ test('Linux on soft: on a terminal the shell takes typed keys and a paste, Ctrl-
   // What the user is left with. (Node also resets its terminal at exit; the
   // console's own restore is checked before exit by the test above.)
   assertCooked(term.output.slice(term.output.indexOf(EXIT_MARK)), 'after the VMM');
+});
+
+test('typevisor run on a TTY: a hang-up while the guest runs stops the VM and typevisor ends by SIGHUP', { timeout: 240_000 }, async (t) => {
+  const why = ptyMissing() ?? imageBuildMissing() ?? cliMissing();
+  if (why) return t.skip(why);
+  let image;
+  try {
+    image = await testImage();
+  } catch (e) {
+    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const term = openTerminal([process.execPath, `${REPO}bin/typevisor.js`, 'run', '--engine', 'soft', '--cpus', '1', '--memory', '512M', '--kernel', image.kernel, '--initrd', image.initrd], { bare: true });
+  t.after(() => term.kill());
+  // The kernel's banner: the console is attached and the guest is running.
+  await term.waitFor(/Linux version /, 0, 120_000, 'the kernel banner');
+  const hungUp = performance.now();
+  term.hangUp();
+  assert.ok(await term.ended(QUIT_MS), `typevisor ended within ${QUIT_MS / 1000} s of the hang-up`);
+  t.diagnostic(`ended ${((performance.now() - hungUp) / 1000).toFixed(2)} s after the hang-up`);
+  assert.equal(term.exit?.code, ENDED_BY_SIGHUP, `ended by SIGHUP (status ${term.exit?.code}; 134 is SIGABRT, 139 SIGSEGV)`);
 });
