@@ -164,7 +164,7 @@ export function templates(): Template[] {
 
   family = 'mov';
   for (const code of ['movzx eax, bl', 'movzx rcx, dx', 'movzx eax, bh', 'movzx r9w, r10b', 'movsx rax, bx', 'movsx ecx, dl', 'movsx esi, ah', 'movsx di, r11b',
-    'movsxd rax, ebx', 'movsxd r12, r13d', 'movzx eax, byte ptr [W + 9]', 'movsx rdx, word ptr [W + 14]', 'movsxd rcx, dword ptr [W + 100]',
+    'movsxd rax, ebx', 'movsxd r12, r13d', 'movzx eax, byte ptr [W + 9]', 'movzx r9, word ptr [W + 126]', 'movzx esi, byte ptr [rip + scratch]', 'movsx rdx, word ptr [W + 14]', 'movsxd rcx, dword ptr [W + 100]',
     'cbw', 'cwde', 'cdqe', 'cwd', 'cdq', 'cqo', 'mov eax, ebx', 'mov ax, bx', 'mov al, 0x12', 'mov ah, bl', 'mov r10b, 0x85', 'mov r11w, 0x1234',
     'mov rax, -7', 'mov ecx, 0xdeadbeef', 'movabs rdx, 0x123456789abcdef0', 'mov [W + 3], rbx', 'mov [W + 7], di', 'mov rsi, [W + 120]',
     'mov byte ptr [W + 1], 0x99', 'mov qword ptr [W + 64], -2', 'movnti [W + 16], rcx', 'xchg rax, rbx', 'xchg ecx, edx', 'xchg al, bh', 'xchg r8w, r9w',

@@ -68,7 +68,7 @@ export function endsBlock(op: Op): boolean {
 }
 
 /** Arrivals at a block start before it is compiled, default. */
-export const JIT_AFTER_DEFAULT = 32000;
+export const JIT_AFTER_DEFAULT = 65000;
 /** The heat counters are 16-bit (cpu.ts CodePage). */
 const JIT_AFTER_MAX = 65534;
 

@@ -6,11 +6,11 @@
  * (test/soft/native.test.ts runs both); the generic ones cover the rest.
  */
 import { BASE_RIP, OP_GPR, OP_IMM, OP_MEM, OP_REL } from '../decode/index.js';
-import { cond, setCarryOverflow } from '../flags.js';
+import { cond, getCF, setCarryOverflow } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
-import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_LOGIC, LF_SUB, RSP } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
 
 const ADD = 0, SUB = 1, AND = 2, OR = 3, XOR = 4, CMP = 5, TEST = 6;
@@ -200,6 +200,25 @@ function shift32(kind: number): Handler {
   };
 }
 
+/** INC/DEC r32/r64 (alu.ts incdec): CF kept in the record's aux. */
+function incdec(dec: boolean, size: number): Handler {
+  return (c, i) => {
+    const cf = getCF(c);
+    const g = c.gpr;
+    const k = 2 * (i.opReg[0] as number);
+    const d = g[k] as number, dh = size === 8 ? g[k + 1] as number : 0;
+    const r = (dec ? d - 1 : d + 1) | 0;
+    const rh = size === 8 ? (dec ? (d === 0 ? (dh - 1) | 0 : dh) : (r === 0 ? (dh + 1) | 0 : dh)) : 0;
+    c.lfOp = dec ? LF_DEC : LF_INC; c.lfSize = size;
+    c.lfDst = d; c.lfDstHi = dh; c.lfSrc = 1; c.lfSrcHi = 0; c.lfRes = r; c.lfResHi = rh; c.lfAux = cf;
+    g[k] = r; g[k + 1] = rh;
+  };
+}
+
+/** MOVZX r32/r64, byte or word [m] (mov.ts mov_movzx). */
+const movzxM8: Handler = (c, i) => { const v = c.read8(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = v; c.gpr[d + 1] = 0; };
+const movzxM16: Handler = (c, i) => { const v = c.read16(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = v; c.gpr[d + 1] = 0; };
+
 /** Memory operand simple enough for the specialised path: 64-bit addressing, no 16-bit forms. */
 function plainMem(i: Op): boolean {
   return i.asize === 8 && (i.base === BASE_RIP || i.base >= -1);
@@ -229,6 +248,11 @@ export function specialize(name: string, i: Op): Handler | undefined {
   if ((name === 'shift_rol' || name === 'shift_ror') && size === 4 && gpr(0) && k1 === OP_IMM) return rot32(name === 'shift_rol');
   if ((name === 'shift_shl' || name === 'shift_shr' || name === 'shift_sar') && size === 4 && gpr(0) && k1 === OP_IMM) {
     return shift32(name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : 2);
+  }
+  if ((name === 'alu_inc' || name === 'alu_dec') && (size === 8 || size === 4) && i.nops === 1 && gpr(0)) return incdec(name === 'alu_dec', size);
+  if (name === 'mov_movzx' && (size === 8 || size === 4) && gpr(0) && k1 === OP_MEM && plainMem(i)) {
+    if (i.opSize[1] === 1) return movzxM8;
+    if (i.opSize[1] === 2) return movzxM16;
   }
   if (name === 'stack_push' && i.osize === 8 && gpr(0)) return pushR;
   if (name === 'stack_pop' && i.osize === 8 && gpr(0)) return popR;
