@@ -33,7 +33,6 @@ export const MAX_BLOCK = 64;
 export type BlockFn = (c: Cpu) => number;
 
 export class Block {
-  hits = 0;
   fn: BlockFn | undefined = undefined;
 
   constructor(
