@@ -94,7 +94,15 @@ test('Linux on soft: boots to the shell, hashes a file on a virtio disk, powers 
     return t.skip(`an ext4 image cannot be made here: ${(e as Error).message.split('\n')[0]}`);
   }
   const want = createHash('sha256').update(content).digest('hex');
-  const script = 'mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && sha256sum /mnt/known.bin && umount /mnt';
+  // The clocksource lines check that guest time follows host time: the guest
+  // keeps the TSC (not jiffies, which drift when a slow guest takes ticks
+  // late) and cannot have been up longer than the VMM process ran.
+  const script = [
+    'mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && sha256sum /mnt/known.bin && umount /mnt',
+    'echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"',
+    'sleep 1',
+    'echo "uptime: $(cut -d" " -f1 /proc/uptime)"',
+  ].join('\n');
   const r = await runCli(
     ['run', '--engine', 'soft', '--kernel', image.kernel, '--initrd', image.initrd, '--memory', '512M', '--disk', `${disk},ro`,
       '--cmdline', `console=ttyS0 reboot=acpi panic=-1 ${guestCommandParam(script)}`],
@@ -107,4 +115,7 @@ test('Linux on soft: boots to the shell, hashes a file on a virtio disk, powers 
   assert.equal(guestExitStatus(r.stdout), 0, ctx);
   assert.equal(r.status, 0, ctx);
   assert.match(r.stderr, /guest powered off/, ctx);
+  assert.match(r.stdout, /^clocksource: tsc\r?$/m, ctx);
+  const uptime = Number(/^uptime: ([\d.]+)\r?$/m.exec(r.stdout)?.[1]);
+  assert.ok(uptime > 1 && uptime <= r.ms / 1000, `guest uptime ${uptime} s within the VMM's ${(r.ms / 1000).toFixed(1)} s\n${ctx}`);
 });
