@@ -3,6 +3,7 @@
  * plus what execution needs without looking anything up again.
  */
 import { Instruction } from './decode/index.js';
+import type { Block } from './block.js';
 import type { Cpu } from './cpu.js';
 
 /** Executes one instruction. Sets cpu.nextRip to branch; throws CpuException to fault. */
@@ -17,6 +18,10 @@ export class Op extends Instruction {
   address = 0;
   /** Its form may change control flow: a block (block.ts) ends after it. */
   endsBlock = false;
+  /** Arrivals of control here after a branch, until a block starting here is built (block.ts jit.after). */
+  heat = 0;
+  /** The block starting here once it was built (compiled, or cpu.ts NO_BLOCK when not worth it). */
+  block: Block | undefined = undefined;
   /** The instruction's bytes (for reports of unimplemented forms). */
   bytes: Uint8Array = EMPTY;
 }
