@@ -40,6 +40,8 @@ export interface IdleVms {
   cpuPerVm: number;
   /** ms from spawn to the marker, for each VM that came up, in start order. */
   upMs: number[];
+  /** ms from the first spawn to the last marker: `upMs.length` VMs came up in this time. */
+  spanMs: number;
   /** Why no more VMs were started. */
   stopped: string;
 }
@@ -65,6 +67,7 @@ export async function idleVms(o: IdleVmOptions): Promise<IdleVms> {
   const vms: Watch[] = [];
   const up = new Set<Watch>();
   const upMs: number[] = [];
+  let spanMs = 0;
   let stopped = '';
   const lane = async () => {
     while (!stopped && vms.length < o.cap) {
@@ -84,6 +87,7 @@ export async function idleVms(o: IdleVmOptions): Promise<IdleVms> {
       try {
         upMs[n - 1] = await w.mark(o.marker, wait);
         up.add(w);
+        spanMs = Date.now() - t0;
       } catch (e) {
         const booting = running(w);
         w.kill();
@@ -120,7 +124,7 @@ export async function idleVms(o: IdleVmOptions): Promise<IdleVms> {
       });
       if (used.length) cpuPerVm = used.reduce((s, x) => s + x, 0) / used.length;
     }
-    return { alive: counted, rssPerVm: counted ? rss / counted : 0, cpuPerVm, upMs: upMs.filter((x) => x !== undefined), stopped };
+    return { alive: counted, rssPerVm: counted ? rss / counted : 0, cpuPerVm, upMs: upMs.filter((x) => x !== undefined), spanMs, stopped };
   } finally {
     for (const w of vms) w.kill();
     await Promise.all(vms.map((w) => w.exited.catch(() => undefined)));

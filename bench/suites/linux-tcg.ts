@@ -213,6 +213,8 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
       notes: `booted ${inFlight} at a time${inFlight === os.cpus().length ? ' (one per host core)' : ''} without tv.cmd, each counted once its console shows the shell prompt, ` +
         `up to ${sizes.idleCap} within ${duration(idle.totalMs.ref)} (QEMU) and ${duration(idle.totalMs.ours)} (typevisor) per count, ${idleRuns} count${idleRuns > 1 ? 's' : ''}: ` +
         'a soft-engine boot takes about a CPU-minute here, so the cap is small; idle guests then wait in hlt' },
+    { id: 'vms.rate', benchmark: 'Linux guests booted to their shell prompt per minute', units: 'VMs/min', better: 'higher',
+      notes: `the same counts: guests that reached their prompt ÷ time from the first start to the last prompt, ${inFlight} booting at a time` },
     { id: 'vms.rss', benchmark: 'resident memory per idle Linux guest', units: 'MiB', better: 'lower', notes: 'mean RSS of the VMM processes counted in the row above, guest RAM included' },
   ] as const;
   type Id = (typeof specs)[number]['id'];
@@ -323,6 +325,7 @@ export const linuxTcg: Suite = async (ctx: SuiteContext) => {
     if (why) return absent(why);
     if (id === 'vms.concurrent') return measured(idleResults[who].map((r) => r.alive));
     if (id === 'vms.rss') return measured(idleResults[who].map((r) => r.rssPerVm / MiB));
+    if (id === 'vms.rate') return measured(idleResults[who].map((r) => r.upMs.length / (Math.max(1, r.spanMs) / 60_000)));
     const values = results[who].map((b) => {
       switch (id) {
         case 'boot.init': return b.init / 1000;

@@ -54,6 +54,8 @@ test('idle VMs: counts up to the cap, with their RSS and CPU use, and stops them
   assert.equal(r.alive, 3);
   assert.equal(r.stopped, 'cap of 3');
   assert.equal(r.upMs.length, 3);
+  // The span runs from the first start to the last marker: at least the slowest VM's own spawn-to-marker time.
+  assert.ok(r.spanMs >= Math.max(...r.upMs), `span ${r.spanMs} ms covers every VM's ${r.upMs.join(', ')} ms`);
   assert.ok(r.rssPerVm > 10 * MiB && r.rssPerVm < 512 * MiB, `node's RSS, ${r.rssPerVm}`);
   assert.ok(r.cpuPerVm >= 0 && r.cpuPerVm < 0.5, `an idle process uses little CPU, got ${r.cpuPerVm}`);
   for (const pid of started) assert.throws(() => process.kill(pid, 0), /ESRCH/, `VM ${pid} is still running`);
