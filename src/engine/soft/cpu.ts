@@ -296,6 +296,8 @@ export class Cpu extends CpuState {
     // The specialised shapes assume 64-bit mode (flat stack, 64-bit return addresses).
     op.fn = fn === HANDLER_TABLE[op.handler] && this.mode === MODE_64 ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
     op.endsBlock = endsBlock(op);
+    op.r0 = 2 * (op.opReg[0] as number);
+    op.r1 = 2 * (op.opReg[1] as number);
   }
 
   /** The decoded-instruction page for `vpn`, checking execute permission. */

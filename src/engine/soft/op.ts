@@ -18,6 +18,13 @@ export class Op extends Instruction {
   address = 0;
   /** Its form may change control flow: a block (block.ts) ends after it. */
   endsBlock = false;
+  /**
+   * 2 × opReg[0] and 2 × opReg[1]: the operands' GPR pair indices as plain
+   * fields, so specialised handlers (ops/fast.ts) read the Op alone and not
+   * its Int32Array (one dependent load, often a cache miss, fewer).
+   */
+  r0 = 0;
+  r1 = 0;
   /** Arrivals of control here after a branch, until a block starting here is built (block.ts jit.after). */
   heat = 0;
   /** The block starting here once it was built (compiled, or cpu.ts NO_BLOCK when not worth it). */

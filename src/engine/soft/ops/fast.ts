@@ -59,14 +59,14 @@ function aluRR(k: number, size: number): Handler {
   if (size === 8) {
     return (c, i) => {
       const g = c.gpr;
-      const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+      const d = i.r0, s = i.r1;
       const r = alu64(c, k, g[d] as number, g[d + 1] as number, g[s] as number, g[s + 1] as number);
       if (write) { g[d] = r; g[d + 1] = RH; }
     };
   }
   return (c, i) => {
     const g = c.gpr;
-    const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+    const d = i.r0, s = i.r1;
     const r = alu32(c, k, g[d] as number, g[s] as number);
     if (write) { g[d] = r; g[d + 1] = 0; }
   };
@@ -77,14 +77,14 @@ function aluRI(k: number, size: number): Handler {
   if (size === 8) {
     return (c, i) => {
       const g = c.gpr;
-      const d = 2 * (i.opReg[0] as number);
+      const d = i.r0;
       const r = alu64(c, k, g[d] as number, g[d + 1] as number, i.imm, i.immHi);
       if (write) { g[d] = r; g[d + 1] = RH; }
     };
   }
   return (c, i) => {
     const g = c.gpr;
-    const d = 2 * (i.opReg[0] as number);
+    const d = i.r0;
     const r = alu32(c, k, g[d] as number, i.imm);
     if (write) { g[d] = r; g[d + 1] = 0; }
   };
@@ -97,7 +97,7 @@ function aluRM(k: number, size: number): Handler {
     return (c, i) => {
       const g = c.gpr;
       const s = c.read64(ea(c, i));
-      const d = 2 * (i.opReg[0] as number);
+      const d = i.r0;
       const r = alu64(c, k, g[d] as number, g[d + 1] as number, s, c.hi);
       if (write) { g[d] = r; g[d + 1] = RH; }
     };
@@ -105,7 +105,7 @@ function aluRM(k: number, size: number): Handler {
   return (c, i) => {
     const g = c.gpr;
     const s = c.read32(ea(c, i));
-    const d = 2 * (i.opReg[0] as number);
+    const d = i.r0;
     const r = alu32(c, k, g[d] as number, s);
     if (write) { g[d] = r; g[d + 1] = 0; }
   };
@@ -117,38 +117,38 @@ function aluMX(k: number, size: number, imm: boolean): Handler {
     return (c, i) => {
       const d = c.read64(ea(c, i));
       const dh = c.hi;
-      const s = imm ? i.imm : c.gpr[2 * (i.opReg[1] as number)] as number;
-      const sh = imm ? i.immHi : c.gpr[2 * (i.opReg[1] as number) + 1] as number;
+      const s = imm ? i.imm : c.gpr[i.r1] as number;
+      const sh = imm ? i.immHi : c.gpr[i.r1 + 1] as number;
       alu64(c, k, d, dh, s, sh);
     };
   }
   return (c, i) => {
     const d = c.read32(ea(c, i));
-    alu32(c, k, d, imm ? i.imm : c.gpr[2 * (i.opReg[1] as number)] as number);
+    alu32(c, k, d, imm ? i.imm : c.gpr[i.r1] as number);
   };
 }
 
 const movRR8: Handler = (c, i) => {
   const g = c.gpr;
-  const d = 2 * (i.opReg[0] as number), s = 2 * (i.opReg[1] as number);
+  const d = i.r0, s = i.r1;
   g[d] = g[s] as number; g[d + 1] = g[s + 1] as number;
 };
 const movRR4: Handler = (c, i) => {
   const g = c.gpr;
-  const d = 2 * (i.opReg[0] as number);
-  g[d] = g[2 * (i.opReg[1] as number)] as number; g[d + 1] = 0;
+  const d = i.r0;
+  g[d] = g[i.r1] as number; g[d + 1] = 0;
 };
-const movRI8: Handler = (c, i) => { const d = 2 * (i.opReg[0] as number); c.gpr[d] = i.imm; c.gpr[d + 1] = i.immHi; };
-const movRI4: Handler = (c, i) => { const d = 2 * (i.opReg[0] as number); c.gpr[d] = i.imm; c.gpr[d + 1] = 0; };
-const movRM8: Handler = (c, i) => { const lo = c.read64(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = lo; c.gpr[d + 1] = c.hi; };
-const movRM4: Handler = (c, i) => { const lo = c.read32(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = lo; c.gpr[d + 1] = 0; };
-const movMR8: Handler = (c, i) => { const s = 2 * (i.opReg[1] as number); c.write64(ea(c, i), c.gpr[s] as number, c.gpr[s + 1] as number); };
-const movMR4: Handler = (c, i) => { c.write32(ea(c, i), c.gpr[2 * (i.opReg[1] as number)] as number); };
+const movRI8: Handler = (c, i) => { const d = i.r0; c.gpr[d] = i.imm; c.gpr[d + 1] = i.immHi; };
+const movRI4: Handler = (c, i) => { const d = i.r0; c.gpr[d] = i.imm; c.gpr[d + 1] = 0; };
+const movRM8: Handler = (c, i) => { const lo = c.read64(ea(c, i)); const d = i.r0; c.gpr[d] = lo; c.gpr[d + 1] = c.hi; };
+const movRM4: Handler = (c, i) => { const lo = c.read32(ea(c, i)); const d = i.r0; c.gpr[d] = lo; c.gpr[d + 1] = 0; };
+const movMR8: Handler = (c, i) => { const s = i.r1; c.write64(ea(c, i), c.gpr[s] as number, c.gpr[s + 1] as number); };
+const movMR4: Handler = (c, i) => { c.write32(ea(c, i), c.gpr[i.r1] as number); };
 const movMI8: Handler = (c, i) => { c.write64(ea(c, i), i.imm, i.immHi); };
 const movMI4: Handler = (c, i) => { c.write32(ea(c, i), i.imm); };
 
-const pushR: Handler = (c, i) => { const r = 2 * (i.opReg[0] as number); push64(c, c.gpr[r] as number, c.gpr[r + 1] as number); };
-const popR: Handler = (c, i) => { const lo = pop64(c); const r = 2 * (i.opReg[0] as number); c.gpr[r] = lo; c.gpr[r + 1] = c.hi; };
+const pushR: Handler = (c, i) => { const r = i.r0; push64(c, c.gpr[r] as number, c.gpr[r + 1] as number); };
+const popR: Handler = (c, i) => { const lo = pop64(c); const r = i.r0; c.gpr[r] = lo; c.gpr[r + 1] = c.hi; };
 
 const JCC: Handler[] = [];
 for (let cc = 0; cc < 16; cc++) JCC.push((c, i) => { if (cond(c, cc)) c.nextRip += i.imm; });
@@ -170,8 +170,8 @@ const ret: Handler = (c, i) => {
 function rot32(left: boolean): Handler {
   return (c, i) => {
     const n = (i.imm & 31);
-    if (n === 0) { c.gpr[2 * (i.opReg[0] as number) + 1] = 0; return; }
-    const d = 2 * (i.opReg[0] as number);
+    if (n === 0) { c.gpr[i.r0 + 1] = 0; return; }
+    const d = i.r0;
     const v = c.gpr[d] as number;
     const r = left ? (v << n) | (v >>> (32 - n)) : (v >>> n) | (v << (32 - n));
     c.gpr[d] = r;
@@ -187,7 +187,7 @@ function rot32(left: boolean): Handler {
 function shift32(kind: number): Handler {
   return (c, i) => {
     const n = i.imm & 31;
-    const d = 2 * (i.opReg[0] as number);
+    const d = i.r0;
     const v = c.gpr[d] as number;
     c.gpr[d + 1] = 0;
     if (n === 0) return;
@@ -205,7 +205,7 @@ function incdec(dec: boolean, size: number): Handler {
   return (c, i) => {
     const cf = getCF(c);
     const g = c.gpr;
-    const k = 2 * (i.opReg[0] as number);
+    const k = i.r0;
     const d = g[k] as number, dh = size === 8 ? g[k + 1] as number : 0;
     const r = (dec ? d - 1 : d + 1) | 0;
     const rh = size === 8 ? (dec ? (d === 0 ? (dh - 1) | 0 : dh) : (r === 0 ? (dh + 1) | 0 : dh)) : 0;
@@ -216,8 +216,8 @@ function incdec(dec: boolean, size: number): Handler {
 }
 
 /** MOVZX r32/r64, byte or word [m] (mov.ts mov_movzx). */
-const movzxM8: Handler = (c, i) => { const v = c.read8(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = v; c.gpr[d + 1] = 0; };
-const movzxM16: Handler = (c, i) => { const v = c.read16(ea(c, i)); const d = 2 * (i.opReg[0] as number); c.gpr[d] = v; c.gpr[d + 1] = 0; };
+const movzxM8: Handler = (c, i) => { const v = c.read8(ea(c, i)); const d = i.r0; c.gpr[d] = v; c.gpr[d + 1] = 0; };
+const movzxM16: Handler = (c, i) => { const v = c.read16(ea(c, i)); const d = i.r0; c.gpr[d] = v; c.gpr[d + 1] = 0; };
 
 /** Memory operand simple enough for the specialised path: 64-bit addressing, no 16-bit forms. */
 function plainMem(i: Op): boolean {
