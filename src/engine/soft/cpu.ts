@@ -298,6 +298,10 @@ export class Cpu extends CpuState {
     op.endsBlock = endsBlock(op);
     op.r0 = 2 * (op.opReg[0] as number);
     op.r1 = 2 * (op.opReg[1] as number);
+    op.kind0 = op.opKind[0] as number;
+    op.kind1 = op.opKind[1] as number;
+    op.reg0 = op.opReg[0] as number;
+    op.reg1 = op.opReg[1] as number;
   }
 
   /** The decoded-instruction page for `vpn`, checking execute permission. */

@@ -25,6 +25,11 @@ export class Op extends Instruction {
    */
   r0 = 0;
   r1 = 0;
+  /** opKind[0], opKind[1], opReg[0], opReg[1] as plain fields, for the generic operand access (operands.ts rd/wr). */
+  kind0 = 0;
+  kind1 = 0;
+  reg0 = 0;
+  reg1 = 0;
   /** Arrivals of control here after a branch, until a block starting here is built (block.ts jit.after). */
   heat = 0;
   /** The block starting here once it was built (compiled, or cpu.ts NO_BLOCK when not worth it). */

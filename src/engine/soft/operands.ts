@@ -84,13 +84,22 @@ export function writeMem(c: Cpu, a: number, size: number, lo: number, hi: number
   }
 }
 
+/** Operand n's kind and register: the first two from the Op's own fields (no typed-array load). */
+function opKindOf(i: Op, n: number): number {
+  return n === 0 ? i.kind0 : n === 1 ? i.kind1 : i.opKind[n] as number;
+}
+
+function opRegOf(i: Op, n: number): number {
+  return n === 0 ? i.reg0 : n === 1 ? i.reg1 : i.opReg[n] as number;
+}
+
 /**
  * Reads operand n at `size` bytes. Memory: records the address in c.addr for
  * a following writeBack. Immediates: sign-extended per the decoder, cut to size.
  */
 export function rd(c: Cpu, i: Op, n: number, size: number): number {
-  const kind = i.opKind[n];
-  if (kind === OP_GPR) return readReg(c, i.opReg[n] as number, size);
+  const kind = opKindOf(i, n);
+  if (kind === OP_GPR) return readReg(c, opRegOf(i, n), size);
   if (kind === OP_MEM) {
     const a = ea(c, i);
     c.addr = a;
@@ -105,13 +114,13 @@ export function rd(c: Cpu, i: Op, n: number, size: number): number {
 
 /** Writes operand n (memory: computes the address). */
 export function wr(c: Cpu, i: Op, n: number, size: number, lo: number, hi: number): void {
-  if (i.opKind[n] === OP_GPR) writeReg(c, i.opReg[n] as number, size, lo, hi);
+  if (opKindOf(i, n) === OP_GPR) writeReg(c, opRegOf(i, n), size, lo, hi);
   else writeMem(c, ea(c, i), size, lo, hi);
 }
 
 /** Writes operand n after rd() read it (memory: the same address). */
 export function writeBack(c: Cpu, i: Op, n: number, size: number, lo: number, hi: number): void {
-  if (i.opKind[n] === OP_GPR) writeReg(c, i.opReg[n] as number, size, lo, hi);
+  if (opKindOf(i, n) === OP_GPR) writeReg(c, opRegOf(i, n), size, lo, hi);
   else writeMem(c, c.addr, size, lo, hi);
 }
 
