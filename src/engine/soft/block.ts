@@ -68,7 +68,7 @@ export function endsBlock(op: Op): boolean {
 
 /** Arrivals at a block start before it is compiled, default. */
 export const JIT_AFTER_DEFAULT = 65000;
-/** The heat counters are 16-bit (cpu.ts CodePage). */
+/** Upper bound of TYPEVISOR_SOFT_JIT_AFTER (the documented range; heat was a 16-bit counter when it was set). */
 const JIT_AFTER_MAX = 65534;
 
 /**
