@@ -5,6 +5,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import type { BuiltImage } from '../../src/image/build.js';
+import { imageBuildMissing, testImage } from '../image/helpers.js';
 import { GuestReport } from './protocol.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -99,4 +102,23 @@ export function runGuest(run: GuestRun): Promise<GuestResult> {
 export function describe(r: GuestResult): string {
   return `status=${r.status} halted=${r.halted} timedOut=${r.timedOut} wall=${r.wallMs.toFixed(0)}ms\n` +
     `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
+}
+
+/**
+ * The default Linux image for a test that boots it through the CLI, or
+ * undefined after skipping `t` by name: `missing` (a tool the test itself
+ * needs), no image tools, the CLI not built, or the image failing to build.
+ */
+export async function linuxImageOrSkip(t: TestContext, missing?: string): Promise<BuiltImage | undefined> {
+  const why = missing ?? imageBuildMissing() ?? cliMissing();
+  if (why) {
+    t.skip(why);
+    return undefined;
+  }
+  try {
+    return await testImage();
+  } catch (e) {
+    t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
 }

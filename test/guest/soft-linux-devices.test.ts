@@ -26,8 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeNewc } from '../../src/image/cpio.js';
 import { guestCommandParam, guestExitStatus } from '../../src/image/guest-cmdline.js';
-import { imageBuildMissing, testImage } from '../image/helpers.js';
-import { cliMissing } from './run-guest.js';
+import { linuxImageOrSkip } from './run-guest.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const VSOCK_TOOL_SOURCE = join(REPO, 'test/fixtures/vsock/vsock-tool.c');
@@ -295,14 +294,8 @@ function stepResult(stdout: string, name: string): string | undefined {
 }
 
 test('Linux on soft: disk, NIC, rng and vsock under Debian\'s kernel in one boot', async (t) => {
-  const why = imageBuildMissing() ?? cliMissing();
-  if (why) return t.skip(why);
-  let image;
-  try {
-    image = await testImage();
-  } catch (e) {
-    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await linuxImageOrSkip(t);
+  if (!image) return;
 
   const dir = mkdtempSync(join(tmpdir(), 'tv-devs-'));
   const cleanups: (() => void)[] = [() => rmSync(dir, { recursive: true, force: true })];

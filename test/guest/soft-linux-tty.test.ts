@@ -18,9 +18,9 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { imageBuildMissing, testImage, which } from '../image/helpers.js';
+import { which } from '../image/helpers.js';
 import { attachConsole, type SerialInput } from '../../src/backends/terminal.js';
-import { cliMissing } from './run-guest.js';
+import { linuxImageOrSkip } from './run-guest.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const PTY_RUN = `${REPO}test/fixtures/pty-run.py`;
@@ -319,14 +319,8 @@ test('console on a TTY: a hang-up ends the process by SIGHUP, not by an abort at
 });
 
 test('Linux on soft: on a terminal the shell takes typed keys and a paste, Ctrl-C interrupts a guest command, Ctrl-A H/X answer, the terminal is restored', { timeout: BOOT_MS + 120_000 }, async (t) => {
-  const why = ptyMissing() ?? imageBuildMissing() ?? cliMissing();
-  if (why) return t.skip(why);
-  let image;
-  try {
-    image = await testImage();
-  } catch (e) {
-    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await linuxImageOrSkip(t, ptyMissing());
+  if (!image) return;
 
   const vmm = [process.execPath, `${REPO}bin/typevisor.js`, 'run', '--engine', 'soft', '--cpus', '1', '--memory', '512M', '--kernel', image.kernel, '--initrd', image.initrd];
   const started = performance.now();
@@ -399,14 +393,8 @@ test('Linux on soft: on a terminal the shell takes typed keys and a paste, Ctrl-
 });
 
 test('typevisor run on a TTY: a hang-up while the guest runs stops the VM and typevisor ends by SIGHUP', { timeout: 240_000 }, async (t) => {
-  const why = ptyMissing() ?? imageBuildMissing() ?? cliMissing();
-  if (why) return t.skip(why);
-  let image;
-  try {
-    image = await testImage();
-  } catch (e) {
-    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await linuxImageOrSkip(t, ptyMissing());
+  if (!image) return;
   const term = openTerminal([process.execPath, `${REPO}bin/typevisor.js`, 'run', '--engine', 'soft', '--cpus', '1', '--memory', '512M', '--kernel', image.kernel, '--initrd', image.initrd], { bare: true });
   t.after(() => term.kill());
   // The kernel's banner: the console is attached and the guest is running.

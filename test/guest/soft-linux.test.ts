@@ -15,8 +15,7 @@ import { makeDiskImage } from '../../src/image/disk.js';
 import { guestCommandParam, guestExitStatus } from '../../src/image/guest-cmdline.js';
 import { fileURLToPath } from 'node:url';
 import { tscEarlyKhzArgument, TSC_HZ_DEFAULT } from '../../src/engine/soft/apic/index.js';
-import { imageBuildMissing, testImage } from '../image/helpers.js';
-import { cliMissing } from './run-guest.js';
+import { linuxImageOrSkip } from './run-guest.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 /** Enough for Linux 6.1 to print its banner, command line and e820 map (~10 M instructions from startup_64). */
@@ -41,18 +40,8 @@ function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Prom
 }
 
 test('Linux on soft: Debian\'s cloud kernel prints its first console lines within a bounded instruction count', async (t) => {
-  const why = imageBuildMissing() ?? cliMissing();
-  if (why) {
-    t.skip(why);
-    return;
-  }
-  let image;
-  try {
-    image = await testImage();
-  } catch (e) {
-    t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
-    return;
-  }
+  const image = await linuxImageOrSkip(t);
+  if (!image) return;
   // The soft CPU says AuthenticAMD, so Linux 6.1 does not read CPUID 0x15/0x16: give it the TSC rate.
   const cmdline = `console=ttyS0 earlyprintk=serial,ttyS0 ${tscEarlyKhzArgument(TSC_HZ_DEFAULT)} panic=-1`;
   const r = await runCli(
@@ -74,14 +63,8 @@ test('Linux on soft: Debian\'s cloud kernel prints its first console lines withi
 // a shell, a command reads a file from a virtio disk and prints its sha256, the
 // guest powers off and the VMM exits 0.
 test('Linux on soft: boots to the shell, hashes a file on a virtio disk, powers off with status 0', async (t) => {
-  const why = imageBuildMissing() ?? cliMissing();
-  if (why) return t.skip(why);
-  let image;
-  try {
-    image = await testImage();
-  } catch (e) {
-    return t.skip(`the default image cannot be built here: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await linuxImageOrSkip(t);
+  if (!image) return;
   const dir = mkdtempSync(join(tmpdir(), 'typevisor-soft-linux-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const content = randomBytes(48 * 1024);
