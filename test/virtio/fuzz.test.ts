@@ -21,6 +21,7 @@ import {
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
+  RNG_MAX_REQUEST_BYTES,
   VirtioMmioTransport,
   VirtioRng,
   Virtqueue,
@@ -367,16 +368,21 @@ test('virtio fuzz: virtio-rng on random rings answers every chain, or needs a re
       const status = driver.status();
       if (status & STATUS_DEVICE_NEEDS_RESET) return;
       if (c.twist === 2) return; // a layout that happened to be valid elsewhere
-      // Every published chain was answered, each with no more bytes than it could hold.
+      // Every published chain was answered, none with more than the per-request cap.
+      // The cap is checked on the device's own count, not on the used ring: a
+      // hostile driver may point a writable buffer at the used ring, and the
+      // random bytes the device then writes there overwrite earlier used lengths.
       assert.equal(memory.readU16(clean.used + 2), availIdx);
       assert.equal(rng.metrics.requests + rng.metrics.badRequests, availIdx);
-      for (let i = 0; i < availIdx; i++) {
-        const len = memory.readU32(clean.used + 4 + 8 * i + 4);
-        assert.ok(len <= 64 * 1024);
-      }
+      assert.ok(rng.metrics.bytes <= rng.metrics.requests * RNG_MAX_REQUEST_BYTES, `${rng.metrics.bytes} bytes for ${rng.metrics.requests} requests`);
       const cfg = new Uint8Array(4);
       transport.read(VIRTIO_MMIO_CONFIG, cfg);
     }),
-    { numRuns: runs(28_000) },
+    {
+      numRuns: runs(28_000),
+      // Found by a CI run: the second chain's writable buffer covered the used
+      // ring, so its random bytes replaced the first used element's length.
+      examples: [[{ seed: -1357643878, sizeLog: 1, indirect: true, eventIdx: false, start: 65520, heads: 230, twist: 0, hostility: 8 }]],
+    },
   );
 });
