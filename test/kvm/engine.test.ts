@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineUnavailableError, type VmStop } from '../../src/engine/engine.js';
-import { KvmEngine, KvmVm, kvmOpenError } from '../../src/engine/kvm/index.js';
+import { KvmEngine, kvmOpenError } from '../../src/engine/kvm/index.js';
 import { heapBacking, mmapBacking } from '../../src/memory/index.js';
-import { KVM_MP_STATE, NativeError, errnoValue } from '../../src/native/index.js';
+import { NativeError, errnoValue } from '../../src/native/index.js';
 import {
-  AP_CODE_ADDR, CODE_ADDR, MMIO_BASE, PORT_POWEROFF, RecordingDispatcher, guestBytes, kvmOrSkip, longModeGuest,
+  CODE_ADDR, MMIO_BASE, PORT_POWEROFF, RecordingDispatcher, guestBytes, kvmOrSkip, longModeGuest, runSmpGuest,
 } from './mini-guest.js';
 
 /** Stops the VM with 'poweroff' when the guest writes the ACPI sleep-control port. */
@@ -158,21 +158,7 @@ test('kvm: pause and resume of a halted guest, then stop', async (t) => {
 test('kvm: 4 vCPUs: APs wait for SIPI, then run real-mode code the BSP starts through the LAPIC', async (t) => {
   const engine = kvmOrSkip(t);
   if (!engine) return;
-  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('smp-bsp'));
-  memory.write(AP_CODE_ADDR, guestBytes('smp-ap'));
-  const d = new RecordingDispatcher();
-  const vm = await engine.createVm({ memory, cpus: 4, boot, dispatcher: d });
-  assert.ok(vm instanceof KvmVm);
-  assert.deepEqual(vm.initialMpStates(), [KVM_MP_STATE.RUNNABLE, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED]);
-  d.onPio = () => {
-    if ([0, 1, 2, 3].every((c) => d.text(c).length > 0)) vm.requestStop({ reason: 'host-stop' });
-  };
-  const timer = setTimeout(() => vm.requestStop({ reason: 'engine-error', cpu: -1, message: 'timeout' }), 20_000);
-  const stop = await vm.run();
-  clearTimeout(timer);
-  assert.deepEqual(stop, { reason: 'host-stop' });
-  assert.deepEqual([0, 1, 2, 3].map((c) => d.text(c)), ['B', 'A', 'A', 'A']);
-  await vm.close();
+  await runSmpGuest(engine);
   engine.close();
 });
 

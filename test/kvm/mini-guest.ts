@@ -1,7 +1,9 @@
 import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
 import type { BootCpuState, ExitDispatcher, Segment } from '../../src/engine/engine.js';
 import { EngineUnavailableError } from '../../src/engine/engine.js';
-import { KvmEngine } from '../../src/engine/kvm/index.js';
+import { KvmEngine, KvmVm } from '../../src/engine/kvm/index.js';
+import { KVM_MP_STATE } from '../../src/native/index.js';
 import { allocateGuestMemory, type GuestMemory, type MemoryBacking } from '../../src/memory/index.js';
 
 /**
@@ -127,4 +129,29 @@ export function kvmOrSkip(t: TestContext): KvmEngine | undefined {
     }
     throw e;
   }
+}
+
+/**
+ * Boots the SMP pair of guests on 4 vCPUs and checks the outcome: only the
+ * BSP runnable at first, each AP started through INIT/SIPI by the BSP, and
+ * every vCPU writing its letter (B for the BSP, A for each AP). `created`
+ * runs right after createVm, for checks of the engine at that point.
+ */
+export async function runSmpGuest(engine: KvmEngine, created: () => void = () => {}): Promise<void> {
+  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('smp-bsp'));
+  memory.write(AP_CODE_ADDR, guestBytes('smp-ap'));
+  const d = new RecordingDispatcher();
+  const vm = await engine.createVm({ memory, cpus: 4, boot, dispatcher: d });
+  created();
+  assert.ok(vm instanceof KvmVm);
+  assert.deepEqual(vm.initialMpStates(), [KVM_MP_STATE.RUNNABLE, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED]);
+  d.onPio = () => {
+    if ([0, 1, 2, 3].every((c) => d.text(c).length > 0)) vm.requestStop({ reason: 'host-stop' });
+  };
+  const timer = setTimeout(() => vm.requestStop({ reason: 'engine-error', cpu: -1, message: 'timeout' }), 20_000);
+  const stop = await vm.run();
+  clearTimeout(timer);
+  assert.deepEqual(stop, { reason: 'host-stop' });
+  assert.deepEqual([0, 1, 2, 3].map((c) => d.text(c)), ['B', 'A', 'A', 'A']);
+  await vm.close();
 }

@@ -2,9 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { KVM_MP_STATE } from '../../src/native/index.js';
-import { KvmVm } from '../../src/engine/kvm/index.js';
-import { AP_CODE_ADDR, RecordingDispatcher, guestBytes, kvmOrSkip, longModeGuest } from './mini-guest.js';
+import { kvmOrSkip, runSmpGuest } from './mini-guest.js';
 
 test('kvm: vCPU threads started ahead serve the next VM; the rest start with it', async (t) => {
   const engine = kvmOrSkip(t);
@@ -13,23 +11,8 @@ test('kvm: vCPU threads started ahead serve the next VM; the rest start with it'
   assert.equal(engine.spareVcpus(), 2);
   engine.prestartVcpus(1);
   assert.equal(engine.spareVcpus(), 2, 'prestartVcpus(n) tops the pool up to n, it does not add n');
-  const { memory, boot } = longModeGuest(engine.memoryBacking(), guestBytes('smp-bsp'));
-  memory.write(AP_CODE_ADDR, guestBytes('smp-ap'));
-  const d = new RecordingDispatcher();
   // Two spares and two new threads: the BSP and the APs must still be the right vCPUs.
-  const vm = await engine.createVm({ memory, cpus: 4, boot, dispatcher: d });
-  assert.equal(engine.spareVcpus(), 0);
-  assert.ok(vm instanceof KvmVm);
-  assert.deepEqual(vm.initialMpStates(), [KVM_MP_STATE.RUNNABLE, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED, KVM_MP_STATE.UNINITIALIZED]);
-  d.onPio = () => {
-    if ([0, 1, 2, 3].every((c) => d.text(c).length > 0)) vm.requestStop({ reason: 'host-stop' });
-  };
-  const timer = setTimeout(() => vm.requestStop({ reason: 'engine-error', cpu: -1, message: 'timeout' }), 20_000);
-  const stop = await vm.run();
-  clearTimeout(timer);
-  assert.deepEqual(stop, { reason: 'host-stop' });
-  assert.deepEqual([0, 1, 2, 3].map((c) => d.text(c)), ['B', 'A', 'A', 'A']);
-  await vm.close();
+  await runSmpGuest(engine, () => assert.equal(engine.spareVcpus(), 0));
   engine.close();
 });
 
