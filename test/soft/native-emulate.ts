@@ -7,8 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
-import { decode, MODE_64, STATUS_OK } from '../../src/engine/soft/decode/index.js';
-import { Op } from '../../src/engine/soft/op.js';
+import { decode, Instruction, MODE_64, STATUS_OK } from '../../src/engine/soft/decode/index.js';
 import {
   CpuException, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_AC, VEC_BP, VEC_DE, VEC_GP, VEC_PF, VEC_UD,
 } from '../../src/engine/soft/mmu.js';
@@ -210,7 +209,7 @@ export function templateForms(exe: string): Set<number> {
   if (start === undefined) return forms;
   const end = img.symbols.get('templates_end') ?? start;
   const bytes = img.copyOut(start, end - start);
-  const op = new Op();
+  const op = new Instruction();
   for (let off = 0; off < bytes.length;) {
     const st = decode(op, bytes, off, bytes.length, MODE_64);
     if (st !== STATUS_OK || op.length === 0) { off++; continue; }

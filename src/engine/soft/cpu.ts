@@ -6,7 +6,7 @@
  * by page offset and reused until the page is written (self-modifying code)
  * or unmapped; no allocation per executed instruction; int32 arithmetic.
  */
-import { decode, type DecodeMode, FORMS, HANDLER_NAMES, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
+import { decode, type DecodeMode, FORMS, HANDLER_NAMES, Instruction, MAX_INSN_LENGTH, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
 import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { Block, compileBlock, endsBlock, jit, MAX_BLOCK } from './block.js';
@@ -30,7 +30,6 @@ const STOP_REFETCH = 2;
 /** Entries per TLB (direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on every CPL change. */
 const TLB_SIZE = 1024;
 const TLB_MASK = TLB_SIZE - 1;
-const T32 = 4294967296;
 
 /**
  * The decoded code of one page frame in one decoding mode: instructions by
@@ -125,6 +124,8 @@ export class Cpu extends CpuState {
   private readonly mmioBuf = new Uint8Array(8);
   private readonly mmioView = new DataView(this.mmioBuf.buffer);
   private readonly fetchBuf = new Uint8Array(16);
+  /** The decoder's record, refilled by every decode; an Op copies what execution needs from it. */
+  private readonly decoded = new Instruction();
 
   constructor(readonly platform: SoftPlatform) {
     super();
@@ -186,28 +187,48 @@ export class Cpu extends CpuState {
     let blkStart = 0;
     /** Control may have just arrived here (a block starts): look for a compiled block, count the heat. */
     let boundary = true;
+    /**
+     * The instruction that just ran, in the page in hand: its `next` link
+     * (fall-through) or `jump` link (branch target) may lead to the current
+     * one without the page lookup.
+     */
+    let prev: Op | undefined;
     const jitAfter = jit.after;
     try {
       while (n < limit) {
         const rip = this.rip;
-        let off = rip - base;
-        if (!(off >= 0 && off < PAGE_SIZE)) {
-          const pv = Math.floor(rip / PAGE_SIZE);
-          const t = pv & TLB_MASK;
-          page = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
-          base = pv * PAGE_SIZE;
-          off = rip - base;
+        let op: Op | undefined;
+        if (prev !== undefined) op = !boundary ? prev.next : rip - base === prev.jumpOff ? prev.jump : undefined;
+        if (op === undefined) {
+          let off = rip - base;
+          if (!(off >= 0 && off < PAGE_SIZE)) {
+            const pv = Math.floor(rip / PAGE_SIZE);
+            const t = pv & TLB_MASK;
+            page = this.xTag[t] === pv ? this.xCode[t] ?? NO_CODE : this.codePage(pv);
+            base = pv * PAGE_SIZE;
+            off = rip - base;
+            prev = undefined;
+          }
+          // An int32 index keeps the element load on V8's fast path.
+          const ix = off | 0;
+          op = page.ops[ix];
+          if (op === undefined) op = this.decodeAt(rip, page.ops, ix);
+          // Link only ops of the page in hand: a straddling op is not cached.
+          if (prev !== undefined && page.ops[ix] === op) {
+            if (!boundary) prev.next = op;
+            else {
+              prev.jump = op;
+              prev.jumpOff = ix;
+            }
+          }
         }
-        // An int32 index keeps the element load on V8's fast path.
-        const ix = off | 0;
-        let op = page.ops[ix];
-        if (op === undefined) op = this.decodeAt(rip, page.ops, ix);
+        prev = undefined;
         if (boundary) {
           const b = op.block;
           if (b === undefined) {
             const h = op.heat + 1;
             op.heat = h;
-            if (h > jitAfter) this.promote(rip, page, ix);
+            if (h > jitAfter) this.promote(page, (rip - base) | 0);
           } else if (b.fn !== undefined && b.ops.length <= limit - n) {
             // A block runs whole or not at all within the budget, so instruction limits stay exact.
             blk = b;
@@ -222,13 +243,15 @@ export class Cpu extends CpuState {
             continue;
           }
         }
-        const next = rip + op.length;
+        const next: number = rip + op.length;
         this.nextRip = next;
         op.fn(this, op);
         this.rip = this.nextRip;
         n++;
         boundary = op.endsBlock || this.nextRip !== next;
+        prev = op;
         if (this.stopRequested !== 0) {
+          prev = undefined;
           if (this.stopRequested !== STOP_REFETCH) break;
           // Code was invalidated under the loop: look the page up again.
           this.stopRequested = 0;
@@ -253,7 +276,7 @@ export class Cpu extends CpuState {
    * what is not yet decoded, and only what decodes cleanly within the page:
    * never faults.
    */
-  private promote(rip: number, page: CodePage, ix: number): void {
+  private promote(page: CodePage, ix: number): void {
     const first = page.ops[ix];
     // An instruction that straddles the page is decoded afresh each time: nothing to mark.
     if (first === undefined) return;
@@ -265,7 +288,7 @@ export class Cpu extends CpuState {
     while (ops.length < MAX_BLOCK && !endsBlock(op) && off < PAGE_SIZE) {
       let next = page.ops[off];
       if (next === undefined) {
-        next = this.decodeAhead(page, off, rip + (off - ix));
+        next = this.decodeAhead(page, off);
         if (next === undefined) break;
       }
       op = next;
@@ -280,28 +303,21 @@ export class Cpu extends CpuState {
   }
 
   /** Decodes and caches the instruction at `off` if it is valid and within the page; never faults. */
-  private decodeAhead(page: CodePage, off: number, rip: number): Op | undefined {
-    const op = new Op();
-    if (decode(op, page.frame.bytes, off, PAGE_SIZE, this.mode) !== STATUS_OK) return undefined;
-    op.address = rip;
-    op.bytes = page.frame.bytes.slice(off, off + op.length);
-    this.bind(op);
+  private decodeAhead(page: CodePage, off: number): Op | undefined {
+    if (decode(this.decoded, page.frame.bytes, off, PAGE_SIZE, this.mode) !== STATUS_OK) return undefined;
+    const op = this.bind();
     page.ops[off] = op;
     return op;
   }
 
-  private bind(op: Op): void {
-    op.dispVal = op.dispBytes === 8 ? op.dispHi * T32 + (op.disp >>> 0) : op.disp;
+  /** The Op for the instruction just decoded into `decoded`, with its handler bound. */
+  private bind(): Op {
+    const op = Op.from(this.decoded);
     const fn = FORM_HANDLERS[op.form] ?? missingHandler;
     // The specialised shapes assume 64-bit mode (flat stack, 64-bit return addresses).
     op.fn = fn === HANDLER_TABLE[op.handler] && this.mode === MODE_64 ? specialize(HANDLER_NAMES[op.handler] ?? '', op) ?? fn : fn;
     op.endsBlock = endsBlock(op);
-    op.r0 = 2 * (op.opReg[0] as number);
-    op.r1 = 2 * (op.opReg[1] as number);
-    op.kind0 = op.opKind[0] as number;
-    op.kind1 = op.opKind[1] as number;
-    op.reg0 = op.opReg[0] as number;
-    op.reg1 = op.opReg[1] as number;
+    return op;
   }
 
   /** The decoded-instruction page for `vpn`, checking execute permission. */
@@ -324,11 +340,11 @@ export class Cpu extends CpuState {
   }
 
   private decodeAt(rip: number, ops: (Op | undefined)[], off: number): Op {
-    const op = new Op();
+    const d = this.decoded;
     const vpn = Math.floor(rip / PAGE_SIZE);
     this.faultAddr = rip;
     const frame = this.platform.translate(vpn, ACCESS_EXEC);
-    let status = decode(op, frame.bytes, off, PAGE_SIZE, this.mode);
+    let status = decode(d, frame.bytes, off, PAGE_SIZE, this.mode);
     let straddles = false;
     if (status === STATUS_TRUNCATED) {
       // The instruction continues on the next page: decode from a copy and do not cache it.
@@ -337,28 +353,52 @@ export class Cpu extends CpuState {
       this.faultAddr = (vpn + 1) * PAGE_SIZE;
       const next = this.platform.translate(vpn + 1, ACCESS_EXEC);
       this.fetchBuf.set(next.bytes.subarray(0, 16 - n), n);
-      status = decode(op, this.fetchBuf, 0, 16, this.mode);
+      status = decode(d, this.fetchBuf, 0, 16, this.mode);
       straddles = true;
     }
-    op.address = rip;
-    op.bytes = straddles ? this.fetchBuf.slice(0, Math.max(op.length, 1)) : frame.bytes.slice(off, off + Math.max(op.length, 1));
     if (status !== STATUS_OK) {
+      const len = Math.max(1, Math.min(d.length, MAX_INSN_LENGTH));
+      const bytes = straddles ? this.fetchBuf.subarray(0, len) : frame.bytes.subarray(off, Math.min(off + len, PAGE_SIZE));
       throw new CpuException(status === STATUS_TOO_LONG ? VEC_GP : VEC_UD, 0, rip,
-        `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(op.bytes)}`);
+        `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(bytes)}`);
     }
-    this.bind(op);
+    const op = this.bind();
     if (!straddles) ops[off] = op;
     return op;
   }
 
-  /** Raises #UD for a form with no handler, reporting it once with its bytes. */
+  /**
+   * Raises #UD for a form with no handler, reporting it once with its bytes.
+   * Runs with cpu.rip at the instruction (the run loop and compiled blocks keep it so for every handler).
+   */
   unimplemented(i: Op, why = 'not implemented'): never {
+    const at = this.rip;
+    const bytes = hexBytes(this.peekCode(at, i.length));
     if (!this.reported.has(i.form)) {
       this.reported.add(i.form);
       const f = FORMS[i.form];
-      this.log(`${why}: ${f ? `${f.mnemonic} ${f.row[2]}` : '?'} (${HANDLER_NAMES[i.handler] ?? '?'}) at 0x${hex(i.address)}: ${hexBytes(i.bytes)}`);
+      this.log(`${why}: ${f ? `${f.mnemonic} ${f.row[2]}` : '?'} (${HANDLER_NAMES[i.handler] ?? '?'}) at 0x${hex(at)}: ${bytes}`);
     }
-    throw new CpuException(VEC_UD, 0, i.address, `#UD: ${hexBytes(i.bytes)} at 0x${hex(i.address)}`);
+    throw new CpuException(VEC_UD, 0, at, `#UD: ${bytes} at 0x${hex(at)}`);
+  }
+
+  /** Up to `len` code bytes at `a`, for reports: as many as translate for execution (none if the page is gone). */
+  private peekCode(a: number, len: number): Uint8Array {
+    const out = new Uint8Array(Math.max(0, Math.min(len, MAX_INSN_LENGTH)));
+    const saved = this.faultAddr;
+    let k = 0;
+    try {
+      for (; k < out.length; k++) {
+        const f = this.platform.translate(Math.floor((a + k) / PAGE_SIZE), ACCESS_EXEC);
+        if (f.mmio !== undefined) break;
+        out[k] = f.bytes[(a + k) & PAGE_MASK] as number;
+      }
+    } catch (e) {
+      if (!(e instanceof CpuException)) throw e;
+    } finally {
+      this.faultAddr = saved;
+    }
+    return out.subarray(0, k);
   }
 
   // ---- TLB maintenance (called by the platform on unmap/protect, and by paging later) ----

@@ -72,14 +72,14 @@ export const HANDLER_TABLE: readonly Handler[] = HANDLER_NAMES.map((n) => ALL[n]
 const RUNS_WITHOUT_FEATURE: ReadonlySet<string> = new Set(['misc_nop', 'misc_prefetch', 'cet_rdssp', 'bit_tzcnt', 'bit_lzcnt', 'sys_wbinvd']);
 
 function notAdvertised(feature: string): Handler {
-  return (_c: Cpu, i: Op) => {
-    throw new CpuException(VEC_UD, 0, i.address, `#UD: ${FORMS[i.form]?.mnemonic ?? '?'} needs CPUID feature ${feature}, not advertised`);
+  return (c: Cpu, i: Op) => {
+    throw new CpuException(VEC_UD, 0, c.rip, `#UD: ${FORMS[i.form]?.mnemonic ?? '?'} needs CPUID feature ${feature}, not advertised`);
   };
 }
 
 function privileged(h: Handler): Handler {
   return (c: Cpu, i: Op) => {
-    if (c.cpl !== 0) throw new CpuException(VEC_GP, 0, i.address, `#GP: ${FORMS[i.form]?.mnemonic ?? '?'} at CPL ${c.cpl}`);
+    if (c.cpl !== 0) throw new CpuException(VEC_GP, 0, c.rip, `#GP: ${FORMS[i.form]?.mnemonic ?? '?'} at CPL ${c.cpl}`);
     h(c, i);
   };
 }

@@ -8,7 +8,7 @@
  */
 import { BASE_RIP, MODE_64, OP_GPR, OP_IMM, OP_MEM, REG_AH } from './decode/index.js';
 import type { Cpu } from './cpu.js';
-import type { Op } from './op.js';
+import { opKind, opReg, type Op } from './op.js';
 
 export const T32 = 4294967296;
 
@@ -84,22 +84,13 @@ export function writeMem(c: Cpu, a: number, size: number, lo: number, hi: number
   }
 }
 
-/** Operand n's kind and register: the first two from the Op's own fields (no typed-array load). */
-function opKindOf(i: Op, n: number): number {
-  return n === 0 ? i.kind0 : n === 1 ? i.kind1 : i.opKind[n] as number;
-}
-
-function opRegOf(i: Op, n: number): number {
-  return n === 0 ? i.reg0 : n === 1 ? i.reg1 : i.opReg[n] as number;
-}
-
 /**
  * Reads operand n at `size` bytes. Memory: records the address in c.addr for
  * a following writeBack. Immediates: sign-extended per the decoder, cut to size.
  */
 export function rd(c: Cpu, i: Op, n: number, size: number): number {
-  const kind = opKindOf(i, n);
-  if (kind === OP_GPR) return readReg(c, opRegOf(i, n), size);
+  const kind = opKind(i, n);
+  if (kind === OP_GPR) return readReg(c, opReg(i, n), size);
   if (kind === OP_MEM) {
     const a = ea(c, i);
     c.addr = a;
@@ -114,13 +105,13 @@ export function rd(c: Cpu, i: Op, n: number, size: number): number {
 
 /** Writes operand n (memory: computes the address). */
 export function wr(c: Cpu, i: Op, n: number, size: number, lo: number, hi: number): void {
-  if (opKindOf(i, n) === OP_GPR) writeReg(c, opRegOf(i, n), size, lo, hi);
+  if (opKind(i, n) === OP_GPR) writeReg(c, opReg(i, n), size, lo, hi);
   else writeMem(c, ea(c, i), size, lo, hi);
 }
 
 /** Writes operand n after rd() read it (memory: the same address). */
 export function writeBack(c: Cpu, i: Op, n: number, size: number, lo: number, hi: number): void {
-  if (opKindOf(i, n) === OP_GPR) writeReg(c, opRegOf(i, n), size, lo, hi);
+  if (opKind(i, n) === OP_GPR) writeReg(c, opReg(i, n), size, lo, hi);
   else writeMem(c, c.addr, size, lo, hi);
 }
 

@@ -30,7 +30,7 @@ export function setLogic(c: Cpu, size: number, r: number, rh: number): void {
 }
 
 function binop(c: Cpu, i: Op, k: number): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 1, size);
   const sh = c.hi;
   const d = rd(c, i, 0, size);
@@ -76,7 +76,7 @@ function binop(c: Cpu, i: Op, k: number): void {
 }
 
 function incdec(c: Cpu, i: Op, dec: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const cf = getCF(c);
   const d = rd(c, i, 0, size);
   const dh = c.hi;
@@ -93,7 +93,7 @@ function incdec(c: Cpu, i: Op, dec: boolean): void {
 }
 
 function alu_neg(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 0, size);
   const sh = c.hi;
   let r: number;
@@ -105,13 +105,13 @@ function alu_neg(c: Cpu, i: Op): void {
 }
 
 function alu_not(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const d = rd(c, i, 0, size);
   writeBack(c, i, 0, size, ~d & maskOf(size), ~c.hi);
 }
 
 function alu_xadd(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 1, size);
   const sh = c.hi;
   const d = rd(c, i, 0, size);
@@ -125,12 +125,12 @@ function alu_xadd(c: Cpu, i: Op): void {
   } else r = (d + s) & maskOf(size);
   setArith(c, LF_ADD, size, d, dh, s, sh, r, rh, 0);
   // SDM XADD: TEMP <- SRC + DEST; SRC <- DEST; DEST <- TEMP (the destination write wins when both are one register).
-  writeReg(c, i.opReg[1] as number, size, d, dh);
+  writeReg(c, i.reg1, size, d, dh);
   writeBack(c, i, 0, size, r, rh);
 }
 
 function alu_cmpxchg(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const d = rd(c, i, 0, size);
   const dh = c.hi;
   const a = readReg(c, RAX, size);
@@ -143,15 +143,15 @@ function alu_cmpxchg(c: Cpu, i: Op): void {
   } else {
     // A memory destination is written back unchanged (a locked cycle always writes); a register
     // destination is not written, so a 32-bit one keeps its upper half (as the host CPU does).
-    if (i.opKind[0] === OP_MEM) writeBack(c, i, 0, size, d, dh);
+    if (i.kind0 === OP_MEM) writeBack(c, i, 0, size, d, dh);
     writeReg(c, RAX, size, d, dh);
   }
 }
 
 function alu_cmpxchg8b(c: Cpu, i: Op): void {
   const a = ea(c, i);
-  if ((i.opSize[0] as number) === 16) {
-    if ((a & 15) !== 0) throw new CpuException(VEC_GP, 0, i.address, 'cmpxchg16b: operand not 16-byte aligned');
+  if ((i.size0) === 16) {
+    if ((a & 15) !== 0) throw new CpuException(VEC_GP, 0, c.rip, 'cmpxchg16b: operand not 16-byte aligned');
     const l0 = c.read64(a), h0 = c.hi, l1 = c.read64(a + 8), h1 = c.hi;
     const g = c.gpr;
     if (l0 === g[2 * RAX] && h0 === g[2 * RAX + 1] && l1 === g[2 * RDX] && h1 === g[2 * RDX + 1]) {

@@ -20,9 +20,9 @@ import { ADVERTISED } from '../cpuid.js';
 const BT = 0, BTS = 1, BTR = 2, BTC = 3;
 
 function bitop(c: Cpu, i: Op, kind: number): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const bits = size * 8;
-  if (i.opKind[0] !== OP_GPR && i.opKind[1] !== OP_IMM) {
+  if (i.kind0 !== OP_GPR && i.kind1 !== OP_IMM) {
     // Memory operand with a register offset: any bit relative to the address.
     const off = rd(c, i, 1, size);
     const offVal = size === 8 ? c.hi * T32 + (off >>> 0) : size === 4 ? off : size === 2 ? (off << 16) >> 16 : off;
@@ -64,7 +64,7 @@ function ctz32(x: number): number {
 }
 
 function scan(c: Cpu, i: Op, reverse: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 1, size);
   const sh = size === 8 ? c.hi : 0;
   if ((s | sh) === 0) {
@@ -74,7 +74,7 @@ function scan(c: Cpu, i: Op, reverse: boolean): void {
   let r: number;
   if (reverse) r = size === 8 ? 63 - clz64(s, sh) : 31 - Math.clz32(s);
   else r = s !== 0 ? ctz32(s) : 32 + ctz32(sh);
-  writeReg(c, i.opReg[0] as number, size, r, 0);
+  writeReg(c, i.reg0, size, r, 0);
   setStatus(c, FLAG_ZF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF | FLAG_PF, 0);
 }
 
@@ -86,22 +86,22 @@ function popcount32(x: number): number {
 }
 
 function bit_popcnt(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 1, size);
   const n = popcount32(s) + (size === 8 ? popcount32(c.hi) : 0);
-  writeReg(c, i.opReg[0] as number, size, n, 0);
+  writeReg(c, i.reg0, size, n, 0);
   setStatus(c, FLAG_ZF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF | FLAG_PF, n === 0 ? FLAG_ZF : 0);
 }
 
 /** TZCNT/LZCNT proper (BMI1/ABM): the operand size when the source is 0, CF = (source == 0), ZF = (result == 0). */
 function count(c: Cpu, i: Op, leading: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 1, size);
   const sh = size === 8 ? c.hi : 0;
   let n: number;
   if (leading) n = size === 8 ? clz64(s, sh) : Math.clz32(s) - (32 - size * 8);
   else n = Math.min(size * 8, s !== 0 ? ctz32(s) : 32 + ctz32(sh));
-  writeReg(c, i.opReg[0] as number, size, n, 0);
+  writeReg(c, i.reg0, size, n, 0);
   setStatus(c, FLAG_ZF | FLAG_CF, (n === 0 ? FLAG_ZF : 0) | ((s | sh) === 0 ? FLAG_CF : 0));
 }
 

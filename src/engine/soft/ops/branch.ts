@@ -24,9 +24,9 @@ function target(c: Cpu, i: Op): number {
  * RSP or RIP change (SDM Vol. 2A, JMP/CALL/RET "64-Bit Mode Exceptions").
  * `hi` is the target's high half: bits 63-47 must be equal.
  */
-export function checkCanonicalTarget(i: Op, hi: number): void {
+export function checkCanonicalTarget(c: Cpu, hi: number): void {
   const top = hi >> 15;
-  if (top !== 0 && top !== -1) throw new CpuException(VEC_GP, 0, i.address, '#GP: branch to a non-canonical address');
+  if (top !== 0 && top !== -1) throw new CpuException(VEC_GP, 0, c.rip, '#GP: branch to a non-canonical address');
 }
 
 function flow_jcc(c: Cpu, i: Op): void {
@@ -37,8 +37,8 @@ function flow_jcc(c: Cpu, i: Op): void {
 const CS = 1;
 
 function flow_jmp(c: Cpu, i: Op): void {
-  if (i.opKind[0] === OP_REL) c.nextRip += i.imm;
-  else if (c.mode === MODE_64) { const t = target(c, i); checkCanonicalTarget(i, c.hi); c.nextRip = t; }
+  if (i.kind0 === OP_REL) c.nextRip += i.imm;
+  else if (c.mode === MODE_64) { const t = target(c, i); checkCanonicalTarget(c, c.hi); c.nextRip = t; }
   else c.nextRip = (c.segBase[CS] as number) + target(c, i);
 }
 
@@ -46,7 +46,7 @@ function flow_jmp(c: Cpu, i: Op): void {
 function callLegacy(c: Cpu, i: Op): void {
   const base = c.segBase[CS] as number;
   const ret = c.nextRip - base;
-  const dest = i.opKind[0] === OP_REL ? c.nextRip + i.imm : base + target(c, i);
+  const dest = i.kind0 === OP_REL ? c.nextRip + i.imm : base + target(c, i);
   pushN(c, i.osize, ret, 0);
   c.nextRip = dest;
 }
@@ -55,8 +55,8 @@ function flow_call(c: Cpu, i: Op): void {
   if (c.mode !== MODE_64) { callLegacy(c, i); return; }
   const ret = c.nextRip;
   let dest: number;
-  if (i.opKind[0] === OP_REL) dest = ret + i.imm;
-  else { dest = target(c, i); checkCanonicalTarget(i, c.hi); }
+  if (i.kind0 === OP_REL) dest = ret + i.imm;
+  else { dest = target(c, i); checkCanonicalTarget(c, c.hi); }
   push64(c, ret, Math.floor(ret / T32));
   c.nextRip = dest;
 }
@@ -70,7 +70,7 @@ function flow_ret(c: Cpu, i: Op): void {
   }
   const sp = regAddr(c, RSP);
   const lo = c.read64(sp);
-  checkCanonicalTarget(i, c.hi);
+  checkCanonicalTarget(c, c.hi);
   c.nextRip = c.hi * T32 + (lo >>> 0);
   setRegAddr(c, RSP, sp + 8 + (i.nops > 0 ? i.imm & 0xffff : 0));
 }
@@ -102,7 +102,7 @@ function flow_jcxz(c: Cpu, i: Op): void {
 /** Software interrupts trap with RIP past the instruction (SDM Vol. 3A, 6.5 "trap"). */
 function trap(c: Cpu, i: Op, vector: number, what: string): never {
   c.rip = c.nextRip;
-  throw new CpuException(vector, 0, i.address, what);
+  throw new CpuException(vector, 0, c.rip, what);
 }
 
 export const BRANCH: HandlerMap = {
@@ -116,6 +116,6 @@ export const BRANCH: HandlerMap = {
   flow_int1: (c, i) => trap(c, i, VEC_DB, 'int1'),
   flow_into: (c, i) => trap(c, i, VEC_OF, 'into'),
   // INT n from CPL 3 through a gate the kernel did not open is #GP(n*8+2) (SDM Vol. 3A, 6.12.1.1).
-  flow_int: (c, i) => { throw new CpuException(VEC_GP, ((i.imm & 0xff) << 3) | 2, i.address, `int 0x${(i.imm & 0xff).toString(16)}`); },
+  flow_int: (c, i) => { throw new CpuException(VEC_GP, ((i.imm & 0xff) << 3) | 2, c.rip, `int 0x${(i.imm & 0xff).toString(16)}`); },
 };
 

@@ -8,7 +8,7 @@
 import { BASE_RIP, OP_GPR, OP_IMM, OP_MEM, OP_REL } from '../decode/index.js';
 import { cond, getCF, setCarryOverflow } from '../flags.js';
 import type { Cpu } from '../cpu.js';
-import type { Handler, Op } from '../op.js';
+import { opKind, opReg, type Handler, type Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
 import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
@@ -158,10 +158,10 @@ const callRel: Handler = (c, i) => {
   push64(c, ret, Math.floor(ret / T32));
   c.nextRip = ret + i.imm;
 };
-const ret: Handler = (c, i) => {
+const ret: Handler = (c) => {
   const sp = regAddr(c, RSP);
   const lo = c.read64(sp);
-  checkCanonicalTarget(i, c.hi);
+  checkCanonicalTarget(c, c.hi);
   c.nextRip = c.hi * T32 + (lo >>> 0);
   setRegAddr(c, RSP, sp + 8);
 };
@@ -226,9 +226,9 @@ function plainMem(i: Op): boolean {
 
 /** A specialised handler for `i` (by the name the table binds), or undefined to keep the generic one. */
 export function specialize(name: string, i: Op): Handler | undefined {
-  const k0 = i.opKind[0], k1 = i.opKind[1];
-  const size = i.opSize[0] as number;
-  const gpr = (n: number): boolean => i.opKind[n] === OP_GPR && (i.opReg[n] as number) < 16;
+  const k0 = i.kind0, k1 = i.kind1;
+  const size = i.size0;
+  const gpr = (n: number): boolean => opKind(i, n) === OP_GPR && opReg(i, n) < 16;
   if (name === 'mov_mov' && (size === 8 || size === 4) && i.nops === 2) {
     if (gpr(0) && gpr(1)) return size === 8 ? movRR8 : movRR4;
     if (gpr(0) && k1 === OP_IMM) return size === 8 ? movRI8 : movRI4;
@@ -251,8 +251,8 @@ export function specialize(name: string, i: Op): Handler | undefined {
   }
   if ((name === 'alu_inc' || name === 'alu_dec') && (size === 8 || size === 4) && i.nops === 1 && gpr(0)) return incdec(name === 'alu_dec', size);
   if (name === 'mov_movzx' && (size === 8 || size === 4) && gpr(0) && k1 === OP_MEM && plainMem(i)) {
-    if (i.opSize[1] === 1) return movzxM8;
-    if (i.opSize[1] === 2) return movzxM16;
+    if (i.size1 === 1) return movzxM8;
+    if (i.size1 === 2) return movzxM16;
   }
   if (name === 'stack_push' && i.osize === 8 && gpr(0)) return pushR;
   if (name === 'stack_pop' && i.osize === 8 && gpr(0)) return popR;

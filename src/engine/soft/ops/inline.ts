@@ -76,16 +76,16 @@ function leaSource(op: Op, size: number, d: number): string {
 /** MOV r, [m] and MOV [m], r at 32/64 bits (fast.ts movRM*, movMR*); they may fault. */
 function movMemSource(op: Op, size: number): InlineSource | undefined {
   if (!plainMem(op)) return undefined;
-  const k0 = op.opKind[0], k1 = op.opKind[1];
-  if (k0 === OP_GPR && k1 === OP_MEM && (op.opReg[0] as number) < 16) {
-    const d = 2 * (op.opReg[0] as number);
+  const k0 = op.kind0, k1 = op.kind1;
+  if (k0 === OP_GPR && k1 === OP_MEM && (op.reg0) < 16) {
+    const d = 2 * (op.reg0);
     return {
       code: size === 8 ? `{ ${eaSource(op)} const lo = c.read64(ea); g[${d}] = lo; g[${d + 1}] = c.hi; }` : `{ ${eaSource(op)} const lo = c.read32(ea); g[${d}] = lo; g[${d + 1}] = 0; }`,
       mayLeave: true,
     };
   }
-  if (k0 === OP_MEM && k1 === OP_GPR && (op.opReg[1] as number) < 16) {
-    const s = 2 * (op.opReg[1] as number);
+  if (k0 === OP_MEM && k1 === OP_GPR && (op.reg1) < 16) {
+    const s = 2 * (op.reg1);
     return { code: size === 8 ? `{ ${eaSource(op)} c.write64(ea, g[${s}], g[${s + 1}]); }` : `{ ${eaSource(op)} c.write32(ea, g[${s}]); }`, mayLeave: true };
   }
   return undefined;
@@ -94,20 +94,20 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
 /** Source for instruction `op`, or undefined to call its handler. */
 export function inlineSource(op: Op): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
-  if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.opKind[0] === OP_GPR && (op.opReg[0] as number) < 16) {
+  if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // push64 (operands.ts): the store first, so a fault leaves RSP as it was.
-    const r = 2 * (op.opReg[0] as number);
+    const r = 2 * (op.reg0);
     return { code: `{ const v = g[${r}], vh = g[${r + 1}]; const sp = g[9] * 4294967296 + (g[8] >>> 0) - 8; c.write64(sp, v, vh); g[8] = sp; g[9] = Math.floor(sp / 4294967296); }`, mayLeave: true };
   }
-  if (name === 'stack_pop' && op.nops === 1 && op.osize === 8 && op.opKind[0] === OP_GPR && (op.opReg[0] as number) < 16) {
+  if (name === 'stack_pop' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // pop64 then the register (fast.ts popR): POP RSP loads the value read.
-    const r = 2 * (op.opReg[0] as number);
+    const r = 2 * (op.reg0);
     return { code: `{ const sp = g[9] * 4294967296 + (g[8] >>> 0); const lo = c.read64(sp); g[8] = sp + 8; g[9] = Math.floor((sp + 8) / 4294967296); g[${r}] = lo; g[${r + 1}] = c.hi; }`, mayLeave: true };
   }
   if (op.nops !== 2) return undefined;
-  const size = op.opSize[0] as number;
+  const size = op.size0;
   if (size !== 4 && size !== 8) return undefined;
-  const k0 = op.opKind[0], k1 = op.opKind[1];
+  const k0 = op.kind0, k1 = op.kind1;
   if (name === 'mov_mov' && (k1 === OP_MEM || k0 === OP_MEM)) return movMemSource(op, size);
   const kind = ALU[name];
   if (kind === 'cmp' || kind === 'test') {
@@ -115,27 +115,27 @@ export function inlineSource(op: Op): InlineSource | undefined {
     if (k0 === OP_MEM && plainMem(op)) {
       let b: string;
       if (k1 === OP_IMM) b = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
-      else if (k1 === OP_GPR && (op.opReg[1] as number) < 16) b = `const b = g[${2 * (op.opReg[1] as number)}], bh = g[${2 * (op.opReg[1] as number) + 1}];`;
+      else if (k1 === OP_GPR && (op.reg1) < 16) b = `const b = g[${2 * (op.reg1)}], bh = g[${2 * (op.reg1) + 1}];`;
       else return undefined;
       const load = size === 8 ? 'const a = c.read64(ea), ah = c.hi;' : 'const a = c.read32(ea), ah = 0;';
       return { code: `{ ${eaSource(op)} ${load} ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
     }
   }
-  if (k0 !== OP_GPR || (op.opReg[0] as number) >= 16) return undefined;
-  const d = 2 * (op.opReg[0] as number);
+  if (k0 !== OP_GPR || (op.reg0) >= 16) return undefined;
+  const d = 2 * (op.reg0);
   if (name === 'mov_lea' && k1 === OP_MEM && op.asize === 8 && op.base >= -1 && op.base <= BASE_RIP && op.index <= 15) {
     return { code: leaSource(op, size, d), mayLeave: false };
   }
   if (name === 'mov_movzx' && k1 === OP_MEM && plainMem(op)) {
-    const from = op.opSize[1] as number;
+    const from = op.size1;
     if (from !== 1 && from !== 2) return undefined;
     return { code: `{ ${eaSource(op)} const v = c.read${from * 8}(ea); g[${d}] = v; g[${d + 1}] = 0; }`, mayLeave: true };
   }
   if (kind === undefined && name !== 'mov_mov') return undefined;
   let src: string;
   let mem = false;
-  if (k1 === OP_GPR && (op.opReg[1] as number) < 16) {
-    const r = 2 * (op.opReg[1] as number);
+  if (k1 === OP_GPR && (op.reg1) < 16) {
+    const r = 2 * (op.reg1);
     src = `const b = g[${r}], bh = g[${r + 1}];`;
   } else if (k1 === OP_IMM) {
     src = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;

@@ -35,7 +35,7 @@ function sys_rdtsc(c: Cpu): void {
 
 function cliSti(c: Cpu, i: Op, set: boolean): void {
   // IOPL is 0 in process mode: CLI/STI at CPL 3 are #GP (SDM "CLI", protected-mode table).
-  if (c.cpl > ((c.flagsBase >> 12) & 3)) throw new CpuException(VEC_GP, 0, i.address, set ? 'sti at CPL 3' : 'cli at CPL 3');
+  if (c.cpl > ((c.flagsBase >> 12) & 3)) throw new CpuException(VEC_GP, 0, c.rip, set ? 'sti at CPL 3' : 'cli at CPL 3');
   c.flagsBase = set ? c.flagsBase | FLAG_IF : c.flagsBase & ~FLAG_IF;
 }
 
@@ -53,8 +53,8 @@ function nop(): void {
   // no architectural effect
 }
 
-function misc_ud(_c: Cpu, i: Op): void {
-  throw new CpuException(VEC_UD, 0, i.address, 'ud');
+function misc_ud(c: Cpu, _i: Op): void {
+  throw new CpuException(VEC_UD, 0, c.rip, 'ud');
 }
 
 function sys_syscall(c: Cpu): void {
@@ -62,13 +62,13 @@ function sys_syscall(c: Cpu): void {
 }
 
 function fsgs(c: Cpu, i: Op, seg: number, write: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   if (write) {
-    const lo = readReg(c, i.opReg[0] as number, size);
+    const lo = readReg(c, i.reg0, size);
     c.segBase[seg] = size === 8 ? c.hi * 4294967296 + (lo >>> 0) : lo >>> 0;
   } else {
     const b = c.segBase[seg] as number;
-    writeReg(c, i.opReg[0] as number, size, b, Math.floor(b / 4294967296));
+    writeReg(c, i.reg0, size, b, Math.floor(b / 4294967296));
   }
 }
 

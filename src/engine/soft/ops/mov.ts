@@ -13,20 +13,20 @@ import { RAX, RBX, RDX, SEG_CS, SEG_FS, SEG_GS } from '../state.js';
 import type { HandlerMap } from './types.js';
 
 function mov_mov(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const v = rd(c, i, 1, size);
   wr(c, i, 0, size, v, c.hi);
 }
 
 function mov_movzx(c: Cpu, i: Op): void {
-  const v = rd(c, i, 1, i.opSize[1] as number);
-  wr(c, i, 0, i.opSize[0] as number, v, 0);
+  const v = rd(c, i, 1, i.size1);
+  wr(c, i, 0, i.size0, v, 0);
 }
 
 /** MOVSX and MOVSXD: sign-extend operand 1 to operand 0's size. */
 function mov_movsx(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
-  const v = sext(rd(c, i, 1, i.opSize[1] as number), i.opSize[1] as number);
+  const size = i.size0;
+  const v = sext(rd(c, i, 1, i.size1), i.size1);
   wr(c, i, 0, size, v & maskOf(size), v >> 31);
 }
 
@@ -56,20 +56,20 @@ function mov_lea(c: Cpu, i: Op): void {
     hi = (hi + xh + (l > 0xffffffff ? 1 : 0)) | 0;
     lo = l | 0;
   }
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   if (i.asize === 4) hi = 0;
   else if (i.asize === 2) { lo &= 0xffff; hi = 0; }
-  writeReg(c, i.opReg[0] as number, size, size === 2 ? lo & 0xffff : lo, hi);
+  writeReg(c, i.reg0, size, size === 2 ? lo & 0xffff : lo, hi);
 }
 
 function mov_xchg(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const b = rd(c, i, 1, size);
   const bh = c.hi;
   const a = rd(c, i, 0, size);
   const ah = c.hi;
   writeBack(c, i, 0, size, b, bh);
-  writeReg(c, i.opReg[1] as number, size, a, ah);
+  writeReg(c, i.reg1, size, a, ah);
 }
 
 function bswap32(x: number): number {
@@ -77,8 +77,8 @@ function bswap32(x: number): number {
 }
 
 function mov_bswap(c: Cpu, i: Op): void {
-  const r = i.opReg[0] as number;
-  const size = i.opSize[0] as number;
+  const r = i.reg0;
+  const size = i.size0;
   if (size === 8) {
     const lo = c.gpr[2 * r] as number, hi = c.gpr[2 * r + 1] as number;
     writeReg(c, r, 8, bswap32(hi), bswap32(lo));
@@ -113,27 +113,27 @@ function mov_xlat(c: Cpu, i: Op): void {
 }
 
 function mov_from_seg(c: Cpu, i: Op): void {
-  const sel = c.segSel[i.opReg[1] as number] as number;
-  const size = i.opKind[0] === OP_GPR ? i.opSize[0] as number : 2;
+  const sel = c.segSel[i.reg1] as number;
+  const size = i.kind0 === OP_GPR ? i.size0 : 2;
   wr(c, i, 0, size, sel, 0);
 }
 
 function mov_to_seg(c: Cpu, i: Op): void {
   // 64-bit mode, no descriptor tables yet: the selector is kept; FS/GS bases
   // go to 0 as for a null or flat descriptor (part 2 loads descriptors).
-  const s = i.opReg[0] as number;
+  const s = i.reg0;
   // MOV cannot load CS (SDM Vol. 2B, "MOV—Move": #UD if the destination is CS).
-  if (s === SEG_CS) throw new CpuException(VEC_UD, 0, i.address, '#UD: mov to CS');
+  if (s === SEG_CS) throw new CpuException(VEC_UD, 0, c.rip, '#UD: mov to CS');
   const sel = rd(c, i, 1, 2);
   c.segSel[s] = sel;
   if (s === SEG_FS || s === SEG_GS) c.segBase[s] = 0;
 }
 
 function mov_cmov(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const v = rd(c, i, 1, size); // the source is read (and may fault) whatever the condition
-  if (cond(c, i.opcode & 15)) writeReg(c, i.opReg[0] as number, size, v, c.hi);
-  else if (size === 4) writeReg(c, i.opReg[0] as number, 4, c.gpr[2 * (i.opReg[0] as number)] as number, 0);
+  if (cond(c, i.opcode & 15)) writeReg(c, i.reg0, size, v, c.hi);
+  else if (size === 4) writeReg(c, i.reg0, 4, c.gpr[2 * (i.reg0)] as number, 0);
 }
 
 function mov_setcc(c: Cpu, i: Op): void {
@@ -141,7 +141,7 @@ function mov_setcc(c: Cpu, i: Op): void {
 }
 
 function mov_movbe(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   let v = rd(c, i, 1, size);
   let h = c.hi;
   if (size === 8) { const t = bswap32(v); v = bswap32(h); h = t; }

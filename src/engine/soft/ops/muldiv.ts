@@ -68,7 +68,7 @@ function setMulFlags(c: Cpu, size: number, lo: number, hi: number, overflow: boo
 }
 
 function mul_mul(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 0, size);
   const sh = c.hi;
   const a = readReg(c, RAX, size);
@@ -85,7 +85,7 @@ function mul_mul(c: Cpu, i: Op): void {
 }
 
 function mul_imul(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const s = rd(c, i, 0, size);
   const sh = c.hi;
   const a = readReg(c, RAX, size);
@@ -109,7 +109,7 @@ function mul_imul(c: Cpu, i: Op): void {
 
 /** IMUL r, r/m (, imm): truncated signed product; operands 1 and (2 or 0). */
 function imulTrunc(c: Cpu, i: Op, srcA: number, srcB: number): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const b = rd(c, i, srcB, size);
   const bh = c.hi;
   const a = rd(c, i, srcA, size);
@@ -131,20 +131,20 @@ function imulTrunc(c: Cpu, i: Op, srcA: number, srcB: number): void {
   }
 }
 
-function divideError(i: Op, why: string): never {
-  throw new CpuException(VEC_DE, 0, i.address, `#DE: ${why}`);
+function divideError(c: Cpu, why: string): never {
+  throw new CpuException(VEC_DE, 0, c.rip, `#DE: ${why}`);
 }
 
 function mul_div(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const d = rd(c, i, 0, size);
   const dh = c.hi;
   if (size === 1 || size === 2) {
-    if (d === 0) divideError(i, 'divide by zero');
+    if (d === 0) divideError(c, 'divide by zero');
     const n = size === 1 ? readReg(c, RAX, 2) : readReg(c, RDX, 2) * 65536 + readReg(c, RAX, 2);
     const r = n % d;
     const q = (n - r) / d;
-    if (q > maskOf(size)) divideError(i, 'quotient too large');
+    if (q > maskOf(size)) divideError(c, 'quotient too large');
     if (size === 1) writeReg(c, RAX, 2, q | (r << 8), 0);
     else { writeReg(c, RAX, 2, q, 0); writeReg(c, RDX, 2, r, 0); }
     return;
@@ -155,9 +155,9 @@ function mul_div(c: Cpu, i: Op): void {
   const xh = c.hi;
   if (size === 4) {
     const dv = d >>> 0;
-    if (dv === 0) divideError(i, 'divide by zero');
+    if (dv === 0) divideError(c, 'divide by zero');
     const hi = x >>> 0;
-    if (hi >= dv) divideError(i, 'quotient too large');
+    if (hi >= dv) divideError(c, 'quotient too large');
     if (hi < 0x200000) {
       const n = hi * T32 + (a >>> 0);
       const r = n % dv;
@@ -172,7 +172,7 @@ function mul_div(c: Cpu, i: Op): void {
     return;
   }
   const dvLo = d >>> 0, dvHi = dh >>> 0;
-  if ((dvLo | dvHi) === 0) divideError(i, 'divide by zero');
+  if ((dvLo | dvHi) === 0) divideError(c, 'divide by zero');
   if ((x | xh) === 0 && (ah >>> 0) < 0x200000 && dvHi < 0x200000) {
     const n = (ah >>> 0) * T32 + (a >>> 0);
     const dv = dvHi * T32 + dvLo;
@@ -185,24 +185,24 @@ function mul_div(c: Cpu, i: Op): void {
   const n = (BigInt(xh >>> 0) << 96n) | (BigInt(x >>> 0) << 64n) | (BigInt(ah >>> 0) << 32n) | BigInt(a >>> 0);
   const D = (BigInt(dvHi) << 32n) | BigInt(dvLo);
   const q = n / D;
-  if (q >> 64n !== 0n) divideError(i, 'quotient too large');
+  if (q >> 64n !== 0n) divideError(c, 'quotient too large');
   const r = n % D;
   writeReg(c, RAX, 8, Number(BigInt.asIntN(32, q)), Number(BigInt.asIntN(32, q >> 32n)));
   writeReg(c, RDX, 8, Number(BigInt.asIntN(32, r)), Number(BigInt.asIntN(32, r >> 32n)));
 }
 
 function mul_idiv(c: Cpu, i: Op): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const d = rd(c, i, 0, size);
   const dh = c.hi;
   if (size === 1 || size === 2) {
     const dv = sext(d, size);
-    if (dv === 0) divideError(i, 'divide by zero');
+    if (dv === 0) divideError(c, 'divide by zero');
     const n = size === 1 ? sext(readReg(c, RAX, 2), 2) : (sext(readReg(c, RDX, 2), 2) * 65536 + readReg(c, RAX, 2));
     const r = n % dv;
     const q = (n - r) / dv;
     const lim = size === 1 ? 0x80 : 0x8000;
-    if (q >= lim || q < -lim) divideError(i, 'quotient too large');
+    if (q >= lim || q < -lim) divideError(c, 'quotient too large');
     if (size === 1) writeReg(c, RAX, 2, (q & 0xff) | ((r & 0xff) << 8), 0);
     else { writeReg(c, RAX, 2, q & 0xffff, 0); writeReg(c, RDX, 2, r & 0xffff, 0); }
     return;
@@ -212,24 +212,24 @@ function mul_idiv(c: Cpu, i: Op): void {
   const x = readReg(c, RDX, size);
   const xh = c.hi;
   if (size === 4) {
-    if (d === 0) divideError(i, 'divide by zero');
+    if (d === 0) divideError(c, 'divide by zero');
     // Dividend EDX:EAX as a signed number; exact when EDX is a sign extension-ish small value.
     if (x === (a >> 31)) {
       const r = a % d;
       const q = (a - r) / d;
-      if (q > 0x7fffffff || q < -0x80000000) divideError(i, 'quotient too large');
+      if (q > 0x7fffffff || q < -0x80000000) divideError(c, 'quotient too large');
       writeReg(c, RAX, 4, q, 0); writeReg(c, RDX, 4, r, 0);
       return;
     }
     const n = (BigInt(x) << 32n) | BigInt(a >>> 0);
     const D = BigInt(d);
     const q = n / D;
-    if (q > 0x7fffffffn || q < -0x80000000n) divideError(i, 'quotient too large');
+    if (q > 0x7fffffffn || q < -0x80000000n) divideError(c, 'quotient too large');
     writeReg(c, RAX, 4, Number(q), 0);
     writeReg(c, RDX, 4, Number(BigInt.asIntN(32, n % D)), 0);
     return;
   }
-  if ((d | dh) === 0) divideError(i, 'divide by zero');
+  if ((d | dh) === 0) divideError(c, 'divide by zero');
   const sign = ah >> 31;
   if (x === sign && xh === sign && ((ah >= 0 && ah < 0x200000) || (ah < 0 && ah >= -0x200000)) && dh >= -0x200000 && dh < 0x200000) {
     const n = ah * T32 + (a >>> 0);
@@ -243,7 +243,7 @@ function mul_idiv(c: Cpu, i: Op): void {
   const n = BigInt.asIntN(128, (BigInt(xh >>> 0) << 96n) | (BigInt(x >>> 0) << 64n) | (BigInt(ah >>> 0) << 32n) | BigInt(a >>> 0));
   const D = BigInt.asIntN(64, (BigInt(dh >>> 0) << 32n) | BigInt(d >>> 0));
   const q = n / D;
-  if (q >= 1n << 63n || q < -(1n << 63n)) divideError(i, 'quotient too large');
+  if (q >= 1n << 63n || q < -(1n << 63n)) divideError(c, 'quotient too large');
   const r = n % D;
   writeReg(c, RAX, 8, Number(BigInt.asIntN(32, q)), Number(BigInt.asIntN(32, q >> 32n)));
   writeReg(c, RDX, 8, Number(BigInt.asIntN(32, r)), Number(BigInt.asIntN(32, r >> 32n)));

@@ -49,13 +49,13 @@ function count(c: Cpu, i: Op, size: number): number {
 
 /** A count of 0 changes nothing, except that a 32-bit register destination is zero-extended. */
 function zeroCount(c: Cpu, i: Op, size: number, d: number): void {
-  if (size === 4 && i.opKind[0] === OP_GPR) writeBack(c, i, 0, 4, d, 0);
+  if (size === 4 && i.kind0 === OP_GPR) writeBack(c, i, 0, 4, d, 0);
 }
 
 const SHL = 0, SHR = 1, SAR = 2;
 
 function shift(c: Cpu, i: Op, kind: number): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const n = count(c, i, size);
   const d = rd(c, i, 0, size);
   const dh = c.hi;
@@ -97,7 +97,7 @@ function shift(c: Cpu, i: Op, kind: number): void {
 const ROL = 0, ROR = 1, RCL = 2, RCR = 3;
 
 function rotate(c: Cpu, i: Op, kind: number): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const raw = count(c, i, size);
   const d = rd(c, i, 0, size);
   const dh = c.hi;
@@ -151,7 +151,7 @@ function rotate(c: Cpu, i: Op, kind: number): void {
 
 /** SHLD/SHRD: the destination shifted with bits from the source (operands 0, 1; count operand 2). */
 function doubleShift(c: Cpu, i: Op, left: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const n = rd(c, i, 2, 1) & (size === 8 ? 63 : 31);
   const s = rd(c, i, 1, size);
   const sh = c.hi;

@@ -15,7 +15,7 @@ import { OP_GPR, OP_MEM, OP_XMM } from '../decode/index.js';
 import { setStatus } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import { CpuException, VEC_GP } from '../mmu.js';
-import type { Op } from '../op.js';
+import { opKind, opReg, type Op } from '../op.js';
 import { ea, rd, regAddr, wr, writeReg } from '../operands.js';
 import { FLAG_AF, FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, RDI } from '../state.js';
 import type { HandlerMap } from './types.js';
@@ -57,7 +57,7 @@ function store(c: Cpu, a: number, r: number, bytes: number): void {
 
 /** Operand n as a register index, loading `bytes` from memory into scratch if it is a memory operand. */
 function src(c: Cpu, i: Op, n: number, bytes: number): number {
-  if (i.opKind[n] === OP_XMM) return i.opReg[n] as number;
+  if (opKind(i, n) === OP_XMM) return opReg(i, n);
   load(c, ea(c, i), SCR, bytes);
   return SCR;
 }
@@ -69,29 +69,29 @@ function copyReg(c: Cpu, d: number, s: number): void {
 
 /** Full 128-bit move in either direction (MOVAPS/MOVUPS/MOVDQA/MOVDQU/MOVNT*, LDDQU). */
 function move128(c: Cpu, i: Op): void {
-  if (i.opKind[0] === OP_XMM) copyReg(c, i.opReg[0] as number, src(c, i, 1, 16));
-  else store(c, ea(c, i), i.opReg[1] as number, 16);
+  if (i.kind0 === OP_XMM) copyReg(c, i.reg0, src(c, i, 1, 16));
+  else store(c, ea(c, i), i.reg1, 16);
 }
 
 /** MOVSS/MOVSD: from memory the rest is zeroed; between registers only the low element moves. */
 function moveScalar(c: Cpu, i: Op, bytes: number): void {
   const x = c.xmm;
-  if (i.opKind[0] === OP_XMM) {
-    const d = (i.opReg[0] as number) * 4;
-    if (i.opKind[1] === OP_XMM) {
-      const s = (i.opReg[1] as number) * 4;
+  if (i.kind0 === OP_XMM) {
+    const d = (i.reg0) * 4;
+    if (i.kind1 === OP_XMM) {
+      const s = (i.reg1) * 4;
       x[d] = x[s] as number;
       if (bytes === 8) x[d + 1] = x[s + 1] as number;
     } else {
       load(c, ea(c, i), SCR, bytes);
-      copyReg(c, i.opReg[0] as number, SCR);
+      copyReg(c, i.reg0, SCR);
     }
-  } else if (i.opKind[1] === OP_XMM && i.opKind[0] !== OP_MEM) {
-    const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4;
+  } else if (i.kind1 === OP_XMM && i.kind0 !== OP_MEM) {
+    const d = (i.reg0) * 4, s = (i.reg1) * 4;
     x[d] = x[s] as number;
     if (bytes === 8) x[d + 1] = x[s + 1] as number;
   } else {
-    store(c, ea(c, i), i.opReg[1] as number, bytes);
+    store(c, ea(c, i), i.reg1, bytes);
   }
 }
 
@@ -99,27 +99,27 @@ function moveScalar(c: Cpu, i: Op, bytes: number): void {
 function moveHalf(c: Cpu, i: Op, high: boolean): void {
   const x = c.xmm;
   const h = high ? 2 : 0;
-  if (i.opKind[0] === OP_XMM) {
-    const d = (i.opReg[0] as number) * 4 + h;
+  if (i.kind0 === OP_XMM) {
+    const d = (i.reg0) * 4 + h;
     const a = ea(c, i);
     const lo = c.read32(a), hi = c.read32(a + 4);
     x[d] = lo; x[d + 1] = hi;
   } else {
-    const s = (i.opReg[1] as number) * 4 + h;
+    const s = (i.reg1) * 4 + h;
     c.write64(ea(c, i), x[s] as number, x[s + 1] as number);
   }
 }
 
 function sse_movd(c: Cpu, i: Op): void {
   const x = c.xmm;
-  if (i.opKind[0] === OP_XMM) {
-    const size = i.opSize[1] as number;
+  if (i.kind0 === OP_XMM) {
+    const size = i.size1;
     const v = rd(c, i, 1, size);
-    const d = (i.opReg[0] as number) * 4;
+    const d = (i.reg0) * 4;
     x[d] = v; x[d + 1] = size === 8 ? c.hi : 0; x[d + 2] = 0; x[d + 3] = 0;
   } else {
-    const size = i.opSize[0] as number;
-    const s = (i.opReg[1] as number) * 4;
+    const size = i.size0;
+    const s = (i.reg1) * 4;
     wr(c, i, 0, size, x[s] as number, x[s + 1] as number);
   }
 }
@@ -127,22 +127,22 @@ function sse_movd(c: Cpu, i: Op): void {
 /** MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6): the upper half of a register destination is zeroed. */
 function sse_movq(c: Cpu, i: Op): void {
   const x = c.xmm;
-  if (i.opKind[0] === OP_XMM) {
+  if (i.kind0 === OP_XMM) {
     const s = src(c, i, 1, 8) * 4;
-    const d = (i.opReg[0] as number) * 4;
+    const d = (i.reg0) * 4;
     x[d] = x[s] as number; x[d + 1] = x[s + 1] as number; x[d + 2] = 0; x[d + 3] = 0;
   } else {
-    store(c, ea(c, i), i.opReg[1] as number, 8);
+    store(c, ea(c, i), i.reg1, 8);
   }
 }
 
 function movmsk(c: Cpu, i: Op, lanes: number): void {
-  const s = i.opReg[1] as number;
+  const s = i.reg1;
   let m = 0;
   if (lanes === 16) { for (let k = 0; k < 16; k++) m |= ((c.xmmU8[s * 16 + k] as number) >> 7) << k; }
   else if (lanes === 4) { for (let k = 0; k < 4; k++) m |= ((c.xmm[s * 4 + k] as number) >>> 31) << k; }
   else { m = ((c.xmm[s * 4 + 1] as number) >>> 31) | (((c.xmm[s * 4 + 3] as number) >>> 31) << 1); }
-  writeReg(c, i.opReg[0] as number, i.opSize[0] as number, m, 0);
+  writeReg(c, i.reg0, i.size0, m, 0);
 }
 
 // ---- Packed integer ----
@@ -153,7 +153,7 @@ type View = Uint8Array | Int8Array | Uint16Array | Int16Array | Int32Array | Uin
 function lanes(view: (c: Cpu) => View, n: number, f: (a: number, b: number) => number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, 16) * n;
-    const d = (i.opReg[0] as number) * n;
+    const d = (i.reg0) * n;
     const v = view(c);
     for (let k = 0; k < n; k++) v[d + k] = f(v[d + k] as number, v[s + k] as number);
   };
@@ -171,7 +171,7 @@ const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > 
 function lanes64(f: (c: Cpu, dl: number, dh: number, sl: number, sh: number) => void): Handler {
   return (c, i) => {
     const s = src(c, i, 1, 16) * 4;
-    const d = (i.opReg[0] as number) * 4;
+    const d = (i.reg0) * 4;
     const x = c.xmm;
     for (let k = 0; k < 4; k += 2) {
       f(c, x[d + k] as number, x[d + k + 1] as number, x[s + k] as number, x[s + k + 1] as number);
@@ -199,7 +199,7 @@ function muludq(_c: Cpu, dl: number, _dh: number, sl: number): void {
 
 /** Shift counts: from an immediate (register-only forms) or the low 64 bits of an XMM/m128 source. */
 function shiftCount(c: Cpu, i: Op): number {
-  if (i.opKind[1] !== OP_XMM && i.opKind[1] !== OP_MEM) return i.imm & 0xff;
+  if (i.kind1 !== OP_XMM && i.kind1 !== OP_MEM) return i.imm & 0xff;
   const s = src(c, i, 1, 16) * 4;
   const hi = c.xmm[s + 1] as number;
   const lo = (c.xmm[s] as number) >>> 0;
@@ -209,7 +209,7 @@ function shiftCount(c: Cpu, i: Op): number {
 function shiftHandler(bits: number, kind: 'l' | 'r' | 'a'): Handler {
   return (c, i) => {
     const n = shiftCount(c, i);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     if (bits === 64) {
       const x = c.xmm;
       for (let k = 0; k < 4; k += 2) {
@@ -236,7 +236,7 @@ function shiftHandler(bits: number, kind: 'l' | 'r' | 'a'): Handler {
 
 function byteShift(c: Cpu, i: Op, left: boolean): void {
   const n = Math.min(i.imm & 0xff, 16);
-  const d = (i.opReg[0] as number) * 16;
+  const d = (i.reg0) * 16;
   const u = c.xmmU8;
   const t = u.slice(d, d + 16);
   for (let k = 0; k < 16; k++) {
@@ -247,7 +247,7 @@ function byteShift(c: Cpu, i: Op, left: boolean): void {
 
 function pack(c: Cpu, i: Op, kind: 'sswb' | 'ssdw' | 'uswb'): void {
   const s = src(c, i, 1, 16);
-  const d = i.opReg[0] as number;
+  const d = i.reg0;
   if (kind === 'ssdw') {
     const v = c.xmm;
     const out = new Int16Array(8);
@@ -265,7 +265,7 @@ function pack(c: Cpu, i: Op, kind: 'sswb' | 'ssdw' | 'uswb'): void {
 /** PUNPCKL/H: interleave the low (or high) halves of dst and src by element size. */
 function unpack(c: Cpu, i: Op, bytes: number, high: boolean): void {
   const s = src(c, i, 1, 16) * 16;
-  const d = (i.opReg[0] as number) * 16;
+  const d = (i.reg0) * 16;
   const u = c.xmmU8;
   const a = u.slice(d, d + 16), b = u.slice(s, s + 16);
   const base = high ? 8 : 0;
@@ -280,7 +280,7 @@ function unpack(c: Cpu, i: Op, bytes: number, high: boolean): void {
 
 function pshufd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
-  const d = (i.opReg[0] as number) * 4;
+  const d = (i.reg0) * 4;
   const x = c.xmm;
   const t0 = x[s] as number, t1 = x[s + 1] as number, t2 = x[s + 2] as number, t3 = x[s + 3] as number;
   const t = [t0, t1, t2, t3];
@@ -290,7 +290,7 @@ function pshufd(c: Cpu, i: Op): void {
 
 function pshufw(c: Cpu, i: Op, high: boolean): void {
   const s = src(c, i, 1, 16) * 8;
-  const d = (i.opReg[0] as number) * 8;
+  const d = (i.reg0) * 8;
   const u = c.xmmU16;
   const t = u.slice(s, s + 8);
   const o = high ? 4 : 0;
@@ -300,7 +300,7 @@ function pshufw(c: Cpu, i: Op, high: boolean): void {
 
 function shufps(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
-  const d = (i.opReg[0] as number) * 4;
+  const d = (i.reg0) * 4;
   const x = c.xmm;
   const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
   const m = i.imm;
@@ -309,7 +309,7 @@ function shufps(c: Cpu, i: Op): void {
 
 function shufpd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
-  const d = (i.opReg[0] as number) * 4;
+  const d = (i.reg0) * 4;
   const x = c.xmm;
   const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
   const m = i.imm;
@@ -319,7 +319,7 @@ function shufpd(c: Cpu, i: Op): void {
 
 function pmaddwd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16);
-  const d = i.opReg[0] as number;
+  const d = i.reg0;
   const v = c.xmmI16;
   const out = new Int32Array(4);
   for (let k = 0; k < 4; k++) out[k] = (v[d * 8 + 2 * k] as number) * (v[s * 8 + 2 * k] as number) + (v[d * 8 + 2 * k + 1] as number) * (v[s * 8 + 2 * k + 1] as number);
@@ -328,7 +328,7 @@ function pmaddwd(c: Cpu, i: Op): void {
 
 function psadbw(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 16;
-  const d = (i.opReg[0] as number) * 16;
+  const d = (i.reg0) * 16;
   const u = c.xmmU8;
   const sums = [0, 0];
   for (let k = 0; k < 16; k++) sums[k >> 3] = (sums[k >> 3] as number) + Math.abs((u[d + k] as number) - (u[s + k] as number));
@@ -339,18 +339,18 @@ function psadbw(c: Cpu, i: Op): void {
 
 function pinsrw(c: Cpu, i: Op): void {
   const v = rd(c, i, 1, 2);
-  c.xmmU16[(i.opReg[0] as number) * 8 + (i.imm & 7)] = v;
+  c.xmmU16[(i.reg0) * 8 + (i.imm & 7)] = v;
 }
 
 function pextrw(c: Cpu, i: Op): void {
-  const s = i.opReg[1] as number;
+  const s = i.reg1;
   const v = c.xmmU16[s * 8 + (i.imm & 7)] as number;
-  if (i.opKind[0] === OP_GPR) writeReg(c, i.opReg[0] as number, i.opSize[0] as number, v, 0);
+  if (i.kind0 === OP_GPR) writeReg(c, i.reg0, i.size0, v, 0);
   else wr(c, i, 0, 2, v, 0);
 }
 
 function maskmovdqu(c: Cpu, i: Op): void {
-  const d = (i.opReg[0] as number) * 16, m = (i.opReg[1] as number) * 16;
+  const d = (i.reg0) * 16, m = (i.reg1) * 16;
   const base = regAddr(c, RDI) + (c.segBase[i.segment] as number);
   for (let k = 0; k < 16; k++) if (((c.xmmU8[m + k] as number) & 0x80) !== 0) c.write8(base + k, c.xmmU8[d + k] as number);
 }
@@ -538,7 +538,7 @@ function arithD(op: number, count: number): Handler {
   const f = OPS[op] as F2;
   return (c, i) => {
     const s = src(c, i, 1, count * 8);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     const F = c.xmmF64;
     const slow = (c.mxcsr & MXCSR_SLOW) !== 0;
     for (let k = 0; k < count; k++) {
@@ -556,7 +556,7 @@ function arithS(op: number, count: number): Handler {
   const f = OPS[op] as F2;
   return (c, i) => {
     const s = src(c, i, 1, count * 4);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     const F = c.xmmF32;
     const slow = (c.mxcsr & MXCSR_SLOW) !== 0;
     for (let k = 0; k < count; k++) {
@@ -574,7 +574,7 @@ function arithS(op: number, count: number): Handler {
 function minmax(max: boolean, dbl: boolean, count: number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, count * (dbl ? 8 : 4));
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     const x = c.xmm;
     const dz = (c.mxcsr & MXCSR_DAZ) !== 0;
     for (let k = 0; k < count; k++) {
@@ -598,7 +598,7 @@ function minmax(max: boolean, dbl: boolean, count: number): Handler {
 function approx(rsqrt: boolean, count: number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, count * 4);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     for (let k = 0; k < count; k++) {
       const b = c.xmmF32[s * 4 + k] as number;
       c.xmmF32[d * 4 + k] = rsqrt ? 1 / Math.sqrt(b) : 1 / b;
@@ -609,7 +609,7 @@ function approx(rsqrt: boolean, count: number): Handler {
 function bitwise(f: (a: number, b: number) => number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, 16) * 4;
-    const d = (i.opReg[0] as number) * 4;
+    const d = (i.reg0) * 4;
     const x = c.xmm;
     for (let k = 0; k < 4; k++) x[d + k] = f(x[d + k] as number, x[s + k] as number);
   };
@@ -632,7 +632,7 @@ function cmpPred(a: number, b: number, p: number): boolean {
 function cmpOp(dbl: boolean, count: number): Handler {
   return (c, i) => {
     const s = src(c, i, 1, count * (dbl ? 8 : 4));
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     const x = c.xmm;
     const dz = (c.mxcsr & MXCSR_DAZ) !== 0;
     for (let k = 0; k < count; k++) {
@@ -654,7 +654,7 @@ function cmpOp(dbl: boolean, count: number): Handler {
 function comis(dbl: boolean): Handler {
   return (c, i) => {
     const s = src(c, i, 1, dbl ? 8 : 4);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     let a = dbl ? c.xmmF64[d * 2] as number : c.xmmF32[d * 4] as number;
     let b = dbl ? c.xmmF64[s * 2] as number : c.xmmF32[s * 4] as number;
     if ((c.mxcsr & MXCSR_DAZ) !== 0) { a = daz(a, !dbl); b = daz(b, !dbl); }
@@ -678,9 +678,9 @@ function roundMode(x: number, mode: number): number {
 
 /** Float to integer conversion: out of range or NaN gives the integer indefinite value. */
 function toInt(c: Cpu, i: Op, x: number, truncate: boolean): void {
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   const r = roundMode(x, truncate ? 3 : (c.mxcsr >> 13) & 3);
-  const reg = i.opReg[0] as number;
+  const reg = i.reg0;
   if (size === 8) {
     if (!(r >= -9223372036854775808 && r < 9223372036854775808)) { writeReg(c, reg, 8, 0, 0x80000000 | 0); return; }
     writeReg(c, reg, 8, r % T32 | 0, Math.floor(r / T32));
@@ -700,10 +700,10 @@ function cvtToInt(dbl: boolean, truncate: boolean): Handler {
 
 function cvtFromInt(dbl: boolean): Handler {
   return (c, i) => {
-    const size = i.opSize[1] as number;
+    const size = i.size1;
     const lo = rd(c, i, 1, size);
     const mode = (c.mxcsr >> MXCSR_RC_SHIFT) & 3;
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     if (dbl) c.xmmF64[d * 2] = size === 8 ? fromInt((BigInt(c.hi) << 32n) | BigInt(lo >>> 0), false, mode) : lo;
     // binary32 from a 64-bit integer: rounded once from the integer (through binary64 it could round twice).
     else c.xmmF32[d * 4] = size === 8 ? fromInt((BigInt(c.hi) << 32n) | BigInt(lo >>> 0), true, mode) : mode === 0 ? lo : fromInt(BigInt(lo), true, mode);
@@ -712,7 +712,7 @@ function cvtFromInt(dbl: boolean): Handler {
 
 function cvtss2sd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 4);
-  const d = i.opReg[0] as number;
+  const d = i.reg0;
   const v = c.xmmF32[s * 4] as number;
   if (v !== v) { const b = c.xmm[s * 4] as number; c.xmm[d * 4 + 1] = (b & 0x80000000) | 0x7ff80000 | ((b >>> 3) & 0x7ffff); c.xmm[d * 4] = b << 29; return; }
   c.xmmF64[d * 2] = (c.mxcsr & MXCSR_DAZ) !== 0 ? daz(v, true) : v;
@@ -720,7 +720,7 @@ function cvtss2sd(c: Cpu, i: Op): void {
 
 function cvtsd2ss(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 8);
-  const d = i.opReg[0] as number;
+  const d = i.reg0;
   const v = c.xmmF64[s * 2] as number;
   if (v !== v) { const hi = c.xmm[s * 4 + 1] as number, lo = c.xmm[s * 4] as number; c.xmm[d * 4] = (hi & 0x80000000) | 0x7fc00000 | ((hi & 0x7ffff) << 3) | (lo >>> 29); return; }
   c.xmmF32[d * 4] = toSingle(c.mxcsr, v);
@@ -730,7 +730,7 @@ function cvtPacked(kind: string): Handler {
   return (c, i) => {
     const bytes = kind === 'ps2pd' || kind === 'dq2pd' ? 8 : 16;
     const s = src(c, i, 1, bytes);
-    const d = i.opReg[0] as number;
+    const d = i.reg0;
     const x = c.xmm;
     const mode = (c.mxcsr >> 13) & 3;
     const out = new Int32Array(4);
@@ -775,7 +775,7 @@ function unpckFloat(c: Cpu, i: Op, dbl: boolean, high: boolean): void {
 function ldmxcsr(c: Cpu, i: Op): void {
   const v = c.read32(ea(c, i));
   // Reserved bits set: #GP (SDM "LDMXCSR"); MXCSR_MASK is 0xFFFF here (DAZ supported).
-  if ((v & ~0xffff) !== 0) throw new CpuException(VEC_GP, 0, i.address, 'ldmxcsr: reserved MXCSR bits');
+  if ((v & ~0xffff) !== 0) throw new CpuException(VEC_GP, 0, c.rip, 'ldmxcsr: reserved MXCSR bits');
   c.mxcsr = v;
 }
 
@@ -792,8 +792,8 @@ export const SSE: HandlerMap = {
   sse_movsd: (c, i) => moveScalar(c, i, 8),
   sse_movlps: (c, i) => moveHalf(c, i, false),
   sse_movhps: (c, i) => moveHalf(c, i, true),
-  sse_movhlps: (c, i) => { const x = c.xmm; const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4; x[d] = x[s + 2] as number; x[d + 1] = x[s + 3] as number; },
-  sse_movlhps: (c, i) => { const x = c.xmm; const d = (i.opReg[0] as number) * 4, s = (i.opReg[1] as number) * 4; x[d + 2] = x[s] as number; x[d + 3] = x[s + 1] as number; },
+  sse_movhlps: (c, i) => { const x = c.xmm; const d = (i.reg0) * 4, s = (i.reg1) * 4; x[d] = x[s + 2] as number; x[d + 1] = x[s + 3] as number; },
+  sse_movlhps: (c, i) => { const x = c.xmm; const d = (i.reg0) * 4, s = (i.reg1) * 4; x[d + 2] = x[s] as number; x[d + 3] = x[s + 1] as number; },
   sse_movd,
   sse_movq,
   sse_movmskps: (c, i) => movmsk(c, i, 4),

@@ -79,14 +79,14 @@ function stack_enter(c: Cpu, i: Op): void {
 }
 
 function stack_push_seg(c: Cpu, i: Op): void {
-  const sel = c.segSel[i.opReg[0] as number] as number;
+  const sel = c.segSel[i.reg0] as number;
   if (i.osize === 8) push64(c, sel, 0);
   else pushN(c, i.osize, sel, 0);
 }
 
 function stack_pop_seg(c: Cpu, i: Op): void {
   const v = popN(c, i.osize) & 0xffff;
-  const s = i.opReg[0] as number;
+  const s = i.reg0;
   c.segSel[s] = v;
   c.segBase[s] = 0; // no descriptor tables in process mode (part 2 loads them)
 }

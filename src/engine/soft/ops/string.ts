@@ -34,7 +34,7 @@ function setPtr(c: Cpu, r: number, asize: number, v: number): void {
 }
 
 function str(c: Cpu, i: Op, kind: number): void {
-  const size = kind === SCAS || kind === STOS ? (i.opSize[0] as number) : (i.opSize[kind === LODS ? 1 : 0] as number);
+  const size = kind === SCAS || kind === STOS ? i.size0 : kind === LODS ? i.size1 : i.size0;
   const asize = i.asize;
   const step = (c.flagsBase & FLAG_DF) !== 0 ? -size : size;
   const rep = (i.prefixes & (PFX_REP | PFX_REPNE)) !== 0;
@@ -51,7 +51,7 @@ function str(c: Cpu, i: Op, kind: number): void {
     while (n > 0) {
       if (budget-- === 0) {
         // Yield: execute this instruction again for the remaining elements.
-        // c.rip, not i.address: decoded code is shared by every linear alias of its frame.
+        // c.rip, not c.rip: decoded code is shared by every linear alias of its frame.
         c.nextRip = c.rip;
         break;
       }

@@ -12,7 +12,7 @@ import type { Cpu } from '../cpu.js';
 import { cpuid } from '../cpuid.js';
 import { getRflags } from '../flags.js';
 import { CpuException, hex, PAGE_SIZE, VEC_BP, VEC_DB, VEC_GP, VEC_OF, VEC_UD } from '../mmu.js';
-import type { Op } from '../op.js';
+import { opKind, type Op } from '../op.js';
 import { ea, popN, pushN, rd, readMem, readReg, regAddr, setRegAddr, T32, writeMem, writeReg, wr } from '../operands.js';
 import {
   CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, FLAG_DF, FLAG_IF, FLAG_RESERVED1, FLAG_RF, LF_NONE,
@@ -65,7 +65,7 @@ const SYSRET_FLAGS = 0x3c7fd7;
 const MTRR_VARIABLE_PAIRS = 8;
 
 function gp(c: Cpu, i: Op, why: string, code = 0): never {
-  throw new CpuException(VEC_GP, code, i.address, `#GP: ${why}`);
+  throw new CpuException(VEC_GP, code, c.rip, `#GP: ${why}`);
 }
 
 function iopl(c: Cpu): number {
@@ -95,18 +95,18 @@ function readCr(c: Cpu, i: Op, n: number): number {
     case 3: return c.cr3;
     case 4: return c.cr4 >>> 0;
     case 8: return sysOf(c).hooks.readCr8();
-    default: throw new CpuException(VEC_UD, 0, i.address, `#UD: CR${n}`);
+    default: throw new CpuException(VEC_UD, 0, c.rip, `#UD: CR${n}`);
   }
 }
 
 function sys_mov_from_cr(c: Cpu, i: Op): void {
-  const v = readCr(c, i, i.opReg[1] as number);
+  const v = readCr(c, i, i.reg1);
   const size = c.mode === MODE_64 ? 8 : 4;
-  writeReg(c, i.opReg[0] as number, size, v % T32 | 0, Math.floor(v / T32));
+  writeReg(c, i.reg0, size, v % T32 | 0, Math.floor(v / T32));
 }
 
 export function writeCr0(c: Cpu, i: Op | undefined, v: number): void {
-  const at = i?.address ?? c.rip;
+  const at = c.rip;
   v = v >>> 0;
   if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) throw new CpuException(VEC_GP, 0, at, '#GP: CR0.PG without PE');
   const old = c.cr0;
@@ -142,14 +142,14 @@ function writeCr(c: Cpu, i: Op, n: number, lo: number, hi: number): void {
       if (hi !== 0 || (lo & ~15) !== 0) gp(c, i, 'reserved CR8 bits');
       sysOf(c).hooks.writeCr8(lo);
       return;
-    default: throw new CpuException(VEC_UD, 0, i.address, `#UD: CR${n}`);
+    default: throw new CpuException(VEC_UD, 0, c.rip, `#UD: CR${n}`);
   }
 }
 
 function sys_mov_to_cr(c: Cpu, i: Op): void {
   const size = c.mode === MODE_64 ? 8 : 4;
-  const lo = readReg(c, i.opReg[1] as number, size);
-  writeCr(c, i, i.opReg[0] as number, lo, size === 8 ? c.hi : 0);
+  const lo = readReg(c, i.reg1, size);
+  writeCr(c, i, i.reg0, lo, size === 8 ? c.hi : 0);
 }
 
 const debugRegs = new WeakMap<Cpu, Float64Array>();
@@ -165,19 +165,19 @@ function drs(c: Cpu): Float64Array {
 }
 
 function sys_mov_from_dr(c: Cpu, i: Op): void {
-  const v = drs(c)[(i.opReg[1] as number) & 7] as number;
-  writeReg(c, i.opReg[0] as number, c.mode === MODE_64 ? 8 : 4, v % T32 | 0, Math.floor(v / T32));
+  const v = drs(c)[(i.reg1) & 7] as number;
+  writeReg(c, i.reg0, c.mode === MODE_64 ? 8 : 4, v % T32 | 0, Math.floor(v / T32));
 }
 
 function sys_mov_to_dr(c: Cpu, i: Op): void {
   const size = c.mode === MODE_64 ? 8 : 4;
-  const lo = readReg(c, i.opReg[1] as number, size);
+  const lo = readReg(c, i.reg1, size);
   // Breakpoints are stored, not armed: DR7 enables are not honoured (README.md).
-  drs(c)[(i.opReg[0] as number) & 7] = (size === 8 ? c.hi : 0) * T32 + (lo >>> 0);
+  drs(c)[(i.reg0) & 7] = (size === 8 ? c.hi : 0) * T32 + (lo >>> 0);
 }
 
 function sys_smsw(c: Cpu, i: Op): void {
-  const size = i.opKind[0] === OP_GPR ? (i.opSize[0] as number) : 2;
+  const size = i.kind0 === OP_GPR ? (i.size0) : 2;
   wr(c, i, 0, size, c.cr0, 0);
 }
 
@@ -222,7 +222,7 @@ function sys_lldt(c: Cpu, i: Op): void {
   if ((sel & 4) !== 0) gp(c, i, 'LDT selector in the LDT', sel & 0xfffc);
   const d = readDescriptor(c, sel, c.mode === MODE_64 ? 16 : 8);
   if ((d.attr & 0x1f) !== SYS_LDT) gp(c, i, `selector 0x${sel.toString(16)} is not an LDT descriptor`, sel & 0xfffc);
-  if ((d.attr & ATTR_P) === 0) throw new CpuException(VEC_NP, sel & 0xfffc, i.address, `#NP: LDT 0x${sel.toString(16)} not present`);
+  if ((d.attr & ATTR_P) === 0) throw new CpuException(VEC_NP, sel & 0xfffc, c.rip, `#NP: LDT 0x${sel.toString(16)} not present`);
   s.ldtSel = sel; s.ldtBase = d.base; s.ldtLimit = d.limit;
 }
 
@@ -234,24 +234,24 @@ function sys_ltr(c: Cpu, i: Op): void {
   const type = d.attr & 0x1f;
   // The busy bit is checked but not written back: Linux maps its GDT read-only (README.md).
   if (type !== SYS_TSS_AVAILABLE && type !== SYS_TSS_BUSY) gp(c, i, `selector 0x${sel.toString(16)} is not an available TSS`, sel & 0xfffc);
-  if ((d.attr & ATTR_P) === 0) throw new CpuException(VEC_NP, sel & 0xfffc, i.address, `#NP: TSS 0x${sel.toString(16)} not present`);
+  if ((d.attr & ATTR_P) === 0) throw new CpuException(VEC_NP, sel & 0xfffc, c.rip, `#NP: TSS 0x${sel.toString(16)} not present`);
   s.trSel = sel; s.trBase = d.base; s.trLimit = d.limit; s.trAttr = (d.attr & ~0xf) | SYS_TSS_BUSY;
 }
 
 function sys_sldt(c: Cpu, i: Op): void {
-  wr(c, i, 0, i.opKind[0] === OP_GPR ? (i.opSize[0] as number) : 2, sysOf(c).ldtSel, 0);
+  wr(c, i, 0, i.kind0 === OP_GPR ? (i.size0) : 2, sysOf(c).ldtSel, 0);
 }
 
 function sys_str(c: Cpu, i: Op): void {
-  wr(c, i, 0, i.opKind[0] === OP_GPR ? (i.opSize[0] as number) : 2, sysOf(c).trSel, 0);
+  wr(c, i, 0, i.kind0 === OP_GPR ? (i.size0) : 2, sysOf(c).trSel, 0);
 }
 
 // ---- Segment registers ----
 
 function mov_to_seg(c: Cpu, i: Op): void {
   if (c.sys === undefined) { (MOV.mov_to_seg as (c: Cpu, i: Op) => void)(c, i); return; }
-  const seg = i.opReg[0] as number;
-  if (seg === SEG_CS) throw new CpuException(VEC_UD, 0, i.address, '#UD: mov to CS');
+  const seg = i.reg0;
+  if (seg === SEG_CS) throw new CpuException(VEC_UD, 0, c.rip, '#UD: mov to CS');
   loadDataSegment(c, seg, rd(c, i, 1, 2));
   if (seg === SEG_SS) inhibit(c);
 }
@@ -260,7 +260,7 @@ function stack_pop_seg(c: Cpu, i: Op): void {
   if (c.sys === undefined) { (STACK.stack_pop_seg as (c: Cpu, i: Op) => void)(c, i); return; }
   const sp = regAddr(c, RSP);
   const v = popN(c, i.osize) & 0xffff;
-  const seg = i.opReg[0] as number;
+  const seg = i.reg0;
   try {
     loadDataSegment(c, seg, v);
   } catch (e) {
@@ -280,7 +280,7 @@ function inhibit(c: Cpu): void {
 
 /** Reads a far pointer operand: [offset (osize), selector] from memory or the Ap immediate. */
 function farPointer(c: Cpu, i: Op): [number, number] {
-  if (i.opKind[0] === OP_FAR) return [i.imm >>> 0, i.imm2 & 0xffff];
+  if (i.kind0 === OP_FAR) return [i.imm >>> 0, i.imm2 & 0xffff];
   const a = ea(c, i);
   const size = i.osize;
   const lo = readMem(c, a, size);
@@ -346,7 +346,7 @@ function flow_ret_far(c: Cpu, i: Op): void {
  */
 function flow_iret(c: Cpu, i: Op): void {
   const s = sysOf(c);
-  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, i.address, '#UD: IRET outside 64-bit mode is not implemented');
+  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, c.rip, '#UD: IRET outside 64-bit mode is not implemented');
   const size = i.osize;
   const sp = regAddr(c, RSP);
   const word = (a: number): number => {
@@ -391,8 +391,8 @@ function msr(c: Cpu, n: number): bigint {
 
 function sys_syscall(c: Cpu, i: Op): void {
   if (c.sys === undefined) { (MISC.sys_syscall as (c: Cpu, i: Op) => void)(c, i); return; }
-  if ((c.efer & EFER_SCE) === 0) throw new CpuException(VEC_UD, 0, i.address, '#UD: SYSCALL with EFER.SCE clear');
-  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, i.address, '#UD: SYSCALL outside 64-bit mode is not implemented');
+  if ((c.efer & EFER_SCE) === 0) throw new CpuException(VEC_UD, 0, c.rip, '#UD: SYSCALL with EFER.SCE clear');
+  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, c.rip, '#UD: SYSCALL outside 64-bit mode is not implemented');
   const star = msr(c, MSR_STAR);
   const sel = Number((star >> 32n) & 0xffffn);
   const ret = c.nextRip;
@@ -411,8 +411,8 @@ function sys_syscall(c: Cpu, i: Op): void {
 }
 
 function sys_sysret(c: Cpu, i: Op): void {
-  if ((c.efer & EFER_SCE) === 0) throw new CpuException(VEC_UD, 0, i.address, '#UD: SYSRET with EFER.SCE clear');
-  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, i.address, '#UD: SYSRET outside 64-bit mode is not implemented');
+  if ((c.efer & EFER_SCE) === 0) throw new CpuException(VEC_UD, 0, c.rip, '#UD: SYSRET with EFER.SCE clear');
+  if (c.mode !== MODE_64) throw new CpuException(VEC_UD, 0, c.rip, '#UD: SYSRET outside 64-bit mode is not implemented');
   const star = msr(c, MSR_STAR);
   const base = Number((star >> 48n) & 0xffffn);
   const to64 = i.osize === 8;
@@ -586,7 +586,7 @@ function sys_hlt(c: Cpu): void {
 
 function softInt(c: Cpu, i: Op, vector: number, what: string): never {
   c.rip = c.nextRip;
-  throw new SoftwareInterrupt(vector, 0, i.address, what);
+  throw new SoftwareInterrupt(vector, 0, c.rip, what);
 }
 
 function flow_int(c: Cpu, i: Op): void {
@@ -608,7 +608,7 @@ function flow_int1(c: Cpu, i: Op): void {
   if (c.sys === undefined) { (BRANCH.flow_int1 as (c: Cpu, i: Op) => void)(c, i); return; }
   // ICEBP is delivered like a hardware #DB: no gate DPL check (SDM Vol. 3A, 6.12.1.1).
   c.rip = c.nextRip;
-  throw new CpuException(VEC_DB, 0, i.address, 'int1');
+  throw new CpuException(VEC_DB, 0, c.rip, 'int1');
 }
 
 // ---- Port I/O ----
@@ -626,7 +626,7 @@ function ioCheck(c: Cpu, i: Op, port: number): void {
 }
 
 function portOf(c: Cpu, i: Op, n: number): number {
-  return i.opKind[n] === OP_IMM ? i.imm & 0xff : (c.gpr[2 * RDX] as number) & 0xffff;
+  return opKind(i, n) === OP_IMM ? i.imm & 0xff : (c.gpr[2 * RDX] as number) & 0xffff;
 }
 
 function pioRead(c: Cpu, port: number, size: number): number {
@@ -646,14 +646,14 @@ function pioWrite(c: Cpu, port: number, size: number, v: number): void {
 function io_in(c: Cpu, i: Op): void {
   const port = portOf(c, i, 1);
   ioCheck(c, i, port);
-  const size = i.opSize[0] as number;
+  const size = i.size0;
   writeReg(c, RAX, size, pioRead(c, port, size), 0);
 }
 
 function io_out(c: Cpu, i: Op): void {
   const port = portOf(c, i, 0);
   ioCheck(c, i, port);
-  const size = i.opSize[1] as number;
+  const size = i.size1;
   pioWrite(c, port, size, readReg(c, RAX, size));
 }
 
@@ -673,7 +673,7 @@ function setPtr(c: Cpu, r: number, asize: number, v: number): void {
 function strIo(c: Cpu, i: Op, out: boolean): void {
   const port = (c.gpr[2 * RDX] as number) & 0xffff;
   ioCheck(c, i, port);
-  const size = (out ? i.opSize[1] : i.opSize[0]) as number;
+  const size = (out ? i.size1 : i.size0) as number;
   const asize = i.asize;
   const rep = (i.prefixes & (PFX_REP | PFX_REPNE)) !== 0;
   const step = (c.flagsBase & FLAG_DF) !== 0 ? -size : size;

@@ -12,7 +12,7 @@
 import { OP_MEM, OP_ST } from '../decode/index.js';
 import { getCF, getPF, getZF, setStatus } from '../flags.js';
 import type { Cpu } from '../cpu.js';
-import type { Op } from '../op.js';
+import { opReg, type Op } from '../op.js';
 import { ea, writeReg } from '../operands.js';
 import { FCW_DEFAULT, FLAG_AF, FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, RAX } from '../state.js';
 import { nextAfter, OP_ADD, OP_DIV, OP_MUL, OP_SQRT, OP_SUB, x87Rounded, x87Scale, x87ToSingle } from './sse.js';
@@ -194,8 +194,8 @@ type F2 = (d: number, s: number, fcw: number) => number;
  */
 function arith(f: F2, popAfter: boolean): Handler {
   return (c, i) => {
-    if (i.opKind[0] === OP_MEM) { setSt(c, 0, nanRule(f, st(c, 0), loadReal(c, i, i.opSize[0] as number), c.fcw)); return; }
-    const d = i.opReg[0] as number, s = i.opKind[1] === OP_ST ? i.opReg[1] as number : 0;
+    if (i.kind0 === OP_MEM) { setSt(c, 0, nanRule(f, st(c, 0), loadReal(c, i, i.size0), c.fcw)); return; }
+    const d = i.reg0, s = i.kind1 === OP_ST ? i.reg1 : 0;
     setSt(c, d, nanRule(f, st(c, d), st(c, s), c.fcw));
     if (popAfter) pop(c);
   };
@@ -218,7 +218,7 @@ function nanRule(f: F2, a: number, b: number, fcw: number): number {
 const INDEFINITE = new Float64Array(new Uint32Array([0, 0xfff80000]).buffer)[0] as number;
 
 function arithInt(f: F2): Handler {
-  return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.opSize[0] as number), c.fcw));
+  return (c, i) => setSt(c, 0, f(st(c, 0), loadInt(c, i, i.size0), c.fcw));
 }
 
 /** A loaded control word as the FPU keeps it: bits 6 reads as one, bits 13-15 as zeros (reserved; as the host CPU stores them). */
@@ -242,8 +242,8 @@ function compareCC(c: Cpu, a: number, b: number): void {
 
 function fcomOperand(c: Cpu, i: Op): number {
   if (i.nops === 0) return st(c, 1);
-  if (i.opKind[0] === OP_MEM) return loadReal(c, i, i.opSize[0] as number);
-  return st(c, i.opReg[i.nops - 1] as number);
+  if (i.kind0 === OP_MEM) return loadReal(c, i, i.size0);
+  return st(c, opReg(i, i.nops - 1));
 }
 
 function fcom(pops: number): Handler {
@@ -255,14 +255,14 @@ function fcom(pops: number): Handler {
 
 function ficom(pops: number): Handler {
   return (c, i) => {
-    compareCC(c, st(c, 0), loadInt(c, i, i.opSize[0] as number));
+    compareCC(c, st(c, 0), loadInt(c, i, i.size0));
     if (pops) pop(c);
   };
 }
 
 /** FCOMI/FUCOMI(P): ZF, PF, CF (SDM "FCOMI" Table 3-31); pops when the opcode is DF. */
 function fcomi(c: Cpu, i: Op): void {
-  const a = st(c, 0), b = st(c, i.opReg[1] as number);
+  const a = st(c, 0), b = st(c, i.reg1);
   const f = a !== a || b !== b ? FLAG_ZF | FLAG_PF | FLAG_CF : a > b ? 0 : a < b ? FLAG_CF : FLAG_ZF;
   setStatus(c, FLAG_ZF | FLAG_PF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF, f);
   setCC(c, c.fsw & ~C1);
@@ -275,7 +275,7 @@ function fcmov(c: Cpu, i: Op): void {
   const cf = getCF(c) === 1, zf = getZF(c) === 1, pf = getPF(c) === 1;
   let t = k === 0 ? cf : k === 1 ? zf : k === 2 ? cf || zf : pf;
   if (i.opcode === 0xdb) t = !t;
-  if (t) setSt(c, 0, st(c, i.opReg[1] as number));
+  if (t) setSt(c, 0, st(c, i.reg1));
 }
 
 function fxam(c: Cpu): void {
@@ -435,14 +435,14 @@ const consts = (v: number, above = false): Handler => (c) => {
 export const X87: HandlerMap = {
   // EMMS empties the x87 tag word (SDM Vol. 2A, EMMS); Linux runs it on AMD before FXRSTOR (X86_BUG_FXSAVE_LEAK).
   mmx_emms: (c) => { c.fpTag = 0xff; },
-  x87_fld: (c, i) => push(c, i.opKind[0] === OP_MEM ? loadReal(c, i, i.opSize[0] as number) : st(c, i.opReg[0] as number)),
-  x87_fst: (c, i) => { if (i.opKind[0] === OP_MEM) storeReal(c, i, i.opSize[0] as number, st(c, 0)); else setSt(c, i.opReg[0] as number, st(c, 0)); },
-  x87_fstp: (c, i) => { if (i.opKind[0] === OP_MEM) storeReal(c, i, i.opSize[0] as number, st(c, 0)); else setSt(c, i.opReg[0] as number, st(c, 0)); pop(c); },
-  x87_fild: (c, i) => push(c, loadInt(c, i, i.opSize[0] as number)),
-  x87_fist: (c, i) => storeInt(c, i, i.opSize[0] as number, st(c, 0), false),
-  x87_fistp: (c, i) => { storeInt(c, i, i.opSize[0] as number, st(c, 0), false); pop(c); },
-  x87_fisttp: (c, i) => { storeInt(c, i, i.opSize[0] as number, st(c, 0), true); pop(c); },
-  x87_fxch: (c, i) => { const k = i.opReg[0] as number; const t = st(c, 0); setSt(c, 0, st(c, k)); setSt(c, k, t); },
+  x87_fld: (c, i) => push(c, i.kind0 === OP_MEM ? loadReal(c, i, i.size0) : st(c, i.reg0)),
+  x87_fst: (c, i) => { if (i.kind0 === OP_MEM) storeReal(c, i, i.size0, st(c, 0)); else setSt(c, i.reg0, st(c, 0)); },
+  x87_fstp: (c, i) => { if (i.kind0 === OP_MEM) storeReal(c, i, i.size0, st(c, 0)); else setSt(c, i.reg0, st(c, 0)); pop(c); },
+  x87_fild: (c, i) => push(c, loadInt(c, i, i.size0)),
+  x87_fist: (c, i) => storeInt(c, i, i.size0, st(c, 0), false),
+  x87_fistp: (c, i) => { storeInt(c, i, i.size0, st(c, 0), false); pop(c); },
+  x87_fisttp: (c, i) => { storeInt(c, i, i.size0, st(c, 0), true); pop(c); },
+  x87_fxch: (c, i) => { const k = i.reg0; const t = st(c, 0); setSt(c, 0, st(c, k)); setSt(c, k, t); },
   x87_fldz: consts(0), x87_fld1: consts(1), x87_fldpi: consts(Math.PI, true), x87_fldl2e: consts(Math.LOG2E, true),
   x87_fldl2t: consts(Math.log2(10), true), x87_fldlg2: consts(Math.log10(2), false), x87_fldln2: consts(Math.LN2, true),
   x87_fchs: (c) => setSt(c, 0, -st(c, 0)),
@@ -462,14 +462,14 @@ export const X87: HandlerMap = {
   x87_ficom: ficom(0), x87_ficomp: ficom(1),
   x87_fcomi: fcomi, x87_fucomi: fcomi,
   x87_fcmov: fcmov,
-  x87_fnstsw: (c, i) => { if (i.opKind[0] === OP_MEM) c.write16(ea(c, i), fswWithTop(c)); else writeReg(c, RAX, 2, fswWithTop(c), 0); },
+  x87_fnstsw: (c, i) => { if (i.kind0 === OP_MEM) c.write16(ea(c, i), fswWithTop(c)); else writeReg(c, RAX, 2, fswWithTop(c), 0); },
   x87_fnstcw: (c, i) => c.write16(ea(c, i), c.fcw),
   x87_fldcw: (c, i) => { c.fcw = fcwOf(c.read16(ea(c, i))); },
   x87_fninit: fninit,
   x87_fnclex: (c) => { c.fsw &= ~0x80ff; },
   x87_fwait: () => undefined,
   x87_fnop: () => undefined,
-  x87_ffree: (c, i) => { c.fpTag |= 1 << ((c.fpTop + (i.opReg[0] as number)) & 7); },
+  x87_ffree: (c, i) => { c.fpTag |= 1 << ((c.fpTop + (i.reg0)) & 7); },
   x87_fincstp: (c) => { c.fpTop = (c.fpTop + 1) & 7; },
   x87_fdecstp: (c) => { c.fpTop = (c.fpTop - 1) & 7; },
   x87_fsqrt: (c) => setSt(c, 0, rcOf(c.fcw) === 0 ? Math.sqrt(st(c, 0)) : x87Rounded(rcOf(c.fcw), OP_SQRT, 0, st(c, 0))),
