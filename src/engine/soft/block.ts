@@ -86,6 +86,18 @@ function jitAfterFromEnv(v: string | undefined): number {
   return Number.isInteger(n) && n >= 0 ? Math.min(n, JIT_AFTER_MAX) : JIT_AFTER_DEFAULT;
 }
 
+/**
+ * Calls an instruction's handler from compiled code. Every block calls
+ * through this one site, which V8 therefore sees as megamorphic and never
+ * inlines the handlers into blocks: a block stays a few hundred bytes of
+ * machine code that compiles in well under a millisecond, where inlining
+ * made 5-instruction blocks of ~7 KiB each, so that a few hundred of them
+ * overflowed the caches and ran slower than the interpreter.
+ */
+function callHandler(c: Cpu, o: Op): void {
+  o.fn(c, o);
+}
+
 /** A template for `op` (64-bit mode, no CPUID or privilege gate on its form), or undefined. */
 function templated(op: Op): InlineSource | undefined {
   if (op.mode !== MODE_64 || FORM_HANDLERS[op.form] !== HANDLER_TABLE[op.handler]) return undefined;
@@ -103,8 +115,8 @@ export function compileBlock(b: Block): BlockFn | undefined {
   let inlined = 0;
   for (const op of b.ops) if (templated(op) !== undefined) inlined++;
   if (inlined * 2 < b.ops.length) return undefined;
-  const names: string[] = ['W'];
-  const values: unknown[] = [wrap64];
+  const names: string[] = ['W', 'X'];
+  const values: unknown[] = [wrap64, callHandler];
   const lines: string[] = ['const r = c.rip; const g = c.gpr;'];
   const m = b.ops.length;
   /** c.rip lags behind after inline instructions (they cannot fault); set it before the next handler call. */
@@ -125,9 +137,9 @@ export function compileBlock(b: Block): BlockFn | undefined {
     lines.push(`c.nextRip = r + ${end};`);
     if (inl !== undefined) lines.push(inl.code);
     else {
-      names.push(`f${k}`, `o${k}`);
-      values.push(op.fn, op);
-      lines.push(`f${k}(c, o${k});`);
+      names.push(`o${k}`);
+      values.push(op);
+      lines.push(`X(c, o${k});`);
     }
     if (last) lines.push('c.rip = c.nextRip;');
     else lines.push(`c.rip = c.nextRip; if (c.nextRip !== r + ${end} || c.stopRequested !== 0) return ${k + 1};`);
