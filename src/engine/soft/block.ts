@@ -89,10 +89,8 @@ function jitAfterFromEnv(v: string | undefined): number {
 /**
  * Calls an instruction's handler from compiled code. Every block calls
  * through this one site, which V8 therefore sees as megamorphic and never
- * inlines the handlers into blocks: a block stays a few hundred bytes of
- * machine code that compiles in well under a millisecond, where inlining
- * made 5-instruction blocks of ~7 KiB each, so that a few hundred of them
- * overflowed the caches and ran slower than the interpreter.
+ * inlines the handlers into blocks: each block carries only its templates
+ * and the memory accesses they make, and compiles faster.
  */
 function callHandler(c: Cpu, o: Op): void {
   o.fn(c, o);
