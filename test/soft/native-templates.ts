@@ -96,6 +96,14 @@ export function templates(): Template[] {
   add('imul r,r,imm8 64', 'imul rax, rbx, -3', MULU);
   add('imul r,r,imm32 64', 'imul rdx, rcx, 0x7654321', MULU);
   add('imul r,r,imm16', 'imul dx, cx, -300', MULU);
+  // Factors below 2^32 and factors in int32 range take shorter paths in the 64-bit multiply.
+  add('mul r64 (32-bit factors)', 'mov eax, eax; mov ebx, ebx; mul rbx', MULU);
+  add('imul r64 (32-bit factors)', 'mov eax, eax; mov ebx, ebx; imul rbx', MULU);
+  add('imul r,r 64 (32-bit factors)', 'mov eax, eax; mov ebx, ebx; imul rax, rbx', MULU);
+  add('imul r,r 64 (int32 factors)', 'movsxd rax, eax; movsxd rbx, ebx; imul rax, rbx', MULU);
+  add('imul r64 (int32 factors)', 'movsxd rax, eax; movsxd rbx, ebx; imul rbx', MULU);
+  add('imul r,r 64 (int32 and 32-bit)', 'movsxd rax, eax; mov ebx, ebx; imul rax, rbx', MULU);
+  add('imul r,r,imm 64 (int32 factor)', 'movsxd rcx, ecx; imul rdx, rcx, -0x7654321', MULU);
   // Raw operands: mostly quotient overflow or a zero divisor, so #DE; the fault and the state at it are compared.
   for (const r of ['rbx', 'ebx', 'bx', 'bl', 'r13']) { add(`div ${r} raw`, `div ${r}`, STATUS); add(`idiv ${r} raw`, `idiv ${r}`, STATUS); }
   add('div mem64 raw', 'div qword ptr [W + 40]', STATUS);

@@ -34,6 +34,12 @@ function mulU32(a: number, b: number): void {
 
 /** Unsigned 64x64 -> 128 into P0..P3. */
 export function mulU64(aL: number, aH: number, bL: number, bH: number): void {
+  if ((aH | bH) === 0) {
+    // Both factors below 2^32 (multi-precision code multiplies 32-bit halves): one partial product.
+    mulU32(aL, bL);
+    P0 = M0; P1 = M1; P2 = 0; P3 = 0;
+    return;
+  }
   mulU32(aL, bL); const w0 = M0, c0 = M1 >>> 0;
   mulU32(aL, bH); const x0 = M0 >>> 0, x1 = M1 >>> 0;
   mulU32(aH, bL); const y0 = M0 >>> 0, y1 = M1 >>> 0;
@@ -48,6 +54,14 @@ export function mulU64(aL: number, aH: number, bL: number, bH: number): void {
 
 /** Signed 64x64 -> 128: the unsigned product with the high half corrected for negative factors. */
 function mulS64(aL: number, aH: number, bL: number, bH: number): void {
+  if (aH === aL >> 31 && bH === bL >> 31) {
+    // Both factors fit in int32: the 32x32 signed product, sign-extended.
+    mulU32(aL, bL);
+    P0 = M0;
+    P1 = (M1 - (aL < 0 ? bL : 0) - (bL < 0 ? aL : 0)) | 0;
+    P2 = P3 = P1 >> 31;
+    return;
+  }
   mulU64(aL, aH, bL, bH);
   if (aH < 0) sub64hi(bL, bH);
   if (bH < 0) sub64hi(aL, aH);
