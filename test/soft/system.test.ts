@@ -173,6 +173,26 @@ test('MSRs: EFER, STAR/LSTAR/SFMASK, PAT and MTRRs read back; reserved EFER bits
   assert.equal(readMsr(cpu, 0xc0000080), 0xd01n, 'EFER unchanged by the refused write');
 });
 
+test('CPUID says the CPU is not affected by the speculation bugs it has "not affected" bits for; EFER.AIBRSE is writable', async (t) => {
+  const m = await runAsm(t, `
+    mov $0x80000000, %eax; cpuid; mov %eax, ${DATA}
+    mov $0x80000008, %eax; cpuid; mov %ebx, ${DATA + 4}
+    mov $0x80000021, %eax; cpuid; mov %eax, ${DATA + 8}
+    mov $0xc0000080, %ecx; rdmsr; or $0x200000, %eax; wrmsr
+    ${exit(1)}`);
+  if (!m) return;
+  assert.deepEqual(m.marks, [1], 'the EFER.AIBRSE write did not fault');
+  const max = Number(m.u64(DATA) & 0xffffffffn);
+  const e8 = Number((m.u64(DATA) >> 32n) & 0xffffffffn);
+  const e21 = Number(m.u64(DATA + 8) & 0xffffffffn);
+  assert.ok(max >= 0x80000021, `extended leaves up to 0x${max.toString(16)}`);
+  assert.equal(e8 & (1 << 26), 1 << 26, 'SSB_NO');
+  assert.equal(e8 & (1 << 29), 1 << 29, 'BTC_NO');
+  assert.equal(e21 & (1 << 29), 1 << 29, 'SRSO_NO');
+  assert.equal(e21 & (1 << 8), 1 << 8, 'AutoIBRS');
+  assert.equal((readMsr(m.vm.vcpus[0]!.cpu, 0xc0000080) ?? 0n) & 0x200000n, 0x200000n, 'EFER.AIBRSE reads back');
+});
+
 test('exceptions: an IST gate switches to the IST stack; an absent IDT entry turns #PF into #DF', async (t) => {
   const m = await runAsm(t, `ud2`, {
     setup: (mem) => {

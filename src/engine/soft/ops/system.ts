@@ -9,7 +9,7 @@
  */
 import { OP_FAR, OP_GPR, OP_IMM, PFX_REP, PFX_REPNE, MODE_64 } from '../decode/index.js';
 import type { Cpu } from '../cpu.js';
-import { cpuid } from '../cpuid.js';
+import { cpuid, EFER_AIBRSE } from '../cpuid.js';
 import { getRflags } from '../flags.js';
 import { CpuException, hex, PAGE_SIZE, VEC_BP, VEC_DB, VEC_GP, VEC_OF, VEC_UD } from '../mmu.js';
 import { opKind, type Op } from '../op.js';
@@ -58,7 +58,7 @@ const CR4_TLB_BITS = (1 << 4) | CR4_PAE | (1 << 7) | (1 << 17) | (1 << 20) | (1 
 /** CR4 bits this CPU accepts: VME..PCE, OSFXSR, OSXMMEXCPT, FSGSBASE (SMEP/SMAP/PKE/OSXSAVE/LA57 are not offered). */
 const CR4_SUPPORTED = 0x7ff | (1 << 16);
 /** EFER bits this CPU accepts. */
-const EFER_WRITABLE = EFER_SCE | EFER_LME | EFER_NXE;
+const EFER_WRITABLE = EFER_SCE | EFER_LME | EFER_NXE | EFER_AIBRSE;
 /** Bits SYSRET restores from R11 (SDM Vol. 2B, SYSRET): RF and VM cleared, bit 1 set. */
 const SYSRET_FLAGS = 0x3c7fd7;
 
