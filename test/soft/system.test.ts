@@ -273,6 +273,53 @@ test('SYSRET to CPL 3, INT from user mode switches to RSP0; SYSCALL returns to L
   assert.equal(m.vm.vcpus[0]!.cpu.cpl, 0);
 });
 
+test('TLBs across privilege changes: a supervisor-only page cached by the kernel faults in user mode; an INVLPG in the kernel reaches the user translation', async (t) => {
+  const sup = 0x60000, upage = 0x50000;
+  const pte = (page: number): number => 0x4000 + (page >>> 12) * 8;
+  const m = await runAsm(t, `
+    mov $0xc0000081, %ecx; xor %eax, %eax; mov $((0x10 << 16) | 0x08), %edx; wrmsr
+    mov $0xc0000082, %ecx; lea kernel_entry(%rip), %rax; xor %edx, %edx; wrmsr
+    mov $0xc0000084, %ecx; mov $0x200, %eax; xor %edx, %edx; wrmsr
+    mov $0x28, %ax; ltr %ax
+    movq $${sup | 3}, ${pte(sup)}        # supervisor-only
+    movq $${0x61000 | 7}, ${pte(upage)}  # user page backed by 0x61000
+    invlpg ${sup}
+    invlpg ${upage}
+    mov ${sup}, %eax                     # cached for the supervisor
+    lea user(%rip), %rcx
+    mov $0x2, %r11
+    mov $0x20000, %rsp
+    sysretq
+  user:
+    mov ${upage}, %eax                   # cached for the user
+    mov %eax, ${DATA}
+    syscall
+  kernel_entry:
+    movq $${0x62000 | 7}, ${pte(upage)}  # the kernel repoints the user page
+    invlpg ${upage}
+    lea user2(%rip), %rcx
+    mov $0x2, %r11
+    sysretq
+  user2:
+    mov ${upage}, %eax                   # the new page
+    mov %eax, ${DATA + 4}
+    mov ${sup}, %ebx                     # #PF: supervisor-only
+    `, {
+    setup: (mem) => {
+      mem.write(0x61000, Uint8Array.of(0xa1, 0, 0, 0));
+      mem.write(0x62000, Uint8Array.of(0xa2, 0, 0, 0));
+    },
+  });
+  if (!m) return;
+  assert.deepEqual(m.marks, [14]);
+  assert.equal(m.u64(DATA) & 0xffffffffn, 0xa1n);
+  assert.equal((m.u64(DATA) >> 32n) & 0xffffffffn, 0xa2n, 'the user saw the PTE change made by the kernel');
+  const f = frame(m, RSP0_TOP, true);
+  assert.equal(f.error, 0x5n, '#PF error: present, read, user');
+  assert.equal(f.cs, BigInt(USER_CS | 3));
+  assert.equal(m.vm.vcpus[0]!.cpu.cr2, sup);
+});
+
 test('IRETQ returns to CPL 3 with the pushed RSP and RFLAGS; a privileged instruction there is #GP', async (t) => {
   const m = await runAsm(t, `
     mov $0x28, %ax; ltr %ax

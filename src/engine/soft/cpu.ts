@@ -73,6 +73,18 @@ export class CodeCache {
 
 const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
 const NO_CODE = new CodePage(NO_FRAME);
+
+/** One privilege level's read, write and fetch TLBs, while the other level's are in use (Cpu.switchPrivilege). */
+class TlbSet {
+  rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  xTag = new Float64Array(TLB_SIZE).fill(NaN);
+  xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+}
 /** Marks a block start not worth compiling: its instructions run one at a time. */
 const NO_BLOCK = new Block([], new Int32Array(0), new Int32Array(0));
 
@@ -106,15 +118,23 @@ export class Cpu extends CpuState {
   stopRequested = 0;
   private readonly reported = new Set<number>();
 
-  // Read, write and fetch TLBs: tag = virtual page number (NaN = empty).
-  private readonly rTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  private readonly rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  private readonly wTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  private readonly wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  private readonly xTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  // Read, write and fetch TLBs of the current privilege level: tag = virtual page number (NaN = empty).
+  private rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  private rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  private wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  private wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  private xTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  /**
+   * The other privilege level's TLBs (user when running at CPL 0-2,
+   * supervisor at CPL 3). An entry holds a translation checked for one of
+   * the two (paging permissions depend on nothing else), so a system call or
+   * an interrupt swaps the sets instead of emptying them, and both sides
+   * find their working set still there when control comes back.
+   */
+  private other = new TlbSet();
   /** Decoded instructions, possibly shared with other vCPUs (CodeCache). */
   private codeCache = new CodeCache();
   /** The cache's pages for the current mode. */
@@ -139,17 +159,39 @@ export class Cpu extends CpuState {
     cache.cpus.push(this);
     this.code = cache.pages[this.mode] as Map<PageFrame, CodePage>;
     this.xTag.fill(NaN);
+    this.other.xTag.fill(NaN);
   }
 
-  /** Drops write-TLB entries of `bytes` so writes to it take the slow path (SMC detection). */
+  /** Drops write-TLB entries of `bytes`, both privilege levels', so writes to it take the slow path (SMC detection). */
   private forgetWritable(bytes: Uint8Array): void {
     const wb = this.wBytes;
     for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === bytes) this.wTag[k] = NaN;
+    const o = this.other;
+    for (let k = 0; k < TLB_SIZE; k++) if (o.wBytes[k] === bytes) o.wTag[k] = NaN;
   }
 
-  /** Forgets the fetch TLB (decoded code it points at was dropped). */
+  /** Forgets the fetch TLBs (decoded code they point at was dropped). */
   private forgetCode(): void {
     this.xTag.fill(NaN);
+    this.other.xTag.fill(NaN);
+    this.codeDropped();
+  }
+
+  /**
+   * The privilege level moves between user (CPL 3) and supervisor (CPL 0-2):
+   * swaps in the other level's TLBs. The run loop looks its code page up again.
+   */
+  switchPrivilege(): void {
+    const o = this.other;
+    const rTag = this.rTag, rView = this.rView, rBytes = this.rBytes;
+    const wTag = this.wTag, wView = this.wView, wBytes = this.wBytes;
+    const xTag = this.xTag, xCode = this.xCode;
+    this.rTag = o.rTag; this.rView = o.rView; this.rBytes = o.rBytes;
+    this.wTag = o.wTag; this.wView = o.wView; this.wBytes = o.wBytes;
+    this.xTag = o.xTag; this.xCode = o.xCode;
+    o.rTag = rTag; o.rView = rView; o.rBytes = rBytes;
+    o.wTag = wTag; o.wView = wView; o.wBytes = wBytes;
+    o.xTag = xTag; o.xCode = xCode;
     this.codeDropped();
   }
 
@@ -409,6 +451,10 @@ export class Cpu extends CpuState {
     if (this.rTag[t] === vpn) this.rTag[t] = NaN;
     if (this.wTag[t] === vpn) this.wTag[t] = NaN;
     if (this.xTag[t] === vpn) this.xTag[t] = NaN;
+    const o = this.other;
+    if (o.rTag[t] === vpn) o.rTag[t] = NaN;
+    if (o.wTag[t] === vpn) o.wTag[t] = NaN;
+    if (o.xTag[t] === vpn) o.xTag[t] = NaN;
     const frame = this.codeFrameOf.get(vpn);
     if (frame !== undefined) {
       this.codeFrameOf.delete(vpn);
@@ -429,14 +475,18 @@ export class Cpu extends CpuState {
   }
 
   /**
-   * Forgets every translation but keeps decoded code (it is keyed by frame
-   * and revalidated through translate): INVLPG-wide flushes, CR3 writes,
-   * privilege changes (the TLB holds permissions checked at one CPL).
+   * Forgets every translation, both privilege levels', but keeps decoded
+   * code (it is keyed by frame and revalidated through translate):
+   * INVLPG-wide flushes, CR3 writes, paging-mode changes.
    */
   flushTlb(): void {
     this.rTag.fill(NaN);
     this.wTag.fill(NaN);
     this.xTag.fill(NaN);
+    const o = this.other;
+    o.rTag.fill(NaN);
+    o.wTag.fill(NaN);
+    o.xTag.fill(NaN);
     this.codeDropped();
   }
 
@@ -453,6 +503,8 @@ export class Cpu extends CpuState {
   flushAll(): void {
     this.rTag.fill(NaN);
     this.wTag.fill(NaN);
+    this.other.rTag.fill(NaN);
+    this.other.wTag.fill(NaN);
     for (const pages of this.codeCache.pages) {
       for (const ops of pages.values()) ops.clear();
       pages.clear();

@@ -141,11 +141,13 @@ export function setSegBase(c: Cpu, seg: number, base: number): void {
   c.segBase[seg] = base;
 }
 
-/** Changes CPL; the TLB holds permissions checked at one privilege level, so it is dropped on a change. */
+/** Changes CPL; TLB entries hold permissions checked as user (CPL 3) or supervisor, so crossing between the two swaps TLBs. */
 export function setCpl(c: Cpu, cpl: number): void {
   if (c.cpl === cpl) return;
+  const user = cpl === 3;
+  const wasUser = c.cpl === 3;
   c.cpl = cpl;
-  c.flushTlb();
+  if (user !== wasUser) c.switchPrivilege();
 }
 
 const descBuf = new Uint8Array(16);
