@@ -60,6 +60,8 @@ export function templates(): Template[] {
       add(`${op} ${r},imm`, `${op} ${r}, 5`, rot ? OF : AF | OF);
     }
     add(`${op} r8,33`, `${op} r8, 33`, rot ? OF : AF | OF);
+    // 64-bit counts on each side of 32, for the lo/hi-half paths.
+    for (const n of [31, 32, 47, 63]) add(`${op} r12,${n}`, `${op} r12, ${n}`, rot ? OF : AF | OF);
     add(`${op} eax,40 (masked to 8)`, `${op} eax, 40`, rot ? OF : AF | OF);
     add(`${op} al,9`, `${op} al, 9`, rot ? OF : AF | OF | CF);
     add(`${op} ax,17`, `${op} ax, 17`, rot ? OF : AF | OF | CF);

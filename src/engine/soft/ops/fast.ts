@@ -12,6 +12,7 @@ import { opKind, opReg, type Handler, type Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
 import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
+import { mulS64, P0, P1, P2, P3 } from './muldiv.js';
 
 const ADD = 0, SUB = 1, AND = 2, OR = 3, XOR = 4, CMP = 5, TEST = 6;
 const ALU_HANDLERS: Record<string, number> = { alu_add: ADD, alu_sub: SUB, alu_and: AND, alu_or: OR, alu_xor: XOR, alu_cmp: CMP, alu_test: TEST };
@@ -200,6 +201,44 @@ function shift32(kind: number): Handler {
   };
 }
 
+/** SHL/SHR/SAR r64, imm8 (count 1-63 after masking; 0 changes nothing): as shift.ts does it on lo/hi halves. */
+function shift64(kind: number): Handler {
+  return (c, i) => {
+    const n = i.imm & 63;
+    if (n === 0) return;
+    const g = c.gpr;
+    const d = i.r0;
+    const lo = g[d] as number, hi = g[d + 1] as number;
+    let rl: number, rh: number, cf: number, of: number;
+    if (kind === 0) {
+      if (n < 32) { rh = (hi << n) | (lo >>> (32 - n)); rl = lo << n; cf = (hi >>> (32 - n)) & 1; }
+      else { rh = lo << (n - 32); rl = 0; cf = n === 32 ? hi & 1 : (lo >>> (64 - n)) & 1; }
+      of = (rh >>> 31) ^ cf;
+    } else {
+      if (n < 32) { rl = (lo >>> n) | (hi << (32 - n)); rh = kind === 1 ? hi >>> n : hi >> n; cf = (lo >>> (n - 1)) & 1; }
+      else { rl = kind === 1 ? hi >>> (n - 32) : hi >> (n - 32); rh = kind === 1 ? 0 : hi >> 31; cf = n === 32 ? lo >>> 31 : (hi >>> (n - 33)) & 1; }
+      of = kind === 1 ? hi >>> 31 : 0;
+    }
+    g[d] = rl; g[d + 1] = rh;
+    c.lfOp = LF_CO; c.lfSize = 8; c.lfRes = rl; c.lfResHi = rh; c.lfAux = cf | (of << 11);
+  };
+}
+
+/** IMUL r64, r64 / r64, [m] (muldiv.ts imulTrunc): the truncated product, CF = OF = it did not fit. */
+function imul64(mem: boolean): Handler {
+  return (c, i) => {
+    const g = c.gpr;
+    let b: number, bh: number;
+    if (mem) { b = c.read64(ea(c, i)); bh = c.hi; } else { b = g[i.r1] as number; bh = g[i.r1 + 1] as number; }
+    const d = i.r0;
+    mulS64(g[d] as number, g[d + 1] as number, b, bh);
+    const lo = P0, hi = P1;
+    g[d] = lo; g[d + 1] = hi;
+    c.lfOp = LF_CO; c.lfSize = 8; c.lfRes = lo; c.lfResHi = hi;
+    c.lfAux = P2 === hi >> 31 && P3 === hi >> 31 ? 0 : FLAG_CF | FLAG_OF;
+  };
+}
+
 /** INC/DEC r32/r64 (alu.ts incdec): CF kept in the record's aux. */
 function incdec(dec: boolean, size: number): Handler {
   return (c, i) => {
@@ -249,6 +288,10 @@ export function specialize(name: string, i: Op): Handler | undefined {
   if ((name === 'shift_shl' || name === 'shift_shr' || name === 'shift_sar') && size === 4 && gpr(0) && k1 === OP_IMM) {
     return shift32(name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : 2);
   }
+  if ((name === 'shift_shl' || name === 'shift_shr' || name === 'shift_sar') && size === 8 && gpr(0) && k1 === OP_IMM) {
+    return shift64(name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : 2);
+  }
+  if (name === 'mul_imul2' && size === 8 && gpr(0) && (gpr(1) || (k1 === OP_MEM && plainMem(i)))) return imul64(k1 === OP_MEM);
   if ((name === 'alu_inc' || name === 'alu_dec') && (size === 8 || size === 4) && i.nops === 1 && gpr(0)) return incdec(name === 'alu_dec', size);
   if (name === 'mov_movzx' && (size === 8 || size === 4) && gpr(0) && k1 === OP_MEM && plainMem(i)) {
     if (i.size1 === 1) return movzxM8;

@@ -16,7 +16,7 @@ import { FLAG_CF, FLAG_OF, LF_CO, RAX, RDX } from '../state.js';
 import type { HandlerMap } from './types.js';
 
 /** Products: low 64 bits in (P0, P1), high 64 bits in (P2, P3). */
-let P0 = 0, P1 = 0, P2 = 0, P3 = 0;
+export let P0 = 0, P1 = 0, P2 = 0, P3 = 0;
 
 /**
  * Unsigned 32x32 -> 64 into (M0, M1), in integer operations only: the low
@@ -53,7 +53,7 @@ export function mulU64(aL: number, aH: number, bL: number, bH: number): void {
 }
 
 /** Signed 64x64 -> 128: the unsigned product with the high half corrected for negative factors. */
-function mulS64(aL: number, aH: number, bL: number, bH: number): void {
+export function mulS64(aL: number, aH: number, bL: number, bH: number): void {
   if (aH === aL >> 31 && bH === bL >> 31) {
     // Both factors fit in int32: the 32x32 signed product, sign-extended.
     mulU32(aL, bL);
