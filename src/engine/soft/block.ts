@@ -23,6 +23,7 @@ import { FORMS, MODE_64 } from './decode/index.js';
 import type { Cpu } from './cpu.js';
 import type { Op } from './op.js';
 import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
+import { isSpecialised } from './ops/fast.js';
 import { inlineSource, type InlineSource } from './ops/inline.js';
 import { wrap64 } from './operands.js';
 
@@ -87,10 +88,11 @@ function jitAfterFromEnv(v: string | undefined): number {
 }
 
 /**
- * Calls an instruction's handler from compiled code. Every block calls
- * through this one site, which V8 therefore sees as megamorphic and never
- * inlines the handlers into blocks: each block carries only its templates
- * and the memory accesses they make, and compiles faster.
+ * Calls an instruction's handler from compiled code. Blocks call generic
+ * handlers through this one site, which V8 therefore sees as megamorphic
+ * and never inlines them into blocks: each block carries only its
+ * templates, the memory accesses they make and the small specialised
+ * handlers of ops/fast.ts (called directly), and compiles faster.
  */
 function callHandler(c: Cpu, o: Op): void {
   o.fn(c, o);
@@ -137,7 +139,11 @@ export function compileBlock(b: Block): BlockFn | undefined {
     else {
       names.push(`o${k}`);
       values.push(op);
-      lines.push(`X(c, o${k});`);
+      if (isSpecialised(op.fn)) {
+        names.push(`f${k}`);
+        values.push(op.fn);
+        lines.push(`f${k}(c, o${k});`);
+      } else lines.push(`X(c, o${k});`);
     }
     if (last) lines.push('c.rip = c.nextRip;');
     else lines.push(`c.rip = c.nextRip; if (c.nextRip !== r + ${end} || c.stopRequested !== 0) return ${k + 1};`);

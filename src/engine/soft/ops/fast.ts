@@ -10,7 +10,7 @@ import { cond, getCF, setCarryOverflow } from '../flags.js';
 import type { Cpu } from '../cpu.js';
 import { opKind, opReg, type Handler, type Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
-import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB, RSP } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
 import { mulS64, P0, P1, P2, P3 } from './muldiv.js';
 
@@ -239,6 +239,74 @@ function imul64(mem: boolean): Handler {
   };
 }
 
+/** ADC/SBB r, r at 32/64 bits (alu.ts binop): the carry-in from the pending flags, kept in the record's aux. */
+function adcSbbRR(sbb: boolean, size: number): Handler {
+  return (c, i) => {
+    const g = c.gpr;
+    const dr = i.r0, sr = i.r1;
+    const cin = getCF(c);
+    const d = g[dr] as number, s = g[sr] as number;
+    if (size === 4) {
+      const r = (sbb ? d - s - cin : d + s + cin) | 0;
+      c.lfOp = sbb ? LF_SBB : LF_ADC; c.lfSize = 4;
+      c.lfDst = d; c.lfDstHi = 0; c.lfSrc = s; c.lfSrcHi = 0; c.lfRes = r; c.lfResHi = 0; c.lfAux = cin;
+      g[dr] = r; g[dr + 1] = 0;
+      return;
+    }
+    const dh = g[dr + 1] as number, sh = g[sr + 1] as number;
+    let r: number, rh: number;
+    if (sbb) {
+      r = (d - s - cin) | 0;
+      rh = (dh - sh - ((d >>> 0) < (s >>> 0) + cin ? 1 : 0)) | 0;
+    } else {
+      const lo = (d >>> 0) + (s >>> 0) + cin;
+      r = lo | 0;
+      rh = (dh + sh + (lo > 0xffffffff ? 1 : 0)) | 0;
+    }
+    c.lfOp = sbb ? LF_SBB : LF_ADC; c.lfSize = 8;
+    c.lfDst = d; c.lfDstHi = dh; c.lfSrc = s; c.lfSrcHi = sh; c.lfRes = r; c.lfResHi = rh; c.lfAux = cin;
+    g[dr] = r; g[dr + 1] = rh;
+  };
+}
+
+/** CMOVcc r, r at 32/64 bits (mov.ts mov_cmov): a 32-bit destination is zero-extended either way. */
+function cmovRR(size: number): Handler {
+  return (c, i) => {
+    const g = c.gpr;
+    const d = i.r0;
+    if (cond(c, i.opcode & 15)) {
+      const s = i.r1;
+      g[d] = g[s] as number;
+      g[d + 1] = size === 8 ? g[s + 1] as number : 0;
+    } else if (size === 4) g[d + 1] = 0;
+  };
+}
+
+/** SETcc r8, a low-byte register (mov.ts mov_setcc). */
+const setccR: Handler = (c, i) => {
+  const g = c.gpr;
+  const d = i.r0;
+  g[d] = ((g[d] as number) & ~0xff) | (cond(c, i.opcode & 15) ? 1 : 0);
+};
+
+/** MOVZX/MOVSX/MOVSXD r32/r64, r (low byte, word or dword of a register; mov.ts mov_movzx, mov_movsx). */
+function extendRR(signed: boolean, from: number, size: number): Handler {
+  const shift = 32 - from * 8;
+  return (c, i) => {
+    const g = c.gpr;
+    const d = i.r0;
+    const v = g[i.r1] as number;
+    if (!signed) {
+      g[d] = from === 4 ? v : v & ((1 << (from * 8)) - 1);
+      g[d + 1] = 0;
+      return;
+    }
+    const x = shift === 0 ? v : (v << shift) >> shift;
+    g[d] = x;
+    g[d + 1] = size === 8 ? x >> 31 : 0;
+  };
+}
+
 /** INC/DEC r32/r64 (alu.ts incdec): CF kept in the record's aux. */
 function incdec(dec: boolean, size: number): Handler {
   return (c, i) => {
@@ -263,8 +331,25 @@ function plainMem(i: Op): boolean {
   return i.asize === 8 && (i.base === BASE_RIP || i.base >= -1);
 }
 
+/**
+ * Whether `fn` is one of this file's handlers: each is a few lines for one
+ * operand shape, small enough for compiled blocks to call directly (V8 then
+ * inlines it) where other handlers go through one shared call site.
+ */
+export function isSpecialised(fn: Handler): boolean {
+  return SPECIALISED.has(fn);
+}
+
+const SPECIALISED = new WeakSet<Handler>();
+
 /** A specialised handler for `i` (by the name the table binds), or undefined to keep the generic one. */
 export function specialize(name: string, i: Op): Handler | undefined {
+  const h = pick(name, i);
+  if (h !== undefined) SPECIALISED.add(h);
+  return h;
+}
+
+function pick(name: string, i: Op): Handler | undefined {
   const k0 = i.kind0, k1 = i.kind1;
   const size = i.size0;
   const gpr = (n: number): boolean => opKind(i, n) === OP_GPR && opReg(i, n) < 16;
@@ -290,6 +375,13 @@ export function specialize(name: string, i: Op): Handler | undefined {
   }
   if ((name === 'shift_shl' || name === 'shift_shr' || name === 'shift_sar') && size === 8 && gpr(0) && k1 === OP_IMM) {
     return shift64(name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : 2);
+  }
+  if ((name === 'alu_adc' || name === 'alu_sbb') && (size === 8 || size === 4) && i.nops === 2 && gpr(0) && gpr(1)) return adcSbbRR(name === 'alu_sbb', size);
+  if (name === 'mov_cmov' && (size === 8 || size === 4) && gpr(0) && gpr(1)) return cmovRR(size);
+  if (name === 'mov_setcc' && size === 1 && gpr(0)) return setccR;
+  if ((name === 'mov_movzx' || name === 'mov_movsx' || name === 'mov_movsxd') && (size === 8 || size === 4) && gpr(0) && gpr(1) &&
+    (i.size1 === 1 || i.size1 === 2 || (i.size1 === 4 && name === 'mov_movsxd' && size === 8))) {
+    return extendRR(name !== 'mov_movzx', i.size1, size);
   }
   if (name === 'mul_imul2' && size === 8 && gpr(0) && (gpr(1) || (k1 === OP_MEM && plainMem(i)))) return imul64(k1 === OP_MEM);
   if ((name === 'alu_inc' || name === 'alu_dec') && (size === 8 || size === 4) && i.nops === 1 && gpr(0)) return incdec(name === 'alu_dec', size);
