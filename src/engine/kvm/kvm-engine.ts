@@ -511,8 +511,8 @@ export class KvmVm implements EngineVm {
           this.phase = 'stopped';
           // Parked workers must not keep the process alive once the VM is over.
           for (const v of this.vcpus) v.worker.unref();
-          this.notifiers?.stop();
-          this.resolveRun?.(this.stopReason!);
+          const stop = this.stopReason!;
+          void (this.notifiers?.stop() ?? Promise.resolve()).then(() => this.resolveRun?.(stop));
         }
         break;
     }

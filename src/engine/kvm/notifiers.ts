@@ -146,10 +146,25 @@ export class MmioNotifiers {
     return this.workerReady;
   }
 
-  /** The VM has stopped for good: no guest writes any more, so the worker ends. */
-  stop(): void {
+  /**
+   * The VM has stopped for good: no guest writes any more, so the worker
+   * ends. Once it is gone, runs what the guest wrote before it stopped and
+   * no handler has seen yet — counts the worker took, writes still in the
+   * eventfds, last calls owed to notifiers unregistered just before — so a
+   * stop right after a write loses no notification.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.endWorker();
+    if (this.workerExit) await this.workerExit;
+    if (this.closed) return;
+    this.reap();
+    for (const slot of this.live) {
+      const entry = this.entries[slot];
+      if (entry) Atomics.add(this.words, PENDING_COLUMN + slot, this.drain(entry.fd));
+    }
+    Atomics.store(this.words, N.ANY, 1);
+    this.deliver();
   }
 
   /**
