@@ -10,6 +10,7 @@
  * HLT costs nothing: when every vCPU sleeps the loop waits on a host timer
  * set to the nearest LAPIC deadline, or until a device or IPI wakes it.
  */
+import { writeFileSync } from 'node:fs';
 import { heapBacking, type MemoryBacking } from '../../memory/index.js';
 import type { IrqLine } from '../../bus/index.js';
 import type { BootCpuState, Engine, EngineVm, EngineVmConfig, ExitDispatcher, Registers, Segment, VmStop } from '../engine.js';
@@ -37,6 +38,8 @@ const SLICE_MS = 4;
 const CHUNK = 2048;
 /** vCPUs the soft engine offers (one xAPIC ID byte; all run on one thread today). */
 const MAX_CPUS = 64;
+/** Mean instructions between guest RIP samples (TYPEVISOR_SOFT_PROFILE_INTERVAL overrides). */
+const PROFILE_INTERVAL = 20_000;
 const GPR_NAMES = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
 
 export interface SoftEngineOptions {
@@ -126,9 +129,19 @@ export class SoftVm implements EngineVm {
   private readonly instructionLimit: number;
   private lastTrace = performance.now();
   private readonly log: (m: string) => void;
+  /** Runs one chunk of a vCPU: step(), or step() under the guest profiler. */
+  private readonly stepVcpu: (v: Vcpu) => boolean;
+  private readonly profile: GuestProfile | undefined;
 
   constructor(config: EngineVmConfig, options: SoftEngineOptions = {}) {
     this.dispatcher = config.dispatcher;
+    const profilePath = process.env.TYPEVISOR_SOFT_PROFILE;
+    if (profilePath) {
+      const profile = new GuestProfile(profilePath, Number(process.env.TYPEVISOR_SOFT_PROFILE_INTERVAL) || PROFILE_INTERVAL,
+        Number(process.env.TYPEVISOR_SOFT_PROFILE_STACK) || 0, Number(process.env.TYPEVISOR_SOFT_PROFILE_AFTER) || 0, config.cpus);
+      this.profile = profile;
+      this.stepVcpu = (v) => profile.step(v, (chunk) => this.step(v, chunk));
+    } else this.stepVcpu = (v) => this.step(v, CHUNK);
     this.traceMs = options.traceMs ?? (Number(process.env.TYPEVISOR_SOFT_TRACE_MS) || 0);
     this.instructionLimit = options.instructionLimit ?? (Number(process.env.TYPEVISOR_SOFT_INSTRUCTION_LIMIT) || Infinity);
     this.log = options.log ?? ((m) => process.stderr.write(`typevisor: ${m}\n`));
@@ -248,6 +261,7 @@ export class SoftVm implements EngineVm {
     if (this.immediate !== undefined) clearImmediate(this.immediate);
     this.timer = undefined;
     this.immediate = undefined;
+    if (this.profile !== undefined) this.writeProfile(this.profile);
     const r = this.resolveRun;
     this.resolveRun = undefined;
     for (const w of this.pauseWaiters.splice(0)) w();
@@ -268,7 +282,7 @@ export class SoftVm implements EngineVm {
       while (any && performance.now() - started < SLICE_MS) {
         any = false;
         for (const v of this.vcpus) {
-          if (this.step(v)) any = true;
+          if (this.stepVcpu(v)) any = true;
           if (this.stop !== undefined) break;
         }
         if (this.stop !== undefined) break;
@@ -312,7 +326,7 @@ export class SoftVm implements EngineVm {
    * SIPI, NMI, a maskable interrupt when RFLAGS.IF allows). Returns false
    * when the vCPU sleeps (HLT or waiting for SIPI) with nothing to take.
    */
-  private step(v: Vcpu): boolean {
+  private step(v: Vcpu, chunk: number): boolean {
     const { cpu, sys, lapic } = v;
     lapic.poll();
     if (lapic.takeInit()) {
@@ -338,7 +352,7 @@ export class SoftVm implements EngineVm {
       }
       if (cpu.halted) return false;
       const shadow = sys.shadow;
-      const r = cpu.run(shadow ? 1 : CHUNK);
+      const r = cpu.run(shadow ? 1 : chunk);
       if (shadow) sys.shadow = false;
       if (r === EXIT_HLT) this.counters.hlt++;
       else if (r === EXIT_EXCEPTION) {
@@ -356,6 +370,16 @@ export class SoftVm implements EngineVm {
       throw Object.assign(e instanceof Error ? e : new Error(String(e)), { vcpu: v.index });
     }
     return true;
+  }
+
+  private writeProfile(p: GuestProfile): void {
+    const instructions = this.vcpus.reduce((n, v) => n + v.cpu.icount, 0);
+    try {
+      writeFileSync(p.path, p.json(instructions, this.runNs / 1e6));
+      this.log(`soft engine: ${p.sampleCount} guest RIP samples written to ${p.path}`);
+    } catch (e) {
+      this.log(`soft engine: cannot write the guest profile to ${p.path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private internalError(e: unknown): void {
@@ -411,6 +435,85 @@ export class SoftVm implements EngineVm {
   close(): Promise<void> {
     if (this.running) this.requestStop({ reason: 'host-stop' });
     return Promise.resolve();
+  }
+}
+
+/**
+ * The developer's guest profiler (TYPEVISOR_SOFT_PROFILE=<file>; README.md):
+ * samples each vCPU's RIP and CPL every `interval` retired instructions on
+ * average (jittered, so loops cannot alias with it) by ending a chunk exactly
+ * there, and adds to the sample the host time the vCPU ran since the previous
+ * one. With `stackWords`, a kernel-mode sample also reads that many words
+ * from RSP up and counts the distinct ones that look like kernel text
+ * addresses: return addresses, and stale values too (a heuristic caller
+ * view; Linux 6.1 unwinds with ORC, not frame pointers). Written as JSON when
+ * the VM stops.
+ */
+class GuestProfile {
+  /** "cpl:rip" (rip as unsigned hex) → [samples, host ms]. */
+  private readonly samples = new Map<string, [number, number]>();
+  /** Per vCPU: the instruction count of the next sample, host ms run since the last. */
+  private readonly due: number[];
+  private readonly ms: number[];
+  /** Stack words that looked like kernel text addresses → samples they appeared in. */
+  private readonly stack = new Map<string, number>();
+  private readonly seen = new Set<string>();
+  sampleCount = 0;
+
+  /** `after`: instructions each vCPU retires before its first sample. */
+  constructor(readonly path: string, readonly interval: number, readonly stackWords: number, after: number, cpus: number) {
+    this.due = Array.from({ length: cpus }, () => after + this.gap());
+    this.ms = new Array<number>(cpus).fill(0);
+  }
+
+  private gap(): number {
+    return 1 + Math.floor(Math.random() * 2 * this.interval);
+  }
+
+  step(v: Vcpu, run: (chunk: number) => boolean): boolean {
+    const { cpu, index } = v;
+    let due = this.due[index] as number;
+    const started = performance.now();
+    const r = run(Math.max(1, Math.min(CHUNK, due - cpu.icount)));
+    // Before the first sample is near (TYPEVISOR_SOFT_PROFILE_AFTER), time does not count.
+    if (due - cpu.icount <= 2 * this.interval) this.ms[index] = (this.ms[index] as number) + performance.now() - started;
+    if (cpu.icount >= due) {
+      const key = `${cpu.cpl}:${hex(cpu.rip)}`;
+      const s = this.samples.get(key);
+      const ms = this.ms[index] as number;
+      if (s === undefined) this.samples.set(key, [1, ms]);
+      else { s[0]++; s[1] += ms; }
+      this.ms[index] = 0;
+      this.sampleCount++;
+      if (this.stackWords > 0 && cpu.cpl === 0) this.scanStack(cpu);
+      while (due <= cpu.icount) due += this.gap();
+      this.due[index] = due;
+    }
+    return r;
+  }
+
+  private scanStack(cpu: Cpu): void {
+    const seen = this.seen;
+    seen.clear();
+    const rsp = (cpu.gpr[8] as number) >>> 0;
+    const sp = ((cpu.gpr[9] as number) | 0) * 0x1_0000_0000 + rsp;
+    try {
+      for (let k = 0; k < this.stackWords; k++) {
+        const lo = cpu.read64(sp + 8 * k) >>> 0;
+        // 0xffffffff80000000 and up: the kernel image and modules.
+        if (cpu.hi === -1 && lo >= 0x8000_0000) seen.add(`ffffffff${lo.toString(16)}`);
+      }
+    } catch (e) {
+      if (!(e instanceof CpuException)) throw e;
+    }
+    for (const a of seen) this.stack.set(a, (this.stack.get(a) ?? 0) + 1);
+  }
+
+  json(instructions: number, runMs: number): string {
+    const samples: Record<string, [number, number]> = {};
+    for (const [k, [n, ms]] of [...this.samples].sort((a, b) => b[1][0] - a[1][0])) samples[k] = [n, Math.round(ms * 1000) / 1000];
+    const stack = Object.fromEntries([...this.stack].sort((a, b) => b[1] - a[1]));
+    return JSON.stringify({ interval: this.interval, instructions, runMs: Math.round(runMs), sampleCount: this.sampleCount, samples, stack });
   }
 }
 
