@@ -5,6 +5,9 @@
  * IDT (vectors, error codes, CR2, IST, stack switch), SYSCALL/SYSRET, IRETQ,
  * MSR #GP, double and triple faults.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -318,6 +321,47 @@ test('TLBs across privilege changes: a supervisor-only page cached by the kernel
   assert.equal(f.error, 0x5n, '#PF error: present, read, user');
   assert.equal(f.cs, BigInt(USER_CS | 3));
   assert.equal(m.vm.vcpus[0]!.cpu.cr2, sup);
+});
+
+test('guest profiler: TYPEVISOR_SOFT_PROFILE writes a histogram of sampled RIPs at the VM stop, all inside the running code', async (t) => {
+  const why = assemblerMissing();
+  if (why) {
+    t.skip(why);
+    return;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tv-profile-'));
+  const file = path.join(dir, 'profile.json');
+  const saved = process.env.TYPEVISOR_SOFT_PROFILE, savedInterval = process.env.TYPEVISOR_SOFT_PROFILE_INTERVAL;
+  process.env.TYPEVISOR_SOFT_PROFILE = file;
+  process.env.TYPEVISOR_SOFT_PROFILE_INTERVAL = '1000';
+  let m: Machine;
+  try {
+    m = await machine(assemble(`
+      mov $200000, %ecx
+    1: dec %ecx
+      jnz 1b
+      ${exit(1)}`));
+  } finally {
+    if (saved === undefined) delete process.env.TYPEVISOR_SOFT_PROFILE; else process.env.TYPEVISOR_SOFT_PROFILE = saved;
+    if (savedInterval === undefined) delete process.env.TYPEVISOR_SOFT_PROFILE_INTERVAL; else process.env.TYPEVISOR_SOFT_PROFILE_INTERVAL = savedInterval;
+  }
+  await m.run();
+  await m.vm.close();
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { interval: number; instructions: number; sampleCount: number; samples: Record<string, [number, number]> };
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(p.interval, 1000);
+  assert.ok(p.instructions >= 400000, `${p.instructions} instructions counted`);
+  // ~400,000 instructions at a mean interval of 1,000: a few hundred samples.
+  assert.ok(p.sampleCount >= 100 && p.sampleCount <= 1000, `${p.sampleCount} samples`);
+  let total = 0;
+  for (const [key, [n]] of Object.entries(p.samples)) {
+    const [cpl, rip] = key.split(':');
+    assert.equal(cpl, '0');
+    const a = Number.parseInt(rip ?? '', 16);
+    assert.ok(a >= CODE && a < CODE + 0x40, `sample at 0x${a.toString(16)} outside the program`);
+    total += n;
+  }
+  assert.equal(total, p.sampleCount);
 });
 
 test('IRETQ returns to CPL 3 with the pushed RSP and RFLAGS; a privileged instruction there is #GP', async (t) => {
