@@ -163,6 +163,8 @@ test('MSRs: EFER, STAR/LSTAR/SFMASK, PAT and MTRRs read back; reserved EFER bits
     mov $0xc0000082, %ecx; mov $0x11223344, %eax; mov $0xffffffff, %edx; wrmsr
     mov $0x277, %ecx; rdmsr; mov %eax, ${DATA}; mov %edx, ${DATA + 4}
     mov $0x2ff, %ecx; mov $0xc06, %eax; xor %edx, %edx; wrmsr
+    mov $0xc001001f, %ecx; mov $0x400000, %edx; xor %eax, %eax; wrmsr   # AMD NB_CFG
+    mov $0xc0010015, %ecx; rdmsr; mov %eax, ${DATA + 8}                 # AMD HWCR
     mov $0xc0000080, %ecx; rdmsr; or $0x10000, %eax; wrmsr   # reserved bit 16
     ${exit(1)}`);
   if (!m) return;
@@ -174,6 +176,8 @@ test('MSRs: EFER, STAR/LSTAR/SFMASK, PAT and MTRRs read back; reserved EFER bits
   assert.equal(readMsr(cpu, 0x2ff), 0xc06n);
   assert.equal(m.u64(DATA), 0x0007040600070406n, 'PAT reset value');
   assert.equal(readMsr(cpu, 0xc0000080), 0xd01n, 'EFER unchanged by the refused write');
+  assert.equal(readMsr(cpu, 0xc001001f), 0x40000000000000n, 'NB_CFG reads back');
+  assert.equal(m.u64(DATA + 8) & 0xffffffffn, 1n << 24n, 'HWCR: the TSC counts at the P0 frequency');
 });
 
 test('CPUID says the CPU is not affected by the speculation bugs it has "not affected" bits for; EFER.AIBRSE is writable', async (t) => {

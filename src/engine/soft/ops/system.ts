@@ -42,6 +42,11 @@ export const MSR_PAT = 0x277;
 export const MSR_MTRR_CAP = 0xfe;
 export const MSR_MTRR_DEF_TYPE = 0x2ff;
 export const MSR_MISC_ENABLE = 0x1a0;
+/** AMD hardware configuration (APM Vol. 2, "MSRs"): bit 24 TscFreqSel = the TSC counts at the P0 frequency, as ours does. */
+export const MSR_AMD_HWCR = 0xc0010015;
+const HWCR_TSC_FREQ_SEL = 1n << 24n;
+/** AMD northbridge configuration, which family 17h kernels touch: stored, no effect. */
+export const MSR_AMD_NB_CFG = 0xc001001f;
 export const MSR_SPEC_CTRL = 0x48;
 export const MSR_PLATFORM_ID = 0x17;
 export const MSR_BIOS_SIGN_ID = 0x8b;
@@ -454,6 +459,8 @@ export function readMsr(c: Cpu, n: number): bigint | undefined {
     case MSR_MCG_STATUS: case MSR_MISC_ENABLE:
       return s.msrs.get(n) ?? 0n;
     case MSR_PAT: return s.msrs.get(n) ?? PAT_RESET;
+    case MSR_AMD_HWCR: return (s.msrs.get(n) ?? 0n) | HWCR_TSC_FREQ_SEL;
+    case MSR_AMD_NB_CFG: return s.msrs.get(n) ?? 0n;
     // VCNT = 8 variable ranges, fixed ranges, write-combining (SDM Vol. 3A, 11.11.1).
     case MSR_MTRR_CAP: return BigInt(MTRR_VARIABLE_PAIRS) | (1n << 8n) | (1n << 10n);
     case MSR_MCG_CAP: return 0n;
@@ -488,8 +495,12 @@ export function writeMsr(c: Cpu, n: number, v: bigint): boolean {
       else s.msrs.set(n, v);
       return true;
     }
-    case MSR_STAR: case MSR_TSC_AUX: case MSR_SPEC_CTRL: case MSR_MISC_ENABLE: case MSR_MCG_STATUS:
+    case MSR_STAR: case MSR_TSC_AUX: case MSR_SPEC_CTRL: case MSR_MISC_ENABLE: case MSR_MCG_STATUS: case MSR_AMD_NB_CFG:
       s.msrs.set(n, v);
+      return true;
+    case MSR_AMD_HWCR:
+      // TscFreqSel is read-only set.
+      s.msrs.set(n, v | HWCR_TSC_FREQ_SEL);
       return true;
     case MSR_SFMASK:
       s.msrs.set(n, v & 0xffffffffn);
