@@ -27,7 +27,7 @@ export const EXIT_HLT = 3; // HLT: the CPU sleeps until an interrupt (cpu.halted
 
 const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
-/** Entries per TLB (direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on every CPL change. */
+/** Entries per TLB (direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on CR3 writes. */
 const TLB_SIZE = 1024;
 const TLB_MASK = TLB_SIZE - 1;
 

@@ -12,7 +12,9 @@ import { opKind, opReg, type Handler, type Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
 import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
-import { mulS64, P0, P1, P2, P3 } from './muldiv.js';
+import { setArith } from './alu.js';
+import { mulS64, P0, P1, P2, P3, setMulFlags } from './muldiv.js';
+import { bit64, RHI, RLO, sar64, setCO, shl64, shr64 } from './shift.js';
 
 const ADD = 0, SUB = 1, AND = 2, OR = 3, XOR = 4, CMP = 5, TEST = 6;
 const ALU_HANDLERS: Record<string, number> = { alu_add: ADD, alu_sub: SUB, alu_and: AND, alu_or: OR, alu_xor: XOR, alu_cmp: CMP, alu_test: TEST };
@@ -201,7 +203,7 @@ function shift32(kind: number): Handler {
   };
 }
 
-/** SHL/SHR/SAR r64, imm8 (count 1-63 after masking; 0 changes nothing): as shift.ts does it on lo/hi halves. */
+/** SHL/SHR/SAR r64, imm8 (shift.ts shift, without the generic operand access). */
 function shift64(kind: number): Handler {
   return (c, i) => {
     const n = i.imm & 63;
@@ -209,18 +211,12 @@ function shift64(kind: number): Handler {
     const g = c.gpr;
     const d = i.r0;
     const lo = g[d] as number, hi = g[d + 1] as number;
-    let rl: number, rh: number, cf: number, of: number;
-    if (kind === 0) {
-      if (n < 32) { rh = (hi << n) | (lo >>> (32 - n)); rl = lo << n; cf = (hi >>> (32 - n)) & 1; }
-      else { rh = lo << (n - 32); rl = 0; cf = n === 32 ? hi & 1 : (lo >>> (64 - n)) & 1; }
-      of = (rh >>> 31) ^ cf;
-    } else {
-      if (n < 32) { rl = (lo >>> n) | (hi << (32 - n)); rh = kind === 1 ? hi >>> n : hi >> n; cf = (lo >>> (n - 1)) & 1; }
-      else { rl = kind === 1 ? hi >>> (n - 32) : hi >> (n - 32); rh = kind === 1 ? 0 : hi >> 31; cf = n === 32 ? lo >>> 31 : (hi >>> (n - 33)) & 1; }
-      of = kind === 1 ? hi >>> 31 : 0;
-    }
-    g[d] = rl; g[d + 1] = rh;
-    c.lfOp = LF_CO; c.lfSize = 8; c.lfRes = rl; c.lfResHi = rh; c.lfAux = cf | (of << 11);
+    let cf: number, of: number;
+    if (kind === 0) { shl64(lo, hi, n); cf = bit64(lo, hi, 64 - n); of = (RHI >>> 31) ^ cf; }
+    else if (kind === 1) { shr64(lo, hi, n); cf = bit64(lo, hi, n - 1); of = hi >>> 31; }
+    else { sar64(lo, hi, n); cf = bit64(lo, hi, n - 1); of = 0; }
+    g[d] = RLO; g[d + 1] = RHI;
+    setCO(c, 8, RLO, RHI, cf, of);
   };
 }
 
@@ -232,10 +228,8 @@ function imul64(mem: boolean): Handler {
     if (mem) { b = c.read64(ea(c, i)); bh = c.hi; } else { b = g[i.r1] as number; bh = g[i.r1 + 1] as number; }
     const d = i.r0;
     mulS64(g[d] as number, g[d + 1] as number, b, bh);
-    const lo = P0, hi = P1;
-    g[d] = lo; g[d + 1] = hi;
-    c.lfOp = LF_CO; c.lfSize = 8; c.lfRes = lo; c.lfResHi = hi;
-    c.lfAux = P2 === hi >> 31 && P3 === hi >> 31 ? 0 : FLAG_CF | FLAG_OF;
+    g[d] = P0; g[d + 1] = P1;
+    setMulFlags(c, 8, P0, P1, !(P2 === P1 >> 31 && P3 === P1 >> 31));
   };
 }
 
@@ -248,8 +242,7 @@ function adcSbbRR(sbb: boolean, size: number): Handler {
     const d = g[dr] as number, s = g[sr] as number;
     if (size === 4) {
       const r = (sbb ? d - s - cin : d + s + cin) | 0;
-      c.lfOp = sbb ? LF_SBB : LF_ADC; c.lfSize = 4;
-      c.lfDst = d; c.lfDstHi = 0; c.lfSrc = s; c.lfSrcHi = 0; c.lfRes = r; c.lfResHi = 0; c.lfAux = cin;
+      setArith(c, sbb ? LF_SBB : LF_ADC, 4, d, 0, s, 0, r, 0, cin);
       g[dr] = r; g[dr + 1] = 0;
       return;
     }
@@ -263,8 +256,7 @@ function adcSbbRR(sbb: boolean, size: number): Handler {
       r = lo | 0;
       rh = (dh + sh + (lo > 0xffffffff ? 1 : 0)) | 0;
     }
-    c.lfOp = sbb ? LF_SBB : LF_ADC; c.lfSize = 8;
-    c.lfDst = d; c.lfDstHi = dh; c.lfSrc = s; c.lfSrcHi = sh; c.lfRes = r; c.lfResHi = rh; c.lfAux = cin;
+    setArith(c, sbb ? LF_SBB : LF_ADC, 8, d, dh, s, sh, r, rh, cin);
     g[dr] = r; g[dr + 1] = rh;
   };
 }
@@ -289,7 +281,7 @@ const setccR: Handler = (c, i) => {
   g[d] = ((g[d] as number) & ~0xff) | (cond(c, i.opcode & 15) ? 1 : 0);
 };
 
-/** MOVZX/MOVSX/MOVSXD r32/r64, r (low byte, word or dword of a register; mov.ts mov_movzx, mov_movsx). */
+/** MOVZX r32/r64, r8/r16 and MOVSX/MOVSXD r32/r64, r8/r16/r32 (mov.ts mov_movzx, mov_movsx). */
 function extendRR(signed: boolean, from: number, size: number): Handler {
   const shift = 32 - from * 8;
   return (c, i) => {
@@ -297,7 +289,7 @@ function extendRR(signed: boolean, from: number, size: number): Handler {
     const d = i.r0;
     const v = g[i.r1] as number;
     if (!signed) {
-      g[d] = from === 4 ? v : v & ((1 << (from * 8)) - 1);
+      g[d] = v & ((1 << (from * 8)) - 1);
       g[d + 1] = 0;
       return;
     }

@@ -73,7 +73,7 @@ function sub64hi(l: number, h: number): void {
   P3 = (P3 - h - (lo < 0 ? 1 : 0)) | 0;
 }
 
-function setMulFlags(c: Cpu, size: number, lo: number, hi: number, overflow: boolean): void {
+export function setMulFlags(c: Cpu, size: number, lo: number, hi: number, overflow: boolean): void {
   c.lfOp = LF_CO;
   c.lfSize = size;
   c.lfRes = lo;

@@ -16,26 +16,26 @@ import { FLAG_CF, FLAG_OF, LF_CO } from '../state.js';
 import type { HandlerMap } from './types.js';
 
 /** 64-bit results of the pair helpers (no allocation). */
-let RLO = 0;
-let RHI = 0;
+export let RLO = 0;
+export let RHI = 0;
 
-function shl64(lo: number, hi: number, n: number): void {
+export function shl64(lo: number, hi: number, n: number): void {
   if (n === 0) { RLO = lo; RHI = hi; } else if (n < 32) { RHI = (hi << n) | (lo >>> (32 - n)); RLO = lo << n; } else { RHI = lo << (n - 32); RLO = 0; }
 }
 
-function shr64(lo: number, hi: number, n: number): void {
+export function shr64(lo: number, hi: number, n: number): void {
   if (n === 0) { RLO = lo; RHI = hi; } else if (n < 32) { RLO = (lo >>> n) | (hi << (32 - n)); RHI = hi >>> n; } else { RLO = hi >>> (n - 32); RHI = 0; }
 }
 
-function sar64(lo: number, hi: number, n: number): void {
+export function sar64(lo: number, hi: number, n: number): void {
   if (n === 0) { RLO = lo; RHI = hi; } else if (n < 32) { RLO = (lo >>> n) | (hi << (32 - n)); RHI = hi >> n; } else { RLO = hi >> (n - 32); RHI = hi >> 31; }
 }
 
-function bit64(lo: number, hi: number, k: number): number {
+export function bit64(lo: number, hi: number, k: number): number {
   return k < 32 ? (lo >>> k) & 1 : (hi >>> (k - 32)) & 1;
 }
 
-function setCO(c: Cpu, size: number, r: number, rh: number, cf: number, of: number): void {
+export function setCO(c: Cpu, size: number, r: number, rh: number, cf: number, of: number): void {
   c.lfOp = LF_CO;
   c.lfSize = size;
   c.lfRes = r;
