@@ -41,10 +41,16 @@ const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 
 
 interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; flags: number; vector: number | undefined }
 
-/** Runs `code` at 0x10000 with `regs`, in run() calls of `chunk` instructions up to `total`, compiling blocks or not. */
-function runWith(compile: boolean, code: number[], regs: [number, bigint][], total: number, chunk = total): Outcome {
+/**
+ * Runs `code` at 0x10000 with `regs`, in run() calls of `chunk` instructions
+ * up to `total`, compiling a region once control arrived at its start more
+ * than `after` times (`false`: never, `true`: at the first arrival). With
+ * after = 0 a region holds only the block where it starts (no other block
+ * has run yet); larger values let it take in the blocks that ran before.
+ */
+function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total): Outcome {
   const saved = jit.after;
-  jit.after = compile ? 0 : Infinity;
+  jit.after = after === false ? Infinity : after === true ? 0 : after;
   try {
     const p = new FlatPlatform();
     p.poke(0x10000, code);
@@ -66,6 +72,9 @@ function runWith(compile: boolean, code: number[], regs: [number, bigint][], tot
 
 // loop: add eax, ebx (01 d8); lea rdx, [rdx + rax*2 + 5] (48 8d 54 42 05); mov [rsp - 8], rdx (48 89 54 24 f8);
 // cmp qword [rsp - 8], 0 (48 83 7c 24 f8 00); mov rbx, [rsp - 8] (48 8b 5c 24 f8); dec ecx (ff c9); jnz loop (75 e5)
+/** The thresholds the compiled runs use: single-block regions, and regions that take in the blocks that already ran. */
+const AFTERS = [0, 1, 3];
+
 const LOOP = [0x01, 0xd8, 0x48, 0x8d, 0x54, 0x42, 0x05, 0x48, 0x89, 0x54, 0x24, 0xf8, 0x48, 0x83, 0x7c, 0x24, 0xf8, 0x00,
   0x48, 0x8b, 0x5c, 0x24, 0xf8, 0xff, 0xc9, 0x75, 0xe5];
 
@@ -73,8 +82,7 @@ test('a compiled loop ends in the same state and count as the interpreter, for l
   const regs: [number, bigint][] = [[RAX, 3n], [RBX, 0x7fffffffn], [RCX, 50n], [RDX, 0xffffffff00000001n]];
   for (const chunk of [1, 3, 7, 1000]) {
     const a = runWith(false, LOOP, regs, 333, chunk);
-    const b = runWith(true, LOOP, regs, 333, chunk);
-    assert.deepEqual(b, a, `chunk ${chunk}`);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, LOOP, regs, 333, chunk), a, `chunk ${chunk}, after ${after}`);
     assert.equal(a.icount, 333);
   }
 });
@@ -90,6 +98,7 @@ test('a fault in the middle of a compiled block: earlier instructions retired, R
   assert.equal(a.vector, VEC_PF);
   assert.equal(a.rip, 0x10002);
   assert.deepEqual(b, a);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, 10_000), a, `after ${after}`);
 });
 
 test('a store into the running compiled block is seen before its next instruction executes', () => {
@@ -100,6 +109,7 @@ test('a store into the running compiled block is seen before its next instructio
   const b = runWith(true, code, [], 40);
   assert.equal(a.regs[0], 10n);
   assert.deepEqual(b, a);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 40), a, `after ${after}`);
 });
 
 test('a compiled block that writes the read-only page faults with RIP at the store (ALU templates on memory)', () => {
@@ -113,4 +123,67 @@ test('a compiled block that writes the read-only page faults with RIP at the sto
   assert.equal(a.rip, 0x10013);
   assert.equal(a.icount, 3);
   assert.deepEqual(b, a);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 100), a, `after ${after}`);
+});
+
+const le64 = (v: bigint): number[] => Array.from({ length: 8 }, (_, k) => Number((v >> BigInt(8 * k)) & 0xffn));
+
+/** Flag-setting forms on RAX/RBX (or memory at RSI) whose condition a compiled Jcc reads straight from the record. */
+const FLAG_FORMS: [string, number[]][] = [
+  ['cmp al, bl', [0x38, 0xd8]], ['cmp eax, ebx', [0x39, 0xd8]], ['cmp rax, rbx', [0x48, 0x39, 0xd8]],
+  ['cmp al, 0x80', [0x3c, 0x80]], ['cmp byte [rsi], bl', [0x38, 0x1e]], ['cmp bl, [rsi]', [0x3a, 0x1e]],
+  ['test al, bl', [0x84, 0xd8]], ['test eax, ebx', [0x85, 0xd8]], ['test rax, rbx', [0x48, 0x85, 0xd8]],
+  ['test byte [rsi], 0x81', [0xf6, 0x06, 0x81]],
+  ['add al, bl', [0x00, 0xd8]], ['add eax, ebx', [0x01, 0xd8]], ['add rax, rbx', [0x48, 0x01, 0xd8]],
+  ['sub al, bl', [0x28, 0xd8]], ['sub eax, ebx', [0x29, 0xd8]], ['sub rax, rbx', [0x48, 0x29, 0xd8]],
+  ['and al, bl', [0x20, 0xd8]], ['or eax, ebx', [0x09, 0xd8]], ['xor rax, rbx', [0x48, 0x31, 0xd8]],
+];
+
+const PAIRS: [bigint, bigint][] = [
+  [0n, 0n], [1n, 2n], [2n, 1n], [0x80n, 0x7fn], [0x7fn, 0x80n], [0xffn, 1n], [0xffffffffn, 0n], [0x7fffffffn, 0x80000000n],
+  [0x8000000000000000n, 1n], [0xffffffffffffffffn, 1n], [0x123456789abcdef0n, 0x123456789abcdef0n], [0x100000000n, 0xffffffffn],
+];
+
+test('every condition code after each flag-setting template: compiled Jcc agrees with the interpreter', () => {
+  for (const [name, form] of FLAG_FORMS) {
+    for (const [x, y] of PAIRS) {
+      // mov rsi, 0x40000; mov r8d, 3. Three passes (a block is compiled at an arrival and runs compiled from the next one) of,
+      // per cc: mov rax, x; mov rbx, y; mov [rsi], al; <form>; jcc +6; or edx, 1 << cc. Then dec r8d; jnz pass; jmp $.
+      const code: number[] = [0x48, 0xbe, ...le64(0x40000n), 0x41, 0xb8, ...le32(3)];
+      const pass = code.length;
+      for (let cc = 0; cc < 16; cc++) {
+        code.push(0x48, 0xb8, ...le64(x), 0x48, 0xbb, ...le64(y), 0x88, 0x06, ...form, 0x70 + cc, 0x06, 0x81, 0xca, ...le32(1 << cc));
+      }
+      code.push(0x41, 0xff, 0xc8, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
+      const a = runWith(false, code, [], 400);
+      assert.equal(a.rip, 0x10000 + code.length - 2, `${name}: ends at the final jmp $`);
+      for (const after of [0, 1]) assert.deepEqual(runWith(after, code, [], 400), a, `${name} with ${x.toString(16)}, ${y.toString(16)}; after ${after}`);
+    }
+  }
+});
+
+test('a region with branches, a local call and its return, and byte loops matches the interpreter at every budget', () => {
+  // 0x10000: mov ecx, 40 (b9 28 00 00 00); xor edx, edx (31 d2)
+  // outer (0x10007): lea rsi, [rip + str] (48 8d 35 rel32 → 0x10100); call scan (e8 rel32 → 0x10040)
+  //   add edx, eax (01 c2); test cl, 1 (f6 c1 01); jz even (74 05); add edx, 3 (83 c2 03); jmp next (eb 03)
+  //   even: sub edx, 1 (83 ea 01)
+  //   next: dec ecx (ff c9); jnz outer (75 e1); jmp $ (eb fe)
+  // scan (0x10040): xor eax, eax (31 c0)
+  //   loop: mov bl, [rsi] (8a 1e); cmp bl, 0x3d (80 fb 3d); je out (74 0a); add rsi, 1 (48 83 c6 01); inc eax (ff c0);
+  //   test bl, bl (84 db); jne loop (75 ef)
+  //   out: ret (c3)
+  const code = new Array<number>(0x120).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0x00, [0xb9, 0x28, 0, 0, 0, 0x31, 0xd2]);
+  put(0x07, [0x48, 0x8d, 0x35, ...le32(0x100 - 0x0e)]);
+  put(0x0e, [0xe8, ...le32(0x40 - 0x13)]);
+  put(0x13, [0x01, 0xc2, 0xf6, 0xc1, 0x01, 0x74, 0x05, 0x83, 0xc2, 0x03, 0xeb, 0x03, 0x83, 0xea, 0x01, 0xff, 0xc9, 0x75, 0xe1, 0xeb, 0xfe]);
+  put(0x40, [0x31, 0xc0, 0x8a, 0x1e, 0x80, 0xfb, 0x3d, 0x74, 0x0a, 0x48, 0x83, 0xc6, 0x01, 0xff, 0xc0, 0x84, 0xdb, 0x75, 0xef, 0xc3]);
+  put(0x100, [...'abcdefg'].map((ch) => ch.charCodeAt(0)).concat([0x3d, 0]));
+  const total = 40 * (2 + 7 + 8 * 7 + 4 + 1 + 4 + 2) + 20;
+  for (const chunk of [1, 5, 13, 2048]) {
+    const a = runWith(false, code, [], total, chunk);
+    assert.equal(a.regs[3], 40n * 7n + 20n * 3n - 20n, 'EDX: 7 characters before "=" per pass, +3 on odd passes, -1 on even ones');
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
 });

@@ -1,80 +1,108 @@
 /**
- * Basic blocks: runs of decoded instructions that the run loop (cpu.ts)
- * executes with one code-page lookup, and, once hot, as one JS function
- * generated with `new Function`.
+ * Hot code compiled to JS: a *region* is the code of one page reachable from
+ * a hot block start through branches whose targets are known (Jcc, JMP and
+ * CALL rel, the fall-through), cut into basic blocks and generated as one
+ * function with `new Function`. Inside it a dispatch loop (`switch` on the
+ * page offset) moves from block to block without returning to the run loop:
+ * a loop that stays in its page runs as a JS loop, and a RET or indirect
+ * branch whose target is one of the region's blocks goes on inside it too.
+ * Anything else leaves the function with `cpu.rip` at the next instruction.
  *
- * A block starts where control arrives and ends after the first instruction
- * whose form changes control flow (the table's `flow=` class), before an
- * instruction that does not decode or crosses into the next page, at the
- * page end, or after MAX_BLOCK instructions. It holds offsets relative to its
- * start, never linear addresses: decoded code is keyed by physical frame and
- * may run at several linear addresses (aliases, other vCPUs).
+ * A region holds page offsets, never linear addresses: decoded code is keyed
+ * by physical frame and may run at several linear addresses (aliases, other
+ * vCPUs), so the function takes the page's linear base from the run loop.
  *
- * Every instruction still runs its own handler with `cpu.rip` at its address
- * and `cpu.nextRip` past it, exactly as in the one-at-a-time loop; after each
- * the block goes on only if the handler neither branched (nextRip changed:
- * REP strings that resume, far transfers) nor asked the loop to stop or look
- * again (a store into decoded code, a TLB flush, a mode or CPL change, HLT,
- * an interrupt window). So faults stay precise: the instructions before the
- * faulting one have retired, the faulting one has no effect and RIP
- * addresses it.
+ * Exactness: before a basic block runs, the function checks that all of it
+ * fits the instruction budget the run loop gives, else it stops there; so
+ * `run(limit)`, the engine's 2,048-instruction chunks (interrupt latency) and
+ * `--stats` stay exact to the instruction. Every instruction that may fault
+ * or has no template runs with `cpu.rip` at its address and `cpu.nextRip`
+ * past it, as in the one-at-a-time loop; after a handler the function goes on
+ * only if it neither branched (nextRip changed: REP strings that resume, far
+ * transfers) nor asked the loop to stop or look again (a store into decoded
+ * code, a TLB flush, a mode or CPL change, HLT, an interrupt window). A fault
+ * propagates with `cpu.rip` at the faulting instruction; the function leaves
+ * the number of instructions retired before it in `cpu.retiredInBlock`.
  */
-import { FORMS, MODE_64 } from './decode/index.js';
+import { FORMS, HANDLER_NAMES, MODE_64, OP_REL } from './decode/index.js';
 import type { Cpu } from './cpu.js';
 import type { Op } from './op.js';
 import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
+import { cond } from './flags.js';
+import { checkCanonicalTarget } from './ops/branch.js';
 import { isSpecialised } from './ops/fast.js';
-import { inlineSource, type InlineSource } from './ops/inline.js';
+import { condSource, type FlagRecord, inlineSource, type InlineSource } from './ops/inline.js';
 import { wrap64 } from './operands.js';
+import { PAGE_SIZE } from './mmu.js';
 
-/** Longest block: bounds the work between the run loop's looks at its budget and stop requests. */
+/** Longest basic block: bounds the instructions between two looks at the budget. */
 export const MAX_BLOCK = 64;
+/** Most instructions in one region (V8's compile time grows with the function). */
+export const MAX_REGION = 64;
 
-/** Runs a compiled block; returns the instructions retired (all of them, or fewer when one branched or stopped the loop). */
-export type BlockFn = (c: Cpu) => number;
+/**
+ * Runs a compiled region entered at `cpu.rip` (a block start of the region)
+ * in the page whose linear address is `base`, retiring at most `budget`
+ * instructions. Returns the number retired, 0 if the first block did not fit.
+ */
+export type BlockFn = (c: Cpu, budget: number, base: number) => number;
+
+/** One basic block of a region: its instructions and their page offsets. */
+export interface BasicBlock {
+  readonly start: number;
+  readonly ops: readonly Op[];
+  /** Page offset of instruction k. */
+  readonly starts: readonly number[];
+  /** Page offset just past instruction k. */
+  readonly ends: readonly number[];
+}
 
 export class Block {
   fn: BlockFn | undefined = undefined;
+  /** By start offset. */
+  private readonly byStart = new Map<number, BasicBlock>();
 
-  constructor(
-    readonly ops: readonly Op[],
-    /** Offset of instruction k from the block's start. */
-    readonly starts: Int32Array,
-    /** Offset just past instruction k. */
-    readonly ends: Int32Array,
-  ) {}
+  constructor(readonly blocks: readonly BasicBlock[]) {
+    for (const b of blocks) this.byStart.set(b.start, b);
+  }
 
+  /** Instructions in the region. */
   get count(): number {
-    return this.ops.length;
+    let n = 0;
+    for (const b of this.blocks) n += b.ops.length;
+    return n;
   }
 
   /**
-   * Instructions retired before a fault raised with RIP at `delta` from the
-   * block's start. Traps (INT n, INT3) leave RIP past the instruction, which
-   * ends its block: that instruction does not count, as in the
-   * one-at-a-time loop.
+   * Instructions retired in the basic block at `start` before a fault raised
+   * with RIP at page offset `off`. Traps (INT n, INT3) leave RIP past the
+   * instruction, which ends its block: that instruction does not count, as
+   * in the one-at-a-time loop.
    */
-  retiredAt(delta: number): number {
-    const s = this.starts;
-    for (let k = 0; k < s.length; k++) if (s[k] === delta) return k;
+  retiredAt(start: number, off: number): number {
+    const b = this.byStart.get(start);
+    if (b === undefined) return 0;
+    const s = b.starts;
+    for (let k = 0; k < s.length; k++) if (s[k] === off) return k;
     return s.length - 1;
   }
 }
 
-/** Whether the block must end after `op` (its form may change control flow). */
+/** Whether a basic block must end after `op` (its form may change control flow). */
 export function endsBlock(op: Op): boolean {
   const f = FORMS[op.form];
   return f === undefined || f.flow !== 'none';
 }
 
-/** Arrivals at a block start before it is compiled, default. */
+/** Arrivals at a block start before its region is compiled, default. */
 export const JIT_AFTER_DEFAULT = 65000;
 /** Upper bound of TYPEVISOR_SOFT_JIT_AFTER (the documented range; heat was a 16-bit counter when it was set). */
 const JIT_AFTER_MAX = 65534;
 
 /**
- * Arrivals at a block start before it is compiled (TYPEVISOR_SOFT_JIT_AFTER,
- * 0 to 65534; `off` never compiles). Tests set `jit.after` directly.
+ * Arrivals at a block start before its region is compiled
+ * (TYPEVISOR_SOFT_JIT_AFTER, 0 to 65534; `off` never compiles). Tests set
+ * `jit.after` directly.
  */
 export const jit = {
   after: jitAfterFromEnv(process.env.TYPEVISOR_SOFT_JIT_AFTER),
@@ -88,9 +116,52 @@ function jitAfterFromEnv(v: string | undefined): number {
 }
 
 /**
- * Calls an instruction's handler from compiled code. Blocks call generic
+ * Finds the region reachable from page offset `entry`: basic blocks found by
+ * following fall-throughs and branch targets known at decode time, within
+ * the page. `opAt(off)` returns the instruction decoded at a page offset, or
+ * undefined where none decodes cleanly within the page.
+ */
+export function discoverRegion(entry: number, opAt: (off: number) => Op | undefined, ran: (off: number) => boolean): BasicBlock[] {
+  const blocks: BasicBlock[] = [];
+  const seen = new Set<number>();
+  const work = [entry];
+  let total = 0;
+  while (work.length > 0 && total < MAX_REGION) {
+    const start = work.shift() as number;
+    if (seen.has(start)) continue;
+    seen.add(start);
+    const ops: Op[] = [];
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let off = start;
+    while (off < PAGE_SIZE && ops.length < MAX_BLOCK && total + ops.length < MAX_REGION) {
+      const op = opAt(off);
+      if (op === undefined) break;
+      ops.push(op);
+      starts.push(off);
+      off += op.length;
+      ends.push(off);
+      if (op.endsBlock) break;
+    }
+    if (ops.length === 0) continue;
+    total += ops.length;
+    blocks.push({ start, ops, starts, ends });
+    const last = ops[ops.length - 1] as Op;
+    const inPage = (o: number): void => { if (o >= 0 && o < PAGE_SIZE && !seen.has(o) && ran(o)) work.push(o); };
+    if (!last.endsBlock) inPage(off);
+    else if (last.kind0 === OP_REL) {
+      // Jcc, LOOP, JRCXZ, JMP rel, CALL rel: the target; for all but JMP the next instruction too (CALL: where RET comes back).
+      inPage(off + last.imm);
+      if (HANDLER_NAMES[last.handler] !== 'flow_jmp') inPage(off);
+    }
+  }
+  return blocks;
+}
+
+/**
+ * Calls an instruction's handler from compiled code. Regions call generic
  * handlers through this one site, which V8 therefore sees as megamorphic
- * and never inlines them into blocks: each block carries only its
+ * and never inlines them into regions: each region carries only its
  * templates, the memory accesses they make and the small specialised
  * handlers of ops/fast.ts (called directly), and compiles faster.
  */
@@ -98,57 +169,158 @@ function callHandler(c: Cpu, o: Op): void {
   o.fn(c, o);
 }
 
-/** A template for `op` (64-bit mode, no CPUID or privilege gate on its form), or undefined. */
+/** Whether `op` runs its table handler in 64-bit mode (no CPUID or privilege gate on its form): templates apply. */
+function plain64(op: Op): boolean {
+  return op.mode === MODE_64 && FORM_HANDLERS[op.form] === HANDLER_TABLE[op.handler];
+}
+
+/** A template for `op`, or undefined. */
 function templated(op: Op): InlineSource | undefined {
-  if (op.mode !== MODE_64 || FORM_HANDLERS[op.form] !== HANDLER_TABLE[op.handler]) return undefined;
-  return inlineSource(op);
+  return plain64(op) ? inlineSource(op) : undefined;
 }
 
 /**
- * Generates the block's function. Forms with an inline template
- * (ops/inline.ts) become straight-line code on `c.gpr` with constant register
- * indices; the rest call their bound handler, one call site per instruction,
- * which V8 can inline because each site sees one target.
+ * Where control goes from one basic block to page offset `to`, known at
+ * compile time: nothing when that is the block placed next (the switch falls
+ * through into it), the dispatch loop for another block of the region, else
+ * out of the region with `cpu.rip` there.
  */
-export function compileBlock(b: Block): BlockFn | undefined {
-  // V8 spends milliseconds optimising each generated function; only blocks that are mostly templates repay it.
-  let inlined = 0;
-  for (const op of b.ops) if (templated(op) !== undefined) inlined++;
-  if (inlined * 2 < b.ops.length) return undefined;
-  const names: string[] = ['W', 'X'];
-  const values: unknown[] = [wrap64, callHandler];
-  const lines: string[] = ['const r = c.rip; const g = c.gpr;'];
-  const m = b.ops.length;
-  /** c.rip lags behind after inline instructions (they cannot fault); set it before the next handler call. */
-  let ripStale = false;
-  for (let k = 0; k < m; k++) {
-    const op = b.ops[k] as Op;
-    const end = b.ends[k] as number;
-    const last = k === m - 1;
-    const inl = templated(op);
-    if (inl !== undefined && !inl.mayLeave) {
-      lines.push(inl.code.replaceAll('NEXT', `${end}`));
-      if (last) lines.push(`c.rip = c.nextRip = r + ${end};`);
-      ripStale = true;
-      continue;
+type Goto = (to: number) => string;
+
+/**
+ * The terminating branch of a block as a template (Jcc, JMP, CALL rel, RET),
+ * with `n` advanced by the block's `len` once nothing can fault any more;
+ * undefined to call the handler.
+ */
+function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags: FlagRecord | undefined): string | undefined {
+  if (!plain64(op)) return undefined;
+  const name = HANDLER_NAMES[op.handler];
+  const t = e + op.imm;
+  if (name === 'flow_jcc' && op.kind0 === OP_REL) {
+    const cc = op.opcode & 15;
+    // Right after a template whose flag record is known, the condition reads the record directly (V8 forwards the stores).
+    const test = (flags !== undefined ? condSource(flags, cc) : undefined) ?? `C(c, ${cc})`;
+    const taken = go(t);
+    // The taken side may be the block placed next (empty: fall through into it).
+    return taken === '' ? `n += ${len}; if (!(${test})) { ${go(e)} }` : `n += ${len}; if (${test}) { ${taken} } ${go(e)}`;
+  }
+  if (name === 'flow_jmp' && op.kind0 === OP_REL) return `n += ${len}; ${go(t)}`;
+  if (name === 'flow_call' && op.kind0 === OP_REL) {
+    // fast.ts callRel: the return address pushed first (a fault leaves RSP as it was).
+    return `c.rip = base + ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; const sp = g[9] * 4294967296 + (g[8] >>> 0) - 8; ` +
+      `c.write64(sp, ret | 0, Math.floor(ret / 4294967296)); g[8] = sp | 0; g[9] = Math.floor(sp / 4294967296); } n += ${len}; ` +
+      `if (c.stopRequested !== 0) { c.rip = base + ${t}; return n; } ${go(t)}`;
+  }
+  if (name === 'flow_ret' && op.nops === 0) {
+    // fast.ts ret: a non-canonical return address faults with RSP unchanged.
+    return `c.rip = base + ${s}; { const sp = g[9] * 4294967296 + (g[8] >>> 0); const lo = c.read64(sp), hi = c.hi; K(c, hi); ` +
+      `const t = hi * 4294967296 + (lo >>> 0); const sp8 = sp + 8; g[8] = sp8 | 0; g[9] = Math.floor(sp8 / 4294967296); n += ${len}; ` +
+      `${dynamicGoto('t')} }`;
+  }
+  return undefined;
+}
+
+/** Control goes to linear address `t` (an expression), known only at run time: on inside the region if it is one of its blocks. */
+function dynamicGoto(t: string): string {
+  return `c.rip = ${t}; if (c.stopRequested !== 0) return n; { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } return n;`;
+}
+
+/** Blocks in the order they are generated: each followed, where possible, by the block its fall-through enters. */
+function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
+  const byStart = new Map(blocks.map((b) => [b.start, b]));
+  const placed = new Set<BasicBlock>();
+  const order: BasicBlock[] = [];
+  for (const b of blocks) {
+    let x: BasicBlock | undefined = b;
+    while (x !== undefined && !placed.has(x)) {
+      placed.add(x);
+      order.push(x);
+      x = byStart.get(x.ends[x.ends.length - 1] as number);
     }
-    if (ripStale) lines.push(`c.rip = r + ${b.starts[k] as number};`);
-    ripStale = false;
-    lines.push(`c.nextRip = r + ${end};`);
-    if (inl !== undefined) lines.push(inl.code);
-    else {
-      names.push(`o${k}`);
+  }
+  return order;
+}
+
+/**
+ * Generates the region's function. Forms with an inline template
+ * (ops/inline.ts) become straight-line code on `c.gpr` with constant register
+ * indices; small specialised handlers are called directly (V8 inlines them);
+ * the rest go through `callHandler`.
+ */
+export function compileRegion(r: Block): BlockFn | undefined {
+  if (r.blocks.length === 0 || !r.blocks.every((b) => b.ops.every((op) => op.mode === MODE_64))) return undefined;
+  const names: string[] = ['W', 'X', 'C', 'K', 'R'];
+  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r];
+  const inRegion = new Set(r.blocks.map((b) => b.start));
+  const order = layout(r.blocks);
+  const lines: string[] = [];
+  let nOps = 0;
+  order.forEach((b, ix) => {
+    const following = order[ix + 1]?.start;
+    const go: Goto = (to) => to === following ? '' : inRegion.has(to) ? `pc = ${to}; continue;` : `c.rip = base + ${to}; return n;`;
+    const m = b.ops.length;
+    lines.push(`case ${b.start}: {`, `pc = ${b.start}; if (n + ${m} > budget) break;`);
+    let ended = false;
+    /** The flag record the previous instruction left, when it was a template. */
+    let flags: FlagRecord | undefined;
+    for (let k = 0; k < m; k++) {
+      const op = b.ops[k] as Op;
+      const s = b.starts[k] as number, e = b.ends[k] as number;
+      const last = k === m - 1;
+      const before = flags;
+      flags = undefined;
+      if (last && op.endsBlock) {
+        const br = branchSource(op, s, e, m, go, before);
+        if (br !== undefined) {
+          lines.push(br);
+          ended = true;
+          break;
+        }
+      }
+      const inl = templated(op);
+      flags = inl?.flags;
+      if (inl !== undefined && !inl.mayLeave) {
+        lines.push(inl.code.replaceAll('NEXT', `${e}`));
+        continue;
+      }
+      lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e};`);
+      if (inl !== undefined) {
+        lines.push(inl.code.replaceAll('NEXT', `${e}`));
+        lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; return n + ${k + 1}; }`);
+        continue;
+      }
+      const o = `o${nOps++}`;
+      names.push(o);
       values.push(op);
       if (isSpecialised(op.fn)) {
-        names.push(`f${k}`);
+        names.push(`f${o}`);
         values.push(op.fn);
-        lines.push(`f${k}(c, o${k});`);
-      } else lines.push(`X(c, o${k});`);
+        lines.push(`f${o}(c, ${o});`);
+      } else lines.push(`X(c, ${o});`);
+      if (last && op.endsBlock) {
+        // A branch without a template: wherever the handler sent control.
+        lines.push(`n += ${m}; ${dynamicGoto('c.nextRip')}`);
+        ended = true;
+      } else lines.push(`if (c.nextRip !== base + ${e} || c.stopRequested !== 0) { c.rip = c.nextRip; return n + ${k + 1}; }`);
     }
-    if (last) lines.push('c.rip = c.nextRip;');
-    else lines.push(`c.rip = c.nextRip; if (c.nextRip !== r + ${end} || c.stopRequested !== 0) return ${k + 1};`);
-  }
-  lines.push(`return ${m};`);
-  const factory = new Function(...names, `return function block(c) {\n${lines.join('\n')}\n};`) as (...a: unknown[]) => BlockFn;
+    if (!ended) lines.push(`n += ${m}; ${go(b.ends[m - 1] as number)}`);
+    lines.push('}');
+  });
+  const body = [
+    'const g = c.gpr; const r = base;',
+    'let pc = (c.rip - base) | 0, n = 0;',
+    'try {',
+    'for (;;) {',
+    'switch (pc) {',
+    ...lines,
+    // Dispatch to an offset that is not a block of the region (a RET or indirect branch within the page).
+    'default: c.rip = base + pc; return n;',
+    '}',
+    // A block that did not fit the budget.
+    'c.rip = base + pc; return n;',
+    '}',
+    '} catch (e) { c.retiredInBlock = n + R.retiredAt(pc, c.rip - base); throw e; }',
+  ];
+  const factory = new Function(...names, `return function region(c, budget, base) {\n${body.join('\n')}\n};`) as (...a: unknown[]) => BlockFn;
   return factory(...values);
 }

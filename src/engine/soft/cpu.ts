@@ -9,7 +9,7 @@
 import { decode, type DecodeMode, FORMS, HANDLER_NAMES, Instruction, MAX_INSN_LENGTH, MODE_64, STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNCATED, STATUS_NAMES } from './decode/index.js';
 import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
-import { Block, compileBlock, endsBlock, jit, MAX_BLOCK } from './block.js';
+import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js';
 import { specialize } from './ops/fast.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform,
@@ -86,7 +86,7 @@ class TlbSet {
   xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
 }
 /** Marks a block start not worth compiling: its instructions run one at a time. */
-const NO_BLOCK = new Block([], new Int32Array(0), new Int32Array(0));
+const NO_BLOCK = new Block([]);
 
 export class Cpu extends CpuState {
   /** Where control goes after the current instruction; handlers that branch set it. */
@@ -103,6 +103,8 @@ export class Cpu extends CpuState {
   faultAddr = 0;
   /** Set when run() returned EXIT_EXCEPTION. */
   exception: CpuException | undefined;
+  /** Instructions a compiled region retired before the fault it let through (block.ts). */
+  retiredInBlock = 0;
   /** Decoding mode of the code segment (16/32/64-bit); set through setMode(). */
   mode: DecodeMode = MODE_64;
   /** Set by HLT; the machine clears it when it delivers an interrupt or a SIPI. */
@@ -224,9 +226,8 @@ export class Cpu extends CpuState {
     /** Linear address of the code page `ops` belongs to (NaN: none yet). */
     let base = NaN;
     let page: CodePage = NO_CODE;
-    /** The compiled block running (for the count of instructions retired before a fault) and its start. */
-    let blk: Block | undefined;
-    let blkStart = 0;
+    /** A compiled region is running (a fault inside it leaves its count in retiredInBlock). */
+    let inBlock = false;
     /** Control may have just arrived here (a block starts): look for a compiled block, count the heat. */
     let boundary = true;
     /**
@@ -271,18 +272,20 @@ export class Cpu extends CpuState {
             const h = op.heat + 1;
             op.heat = h;
             if (h > jitAfter) this.promote(page, (rip - base) | 0);
-          } else if (b.fn !== undefined && b.ops.length <= limit - n) {
-            // A block runs whole or not at all within the budget, so instruction limits stay exact.
-            blk = b;
-            blkStart = rip;
-            n += b.fn(this);
-            blk = undefined;
-            if (this.stopRequested !== 0) {
-              if (this.stopRequested !== STOP_REFETCH) break;
-              this.stopRequested = 0;
-              base = NaN;
+          } else if (b.fn !== undefined) {
+            inBlock = true;
+            const k = b.fn(this, limit - n, base);
+            inBlock = false;
+            // 0: its first basic block did not fit the budget; run one instruction at a time.
+            if (k !== 0) {
+              n += k;
+              if (this.stopRequested !== 0) {
+                if (this.stopRequested !== STOP_REFETCH) break;
+                this.stopRequested = 0;
+                base = NaN;
+              }
+              continue;
             }
-            continue;
           }
         }
         const next: number = rip + op.length;
@@ -302,7 +305,7 @@ export class Cpu extends CpuState {
       }
     } catch (e) {
       if (!(e instanceof CpuException)) throw e;
-      if (blk !== undefined) n += blk.retiredAt(this.rip - blkStart);
+      if (inBlock) n += this.retiredInBlock;
       this.exception = e;
       this.icount += n;
       return EXIT_EXCEPTION;
@@ -322,26 +325,22 @@ export class Cpu extends CpuState {
     const first = page.ops[ix];
     // An instruction that straddles the page is decoded afresh each time: nothing to mark.
     if (first === undefined) return;
-    let op: Op = first;
-    const ops: Op[] = [op];
-    const starts = [0];
-    const ends = [op.length];
-    let off = ix + op.length;
-    while (ops.length < MAX_BLOCK && !endsBlock(op) && off < PAGE_SIZE) {
-      let next = page.ops[off];
-      if (next === undefined) {
-        next = this.decodeAhead(page, off);
-        if (next === undefined) break;
-      }
-      op = next;
-      ops.push(op);
-      starts.push(off - ix);
-      ends.push(off - ix + op.length);
-      off += op.length;
+    const ops = page.ops;
+    // Blocks control never reached (no heat, no region) stay out: cold paths would only make the function bigger.
+    const region = new Block(discoverRegion(ix, (off) => ops[off] ?? this.decodeAhead(page, off), (off) => {
+      const op = ops[off];
+      return op !== undefined && (op.heat > 0 || op.block !== undefined);
+    }));
+    region.fn = compileRegion(region);
+    if (region.fn === undefined) {
+      first.block = NO_BLOCK;
+      return;
     }
-    const b = new Block(ops, Int32Array.from(starts), Int32Array.from(ends));
-    b.fn = compileBlock(b);
-    first.block = b.fn === undefined ? NO_BLOCK : b;
+    // Every block start of the region enters it, unless it has a region of its own already.
+    for (const b of region.blocks) {
+      const op = b.ops[0] as Op;
+      if (op.block === undefined || op === first) op.block = region;
+    }
   }
 
   /** Decodes and caches the instruction at `off` if it is valid and within the page; never faults. */

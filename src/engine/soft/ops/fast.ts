@@ -12,7 +12,7 @@ import { opKind, opReg, type Handler, type Op } from '../op.js';
 import { ea, pop64, push64, regAddr, setRegAddr, T32 } from '../operands.js';
 import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, RSP } from '../state.js';
 import { checkCanonicalTarget } from './branch.js';
-import { setArith } from './alu.js';
+import { setArith, setLogic } from './alu.js';
 import { mulS64, P0, P1, P2, P3, setMulFlags } from './muldiv.js';
 import { bit64, RHI, RLO, sar64, setCO, shl64, shr64 } from './shift.js';
 
@@ -130,6 +130,46 @@ function aluMX(k: number, size: number, imm: boolean): Handler {
     alu32(c, k, d, imm ? i.imm : c.gpr[i.r1] as number);
   };
 }
+
+/** dst op src for byte operands (zero-extended); returns the result byte; records flags as alu.ts binop does. */
+function alu8(c: Cpu, k: number, d: number, s: number): number {
+  let r: number;
+  switch (k) {
+    case ADD: r = (d + s) & 0xff; setArith(c, LF_ADD, 1, d, 0, s, 0, r, 0, 0); break;
+    case SUB: case CMP: r = (d - s) & 0xff; setArith(c, LF_SUB, 1, d, 0, s, 0, r, 0, 0); break;
+    case AND: case TEST: r = d & s; setLogic(c, 1, r, 0); break;
+    case OR: r = d | s; setLogic(c, 1, r, 0); break;
+    default: r = d ^ s; setLogic(c, 1, r, 0);
+  }
+  return r;
+}
+
+/** op r8, r8 / r8, imm8 / r8, [m] on the low bytes of RAX-R15 (not AH-BH). */
+function aluByte(k: number, src: 'reg' | 'imm' | 'mem'): Handler {
+  const write = k !== CMP && k !== TEST;
+  return (c, i) => {
+    const g = c.gpr;
+    const s = src === 'reg' ? (g[i.r1] as number) & 0xff : src === 'imm' ? i.imm & 0xff : c.read8(ea(c, i));
+    const d = i.r0;
+    const r = alu8(c, k, (g[d] as number) & 0xff, s);
+    if (write) g[d] = ((g[d] as number) & ~0xff) | r;
+  };
+}
+
+/** cmp/test byte [m], r8|imm8 */
+function aluMXByte(k: number, imm: boolean): Handler {
+  return (c, i) => {
+    const d = c.read8(ea(c, i));
+    alu8(c, k, d, imm ? i.imm & 0xff : (c.gpr[i.r1] as number) & 0xff);
+  };
+}
+
+/** MOV with byte operands: the low byte of the destination register is replaced, the rest kept. */
+const movRRb: Handler = (c, i) => { const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | ((g[i.r1] as number) & 0xff); };
+const movRIb: Handler = (c, i) => { const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | (i.imm & 0xff); };
+const movRMb: Handler = (c, i) => { const v = c.read8(ea(c, i)); const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | v; };
+const movMRb: Handler = (c, i) => { c.write8(ea(c, i), (c.gpr[i.r1] as number) & 0xff); };
+const movMIb: Handler = (c, i) => { c.write8(ea(c, i), i.imm & 0xff); };
 
 const movRR8: Handler = (c, i) => {
   const g = c.gpr;
@@ -353,7 +393,22 @@ function pick(name: string, i: Op): Handler | undefined {
     if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return size === 8 ? movMI8 : movMI4;
     return undefined;
   }
+  if (name === 'mov_mov' && size === 1 && i.nops === 2) {
+    if (gpr(0) && gpr(1)) return movRRb;
+    if (gpr(0) && k1 === OP_IMM) return movRIb;
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return movRMb;
+    if (k0 === OP_MEM && gpr(1) && plainMem(i)) return movMRb;
+    if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return movMIb;
+    return undefined;
+  }
   const k = ALU_HANDLERS[name];
+  if (k !== undefined && size === 1 && i.nops === 2) {
+    if (gpr(0) && gpr(1)) return aluByte(k, 'reg');
+    if (gpr(0) && k1 === OP_IMM) return aluByte(k, 'imm');
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return aluByte(k, 'mem');
+    if ((k === CMP || k === TEST) && k0 === OP_MEM && plainMem(i) && (gpr(1) || k1 === OP_IMM)) return aluMXByte(k, k1 === OP_IMM);
+    return undefined;
+  }
   if (k !== undefined && (size === 8 || size === 4) && i.nops === 2) {
     if (gpr(0) && gpr(1)) return aluRR(k, size);
     if (gpr(0) && k1 === OP_IMM) return aluRI(k, size);

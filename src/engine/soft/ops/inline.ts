@@ -15,6 +15,14 @@ export interface InlineSource {
   code: string;
   /** The code may set c.nextRip elsewhere, fault, or ask the run loop to stop. */
   mayLeave: boolean;
+  /** The lazy-flag record the code leaves (ALU forms), for conditions read right after it (condSource). */
+  flags?: FlagRecord | undefined;
+}
+
+/** What a template leaves in the lazy-flag record: LF_SUB (SUB, CMP), LF_ADD or LF_LOGIC, at an operand size. */
+export interface FlagRecord {
+  kind: 'sub' | 'add' | 'logic';
+  size: number;
 }
 
 const ALU: Record<string, string> = { alu_add: 'add', alu_sub: 'sub', alu_cmp: 'cmp', alu_and: '&', alu_or: '|', alu_xor: '^', alu_test: 'test' };
@@ -45,6 +53,13 @@ function aluSource(kind: string, size: number, d: number): string {
   const logic = kind === '&' || kind === '|' || kind === '^' || kind === 'test';
   const opr = kind === 'test' ? '&' : kind;
   const add = kind === 'add';
+  if (size === 1) {
+    // Byte operands travel zero-extended (fast.ts alu8); the rest of the register is kept.
+    const wb = write ? ` g[${d}] = (g[${d}] & -256) | x;` : '';
+    if (logic) return `const x = a ${opr} b; c.lfOp = ${LF_LOGIC}; c.lfSize = 1; c.lfRes = x; c.lfResHi = 0;${wb}`;
+    return `const x = (a ${add ? '+' : '-'} b) & 255; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfSize = 1; c.lfDst = a; c.lfDstHi = 0; ` +
+      `c.lfSrc = b; c.lfSrcHi = 0; c.lfRes = x; c.lfResHi = 0; c.lfAux = 0;${wb}`;
+  }
   if (size === 4) {
     if (logic) return `const x = a ${opr} b; c.lfOp = ${LF_LOGIC}; c.lfSize = 4; c.lfRes = x; c.lfAux = 0;${write ? ` g[${d}] = x; g[${d + 1}] = 0;` : ''}`;
     return `const x = (a ${add ? '+' : '-'} b) | 0; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfDst = a; c.lfSrc = b; ` +
@@ -77,6 +92,15 @@ function leaSource(op: Op, size: number, d: number): string {
 function movMemSource(op: Op, size: number): InlineSource | undefined {
   if (!plainMem(op)) return undefined;
   const k0 = op.kind0, k1 = op.kind1;
+  if (size === 1) {
+    if (k0 === OP_GPR && k1 === OP_MEM && op.reg0 < 16) {
+      const d = 2 * op.reg0;
+      return { code: `{ ${eaSource(op)} const v = c.read8(ea); g[${d}] = (g[${d}] & -256) | v; }`, mayLeave: true };
+    }
+    if (k0 === OP_MEM && k1 === OP_GPR && op.reg1 < 16) return { code: `{ ${eaSource(op)} c.write8(ea, g[${2 * op.reg1}] & 255); }`, mayLeave: true };
+    if (k0 === OP_MEM && k1 === OP_IMM) return { code: `{ ${eaSource(op)} c.write8(ea, ${op.imm & 0xff}); }`, mayLeave: true };
+    return undefined;
+  }
   if (k0 === OP_GPR && k1 === OP_MEM && (op.reg0) < 16) {
     const d = 2 * (op.reg0);
     return {
@@ -94,6 +118,66 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
 /** Source for instruction `op`, or undefined to call its handler. */
 export function inlineSource(op: Op): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
+  const src = formSource(op, name);
+  const kind = ALU[name];
+  if (src !== undefined && kind !== undefined) {
+    src.flags = { kind: kind === 'add' ? 'add' : kind === 'sub' || kind === 'cmp' ? 'sub' : 'logic', size: op.size0 };
+  }
+  return src;
+}
+
+/**
+ * Condition cc (Jcc's low nibble) as a JS expression over the lazy-flag
+ * record a template with `f` just wrote, as flags.ts cond() would derive
+ * it; undefined where cond() is needed (OF, PF and the rest).
+ */
+export function condSource(f: FlagRecord, cc: number): string | undefined {
+  const neg = (e: string | undefined): string | undefined => (e === undefined ? undefined : (cc & 1) === 0 ? e : `!(${e})`);
+  const size = f.size;
+  const zf = size === 8 ? '(c.lfRes | c.lfResHi) === 0' : 'c.lfRes === 0';
+  const sf = size === 8 ? 'c.lfResHi < 0' : size === 4 ? 'c.lfRes < 0' : '(c.lfRes & 128) !== 0';
+  const base = cc & ~1;
+  if (f.kind === 'logic') {
+    // CF = OF = 0.
+    switch (base) {
+      case 0: case 2: return (cc & 1) === 0 ? 'false' : 'true';
+      case 4: case 6: return neg(zf);
+      case 8: case 12: return neg(sf);
+      case 14: return neg(`${zf} || ${sf}`);
+      default: return undefined;
+    }
+  }
+  if (f.kind === 'add') return base === 4 ? neg(zf) : base === 8 ? neg(sf) : undefined;
+  if (size === 8) {
+    const ult = '(c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) < (c.lfSrc >>> 0))';
+    const ule = '(c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) <= (c.lfSrc >>> 0))';
+    const slt = 'c.lfDstHi < c.lfSrcHi || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) < (c.lfSrc >>> 0))';
+    const sle = 'c.lfDstHi < c.lfSrcHi || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) <= (c.lfSrc >>> 0))';
+    switch (base) {
+      case 2: return neg(ult);
+      case 4: return neg('c.lfDst === c.lfSrc && c.lfDstHi === c.lfSrcHi');
+      case 6: return neg(ule);
+      case 8: return neg(sf);
+      case 12: return neg(slt);
+      case 14: return neg(sle);
+      default: return undefined;
+    }
+  }
+  // Sizes 4 (int32) and 1 (zero-extended).
+  const u = (v: string): string => (size === 4 ? `(${v} >>> 0)` : v);
+  const sg = (v: string): string => (size === 4 ? v : `((${v} << 24) >> 24)`);
+  switch (base) {
+    case 2: return neg(`${u('c.lfDst')} < ${u('c.lfSrc')}`);
+    case 4: return neg('c.lfDst === c.lfSrc');
+    case 6: return neg(`${u('c.lfDst')} <= ${u('c.lfSrc')}`);
+    case 8: return neg(sf);
+    case 12: return neg(`${sg('c.lfDst')} < ${sg('c.lfSrc')}`);
+    case 14: return neg(`${sg('c.lfDst')} <= ${sg('c.lfSrc')}`);
+    default: return undefined;
+  }
+}
+
+function formSource(op: Op, name: string): InlineSource | undefined {
   if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // push64 (operands.ts): the store first, so a fault leaves RSP as it was.
     const r = 2 * (op.reg0);
@@ -106,6 +190,7 @@ export function inlineSource(op: Op): InlineSource | undefined {
   }
   if (op.nops !== 2) return undefined;
   const size = op.size0;
+  if (size === 1) return byteSource(op, name);
   if (size !== 4 && size !== 8) return undefined;
   const k0 = op.kind0, k1 = op.kind1;
   if (name === 'mov_mov' && (k1 === OP_MEM || k0 === OP_MEM)) return movMemSource(op, size);
@@ -147,4 +232,30 @@ export function inlineSource(op: Op): InlineSource | undefined {
   if (name === 'mov_mov') return { code: `{ ${src} g[${d}] = b; g[${d + 1}] = ${size === 8 ? 'bh' : '0'}; }`, mayLeave: false };
   if (kind === undefined) return undefined;
   return { code: `{ ${src} const a = g[${d}], ah = g[${d + 1}]; ${aluSource(kind, size, d)} }`, mayLeave: mem };
+}
+
+/** MOV and ALU forms on bytes: the low bytes of RAX-R15 (not AH-BH), immediates and plain memory (fast.ts aluByte, movRb). */
+function byteSource(op: Op, name: string): InlineSource | undefined {
+  const k0 = op.kind0, k1 = op.kind1;
+  if (name === 'mov_mov' && (k0 === OP_MEM || k1 === OP_MEM)) return movMemSource(op, 1);
+  const kind = ALU[name];
+  if (kind === undefined && name !== 'mov_mov') return undefined;
+  let b: string;
+  let mem = false;
+  if (k1 === OP_GPR && op.reg1 < 16) b = `const b = g[${2 * op.reg1}] & 255;`;
+  else if (k1 === OP_IMM) b = `const b = ${op.imm & 0xff};`;
+  else if (k1 === OP_MEM && kind !== undefined && plainMem(op)) {
+    b = `${eaSource(op)} const b = c.read8(ea);`;
+    mem = true;
+  } else return undefined;
+  if (k0 === OP_MEM) {
+    // CMP/TEST byte [m], r8/imm8 (fast.ts aluMXByte): memory first.
+    if ((kind !== 'cmp' && kind !== 'test') || !plainMem(op)) return undefined;
+    return { code: `{ ${eaSource(op)} const a = c.read8(ea); ${b} ${aluSource(kind, 1, -1)} }`, mayLeave: true };
+  }
+  if (k0 !== OP_GPR || op.reg0 >= 16) return undefined;
+  const d = 2 * op.reg0;
+  if (name === 'mov_mov') return { code: `{ ${b} g[${d}] = (g[${d}] & -256) | b; }`, mayLeave: false };
+  if (kind === undefined) return undefined;
+  return { code: `{ ${b} const a = g[${d}] & 255; ${aluSource(kind, 1, d)} }`, mayLeave: mem };
 }
