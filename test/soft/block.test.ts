@@ -137,6 +137,13 @@ const FLAG_FORMS: [string, number[]][] = [
   ['add al, bl', [0x00, 0xd8]], ['add eax, ebx', [0x01, 0xd8]], ['add rax, rbx', [0x48, 0x01, 0xd8]],
   ['sub al, bl', [0x28, 0xd8]], ['sub eax, ebx', [0x29, 0xd8]], ['sub rax, rbx', [0x48, 0x29, 0xd8]],
   ['and al, bl', [0x20, 0xd8]], ['or eax, ebx', [0x09, 0xd8]], ['xor rax, rbx', [0x48, 0x31, 0xd8]],
+  ['shl eax, 5', [0xc1, 0xe0, 0x05]], ['shr eax, 31', [0xc1, 0xe8, 0x1f]], ['sar eax, 1', [0xc1, 0xf8, 0x01]], ['shl eax, 0', [0xc1, 0xe0, 0x00]],
+  ['shl rax, 5', [0x48, 0xc1, 0xe0, 0x05]], ['shl rax, 32', [0x48, 0xc1, 0xe0, 0x20]], ['shl rax, 63', [0x48, 0xc1, 0xe0, 0x3f]],
+  ['shr rax, 33', [0x48, 0xc1, 0xe8, 0x21]], ['shr rax, 1', [0x48, 0xc1, 0xe8, 0x01]], ['sar rax, 40', [0x48, 0xc1, 0xf8, 0x28]],
+  ['sar rax, 31', [0x48, 0xc1, 0xf8, 0x1f]], ['shl rax, 1', [0x48, 0xd1, 0xe0]],
+  ['inc eax', [0xff, 0xc0]], ['dec eax', [0xff, 0xc8]], ['inc rax', [0x48, 0xff, 0xc0]], ['dec rax', [0x48, 0xff, 0xc8]],
+  ['movzx eax, bl', [0x0f, 0xb6, 0xc3]], ['movzx rax, bx', [0x48, 0x0f, 0xb7, 0xc3]], ['movsx eax, bl', [0x0f, 0xbe, 0xc3]],
+  ['movsx rax, bx', [0x48, 0x0f, 0xbf, 0xc3]], ['movsxd rax, ebx', [0x48, 0x63, 0xc3]],
 ];
 
 const PAIRS: [bigint, bigint][] = [
@@ -185,5 +192,30 @@ test('a region with branches, a local call and its return, and byte loops matche
     const a = runWith(false, code, [], total, chunk);
     assert.equal(a.regs[3], 40n * 7n + 20n * 3n - 20n, 'EDX: 7 characters before "=" per pass, +3 on odd passes, -1 on even ones');
     for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+});
+
+test('SETcc and CMOVcc of every condition after each flag-setting form: compiled code agrees with the interpreter', () => {
+  const forms: [string, number[]][] = [
+    ['cmp eax, ebx', [0x39, 0xd8]], ['cmp rax, rbx', [0x48, 0x39, 0xd8]], ['cmp al, bl', [0x38, 0xd8]], ['test eax, ebx', [0x85, 0xd8]],
+    ['sub rax, rbx', [0x48, 0x29, 0xd8]], ['dec eax', [0xff, 0xc8]], ['add al, bl', [0x00, 0xd8]], ['shr rax, 1', [0x48, 0xc1, 0xe8, 0x01]],
+  ];
+  for (const [name, form] of forms) {
+    for (const [x, y] of PAIRS) {
+      // Three passes of, per cc: xor ecx, ecx; mov r10, 0xffffffff00000000; mov r9d, 1; mov rax, x; mov rbx, y; <form>;
+      // setcc cl; cmovcc r10d, r9d (zero-extends either way); shl edx, 1; or dl, cl; shl edx, 1; or edx, r10d;
+      // mov r11, r10; shr r11, 32; or edx, r11d. Then jmp $.
+      const code: number[] = [0x41, 0xb8, ...le32(3)];
+      const pass = code.length;
+      for (let cc = 0; cc < 16; cc++) {
+        code.push(0x31, 0xc9, 0x49, 0xba, ...le64(0xffffffff00000000n), 0x41, 0xb9, ...le32(1), 0x48, 0xb8, ...le64(x), 0x48, 0xbb, ...le64(y),
+          ...form, 0x0f, 0x90 + cc, 0xc1, 0x45, 0x0f, 0x40 + cc, 0xd1, 0xd1, 0xe2, 0x08, 0xca, 0xd1, 0xe2, 0x44, 0x09, 0xd2,
+          0x4d, 0x89, 0xd3, 0x49, 0xc1, 0xeb, 0x20, 0x44, 0x09, 0xda);
+      }
+      code.push(0x41, 0xff, 0xc8, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
+      const a = runWith(false, code, [], 1000);
+      assert.equal(a.rip, 0x10000 + code.length - 2, `${name}: ends at the final jmp $`);
+      for (const after of [0, 1]) assert.deepEqual(runWith(after, code, [], 1000), a, `${name} with ${x.toString(16)}, ${y.toString(16)}; after ${after}`);
+    }
   }
 });

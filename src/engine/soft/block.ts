@@ -28,7 +28,7 @@ import { FORMS, HANDLER_NAMES, MODE_64, OP_REL } from './decode/index.js';
 import type { Cpu } from './cpu.js';
 import type { Op } from './op.js';
 import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
-import { cond } from './flags.js';
+import { cond, getCF } from './flags.js';
 import { checkCanonicalTarget } from './ops/branch.js';
 import { isSpecialised } from './ops/fast.js';
 import { condSource, type FlagRecord, inlineSource, type InlineSource } from './ops/inline.js';
@@ -174,9 +174,9 @@ function plain64(op: Op): boolean {
   return op.mode === MODE_64 && FORM_HANDLERS[op.form] === HANDLER_TABLE[op.handler];
 }
 
-/** A template for `op`, or undefined. */
-function templated(op: Op): InlineSource | undefined {
-  return plain64(op) ? inlineSource(op) : undefined;
+/** A template for `op` (`before`: the flag record the previous template left), or undefined. */
+function templated(op: Op, before: FlagRecord | undefined): InlineSource | undefined {
+  return plain64(op) ? inlineSource(op, before) : undefined;
 }
 
 /**
@@ -249,8 +249,8 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
  */
 export function compileRegion(r: Block): BlockFn | undefined {
   if (r.blocks.length === 0 || !r.blocks.every((b) => b.ops.every((op) => op.mode === MODE_64))) return undefined;
-  const names: string[] = ['W', 'X', 'C', 'K', 'R'];
-  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r];
+  const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G'];
+  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF];
   const inRegion = new Set(r.blocks.map((b) => b.start));
   const order = layout(r.blocks);
   const lines: string[] = [];
@@ -277,7 +277,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
           break;
         }
       }
-      const inl = templated(op);
+      const inl = templated(op, before);
       flags = inl?.flags;
       if (inl !== undefined && !inl.mayLeave) {
         lines.push(inl.code.replaceAll('NEXT', `${e}`));

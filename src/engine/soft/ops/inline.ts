@@ -9,7 +9,7 @@
  */
 import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { LF_ADD, LF_LOGIC, LF_SUB } from '../state.js';
+import { LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB } from '../state.js';
 
 export interface InlineSource {
   code: string;
@@ -115,10 +115,15 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
   return undefined;
 }
 
-/** Source for instruction `op`, or undefined to call its handler. */
-export function inlineSource(op: Op): InlineSource | undefined {
+/**
+ * Source for instruction `op`, or undefined to call its handler. `before` is
+ * the flag record the previous instruction's template left, if known: SETcc
+ * and CMOVcc then read it directly (condSource). Names in scope of the
+ * generated code: `c`, `g` (c.gpr), `W` (wrap64), `C` (cond), `G` (getCF).
+ */
+export function inlineSource(op: Op, before?: FlagRecord): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
-  const src = formSource(op, name);
+  const src = formSource(op, name) ?? registerSource(op, name, before);
   const kind = ALU[name];
   if (src !== undefined && kind !== undefined) {
     src.flags = { kind: kind === 'add' ? 'add' : kind === 'sub' || kind === 'cmp' ? 'sub' : 'logic', size: op.size0 };
@@ -258,4 +263,79 @@ function byteSource(op: Op, name: string): InlineSource | undefined {
   if (name === 'mov_mov') return { code: `{ ${b} g[${d}] = (g[${d}] & -256) | b; }`, mayLeave: false };
   if (kind === undefined) return undefined;
   return { code: `{ ${b} const a = g[${d}] & 255; ${aluSource(kind, 1, d)} }`, mayLeave: mem };
+}
+
+/** Bit k (constant) of the 64-bit value (lo, hi) as source (shift.ts bit64). */
+function bitSource(k: number): string {
+  return k < 32 ? `((lo >>> ${k}) & 1)` : `((hi >>> ${k - 32}) & 1)`;
+}
+
+/**
+ * Register-only forms with constant shapes: SHL/SHR/SAR by an immediate,
+ * INC/DEC, MOVZX/MOVSX/MOVSXD from a register, SETcc, CMOVcc — each as its
+ * fast.ts handler does it (shift32, shift64, incdec, extendRR, setccR, cmovRR).
+ */
+function registerSource(op: Op, name: string, before: FlagRecord | undefined): InlineSource | undefined {
+  const size = op.size0;
+  if (op.kind0 !== OP_GPR || op.reg0 >= 16) return undefined;
+  const d = 2 * op.reg0;
+  const src1 = op.nops > 1 && op.kind1 === OP_GPR && op.reg1 < 16 ? 2 * op.reg1 : -1;
+  const shiftKind = name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : name === 'shift_sar' ? 2 : -1;
+  if (shiftKind >= 0 && op.kind1 === OP_IMM && (size === 4 || size === 8)) {
+    return { code: size === 4 ? shift32Source(shiftKind, op.imm & 31, d) : shift64Source(shiftKind, op.imm & 63, d), mayLeave: false };
+  }
+  if ((name === 'alu_inc' || name === 'alu_dec') && op.nops === 1 && (size === 4 || size === 8)) {
+    const dec = name === 'alu_dec';
+    const rh = size === 8 ? (dec ? '(a === 0 ? (ah - 1) | 0 : ah)' : '(x === 0 ? (ah + 1) | 0 : ah)') : '0';
+    return {
+      code: `{ const cf = G(c); const a = g[${d}], ah = ${size === 8 ? `g[${d + 1}]` : '0'}; const x = (a ${dec ? '-' : '+'} 1) | 0, xh = ${rh}; ` +
+        `c.lfOp = ${dec ? LF_DEC : LF_INC}; c.lfSize = ${size}; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = 1; c.lfSrcHi = 0; c.lfRes = x; c.lfResHi = xh; c.lfAux = cf; ` +
+        `g[${d}] = x; g[${d + 1}] = xh; }`,
+      mayLeave: false,
+      // ZF and SF come from the result as after ADD (condSource reads only those for 'add').
+      flags: { kind: 'add', size },
+    };
+  }
+  const from = op.size1;
+  if ((name === 'mov_movzx' || name === 'mov_movsx' || name === 'mov_movsxd') && (size === 4 || size === 8) && src1 >= 0 &&
+    (from === 1 || from === 2 || (from === 4 && name === 'mov_movsxd' && size === 8))) {
+    if (name === 'mov_movzx') return { code: `g[${d}] = g[${src1}] & ${from === 1 ? 0xff : 0xffff}; g[${d + 1}] = 0;`, mayLeave: false };
+    const shift = 32 - from * 8;
+    const x = shift === 0 ? `g[${src1}]` : `(g[${src1}] << ${shift}) >> ${shift}`;
+    return { code: `{ const x = ${x}; g[${d}] = x; g[${d + 1}] = ${size === 8 ? 'x >> 31' : '0'}; }`, mayLeave: false };
+  }
+  const test = (cc: number): string => (before !== undefined ? condSource(before, cc) : undefined) ?? `C(c, ${cc})`;
+  if (name === 'mov_setcc' && size === 1) return { code: `g[${d}] = (g[${d}] & -256) | ((${test(op.opcode & 15)}) ? 1 : 0);`, mayLeave: false };
+  if (name === 'mov_cmov' && (size === 4 || size === 8) && src1 >= 0) {
+    const move = `g[${d}] = g[${src1}]; g[${d + 1}] = ${size === 8 ? `g[${src1 + 1}]` : '0'};`;
+    return { code: `if (${test(op.opcode & 15)}) { ${move} }${size === 4 ? ` else g[${d + 1}] = 0;` : ''}`, mayLeave: false };
+  }
+  return undefined;
+}
+
+/** SHL/SHR/SAR r32 by constant n (fast.ts shift32): count 0 only zero-extends. */
+function shift32Source(kind: number, n: number, d: number): string {
+  if (n === 0) return `g[${d + 1}] = 0;`;
+  const body = kind === 0 ? `const r = v << ${n}, cf = (v >>> ${32 - n}) & 1, of = (r >>> 31) ^ cf;`
+    : kind === 1 ? `const r = v >>> ${n}, cf = (v >>> ${n - 1}) & 1, of = v >>> 31;`
+      : `const r = v >> ${n}, cf = (v >> ${n - 1}) & 1, of = 0;`;
+  return `{ const v = g[${d}]; g[${d + 1}] = 0; ${body} g[${d}] = r; c.lfOp = ${LF_CO}; c.lfSize = 4; c.lfRes = r; c.lfResHi = 0; c.lfAux = cf | (of << 11); }`;
+}
+
+/** SHL/SHR/SAR r64 by constant n (fast.ts shift64, shift.ts shl64/shr64/sar64): count 0 changes nothing. */
+function shift64Source(kind: number, n: number, d: number): string {
+  if (n === 0) return '';
+  let res: string;
+  let flags: string;
+  if (kind === 0) {
+    res = n < 32 ? `const rl = lo << ${n}, rh = (hi << ${n}) | (lo >>> ${32 - n});` : `const rl = 0, rh = lo << ${n - 32};`;
+    flags = `const cf = ${bitSource(64 - n)}, of = (rh >>> 31) ^ cf;`;
+  } else {
+    const hiPart = kind === 1 ? (n < 32 ? `hi >>> ${n}` : '0') : (n < 32 ? `hi >> ${n}` : 'hi >> 31');
+    const loPart = n < 32 ? `(lo >>> ${n}) | (hi << ${32 - n})` : kind === 1 ? `hi >>> ${n - 32}` : `hi >> ${n - 32}`;
+    res = `const rl = (${loPart}) | 0, rh = (${hiPart}) | 0;`;
+    flags = `const cf = ${bitSource(n - 1)}, of = ${kind === 1 ? 'hi >>> 31' : '0'};`;
+  }
+  return `{ const lo = g[${d}], hi = g[${d + 1}]; ${res} ${flags} g[${d}] = rl; g[${d + 1}] = rh; ` +
+    `c.lfOp = ${LF_CO}; c.lfSize = 8; c.lfRes = rl; c.lfResHi = rh; c.lfAux = cf | (of << 11); }`;
 }
