@@ -278,17 +278,19 @@ export function compileRegion(r: Block): BlockFn | undefined {
         }
       }
       const inl = templated(op, before);
-      flags = inl?.flags;
+      flags = inl?.keepsFlags === true ? before : inl?.flags;
       if (inl !== undefined && !inl.mayLeave) {
         lines.push(inl.code.replaceAll('NEXT', `${e}`));
         continue;
       }
-      lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e};`);
       if (inl !== undefined) {
+        // Only a fault reads RIP here (RIP-relative addresses are constants from the page base).
+        lines.push(`c.rip = base + ${s};`);
         lines.push(inl.code.replaceAll('NEXT', `${e}`));
         lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; return n + ${k + 1}; }`);
         continue;
       }
+      lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e};`);
       const o = `o${nOps++}`;
       names.push(o);
       values.push(op);

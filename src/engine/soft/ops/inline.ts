@@ -17,7 +17,12 @@ export interface InlineSource {
   mayLeave: boolean;
   /** The lazy-flag record the code leaves (ALU forms), for conditions read right after it (condSource). */
   flags?: FlagRecord | undefined;
+  /** The code leaves the flags as they were (MOV, LEA, MOVZX, SETcc, CMOVcc, PUSH, POP): a record known before stays known. */
+  keepsFlags?: boolean;
 }
+
+/** Forms whose templates write no flags. */
+const FLAGLESS = new Set(['mov_mov', 'mov_lea', 'mov_movzx', 'mov_movsx', 'mov_movsxd', 'mov_setcc', 'mov_cmov', 'stack_push', 'stack_pop']);
 
 /** What a template leaves in the lazy-flag record: LF_SUB (SUB, CMP), LF_ADD or LF_LOGIC, at an operand size. */
 export interface FlagRecord {
@@ -33,7 +38,7 @@ const ALU: Record<string, string> = { alu_add: 'add', alu_sub: 'sub', alu_cmp: '
  */
 function eaSource(op: Op): string {
   let e = `${op.dispVal}`;
-  if (op.base === BASE_RIP) e += ' + c.nextRip';
+  if (op.base === BASE_RIP) e += ' + (r + NEXT)';
   else if (op.base >= 0) e += ` + (g[${2 * op.base + 1}] * 4294967296 + (g[${2 * op.base}] >>> 0))`;
   if (op.index >= 0) e += ` + (g[${2 * op.index + 1}] * 4294967296 + (g[${2 * op.index}] >>> 0)) * ${1 << op.scale}`;
   return `let ea = ${e}; if (ea >= 9007199254740992 || ea < -9007199254740992) ea = W(ea); ea += c.segBase[${op.segment}];`;
@@ -124,6 +129,7 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
 export function inlineSource(op: Op, before?: FlagRecord): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
   const src = formSource(op, name) ?? registerSource(op, name, before);
+  if (src !== undefined && FLAGLESS.has(name)) src.keepsFlags = true;
   const kind = ALU[name];
   if (src !== undefined && kind !== undefined) {
     src.flags = { kind: kind === 'add' ? 'add' : kind === 'sub' || kind === 'cmp' ? 'sub' : 'logic', size: op.size0 };
