@@ -1,7 +1,7 @@
 /**
  * Hot code compiled to JS: a *region* is the code of one page reachable from
  * a hot block start through branches whose targets are known (Jcc, JMP and
- * CALL rel, the fall-through), cut into basic blocks and generated as one
+ * CALL rel, the fall-through) and that has already run, cut into basic blocks and generated as one
  * function with `new Function`. Inside it a dispatch loop (`switch` on the
  * page offset) moves from block to block without returning to the run loop:
  * a loop that stays in its page runs as a JS loop, and a RET or indirect
@@ -16,7 +16,7 @@
  * fits the instruction budget the run loop gives, else it stops there; so
  * `run(limit)`, the engine's 2,048-instruction chunks (interrupt latency) and
  * `--stats` stay exact to the instruction. Every instruction that may fault
- * or has no template runs with `cpu.rip` at its address and `cpu.nextRip`
+ * runs with `cpu.rip` at its address, and a handler also with `cpu.nextRip`
  * past it, as in the one-at-a-time loop; after a handler the function goes on
  * only if it neither branched (nextRip changed: REP strings that resume, far
  * transfers) nor asked the loop to stop or look again (a store into decoded
@@ -119,7 +119,9 @@ function jitAfterFromEnv(v: string | undefined): number {
  * Finds the region reachable from page offset `entry`: basic blocks found by
  * following fall-throughs and branch targets known at decode time, within
  * the page. `opAt(off)` returns the instruction decoded at a page offset, or
- * undefined where none decodes cleanly within the page.
+ * undefined where none decodes cleanly within the page; `ran(off)` says
+ * whether control ever arrived there (a block that never ran stays out, and
+ * branching to it leaves the region).
  */
 export function discoverRegion(entry: number, opAt: (off: number) => Op | undefined, ran: (off: number) => boolean): BasicBlock[] {
   const blocks: BasicBlock[] = [];

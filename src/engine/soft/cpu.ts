@@ -114,7 +114,7 @@ export class Cpu extends CpuState {
 
   /**
    * 0, STOP_REQUESTED, or STOP_REFETCH (decoded code was dropped; the run
-   * loop must look again). Public for compiled blocks (block.ts), which end
+   * loop must look again). Public for compiled regions (block.ts), which end
    * when it is set.
    */
   stopRequested = 0;
@@ -228,7 +228,7 @@ export class Cpu extends CpuState {
     let page: CodePage = NO_CODE;
     /** A compiled region is running (a fault inside it leaves its count in retiredInBlock). */
     let inBlock = false;
-    /** Control may have just arrived here (a block starts): look for a compiled block, count the heat. */
+    /** Control may have just arrived here (a block starts): look for a compiled region, count the heat. */
     let boundary = true;
     /**
      * The instruction that just ran, in the page in hand: its `next` link
@@ -410,7 +410,7 @@ export class Cpu extends CpuState {
 
   /**
    * Raises #UD for a form with no handler, reporting it once with its bytes.
-   * Runs with cpu.rip at the instruction (the run loop and compiled blocks keep it so for every handler).
+   * Runs with cpu.rip at the instruction (the run loop and compiled regions keep it so for every handler).
    */
   unimplemented(i: Op, why = 'not implemented'): never {
     const at = this.rip;

@@ -365,7 +365,7 @@ function plainMem(i: Op): boolean {
 
 /**
  * Whether `fn` is one of this file's handlers: each is a few lines for one
- * operand shape, small enough for compiled blocks to call directly (V8 then
+ * operand shape, small enough for compiled regions to call directly (V8 then
  * inlines it) where other handlers go through one shared call site.
  */
 export function isSpecialised(fn: Handler): boolean {

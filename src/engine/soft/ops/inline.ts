@@ -1,11 +1,12 @@
 /**
- * Inline templates for compiled blocks (block.ts): JS source for the
- * commonest register-only forms, register indices and immediates as
- * constants, so a hot run of them becomes straight-line code on `c.gpr`.
- * Each template does exactly what its specialised handler in fast.ts does
- * (same results, same lazy-flag record); block.ts uses one only for an
- * instruction that fast.ts specialised, and test/soft runs the differential
- * test with blocks compiled at once.
+ * Inline templates for compiled regions (block.ts): JS source for the
+ * commonest forms (MOV, ALU, shifts by an immediate, INC/DEC, extensions,
+ * SETcc, CMOVcc, PUSH/POP, LEA; register, immediate and plain 64-bit memory
+ * operands), register indices and immediates as constants, so a hot run of
+ * them becomes straight-line code on `c.gpr`. Each template does exactly
+ * what the specialised handler in fast.ts does for that shape (same
+ * results, same lazy-flag record). test/soft/block.test.ts runs each form
+ * compiled and interpreted on edge values and compares state and flags.
  */
 import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
