@@ -131,45 +131,57 @@ function aluMX(k: number, size: number, imm: boolean): Handler {
   };
 }
 
-/** dst op src for byte operands (zero-extended); returns the result byte; records flags as alu.ts binop does. */
-function alu8(c: Cpu, k: number, d: number, s: number): number {
+/** dst op src for byte or word operands (zero-extended); returns the result; records flags as alu.ts binop does. */
+function aluSmallOp(c: Cpu, k: number, size: number, d: number, s: number): number {
+  const m = size === 1 ? 0xff : 0xffff;
   let r: number;
   switch (k) {
-    case ADD: r = (d + s) & 0xff; setArith(c, LF_ADD, 1, d, 0, s, 0, r, 0, 0); break;
-    case SUB: case CMP: r = (d - s) & 0xff; setArith(c, LF_SUB, 1, d, 0, s, 0, r, 0, 0); break;
-    case AND: case TEST: r = d & s; setLogic(c, 1, r, 0); break;
-    case OR: r = d | s; setLogic(c, 1, r, 0); break;
-    default: r = d ^ s; setLogic(c, 1, r, 0);
+    case ADD: r = (d + s) & m; setArith(c, LF_ADD, size, d, 0, s, 0, r, 0, 0); break;
+    case SUB: case CMP: r = (d - s) & m; setArith(c, LF_SUB, size, d, 0, s, 0, r, 0, 0); break;
+    case AND: case TEST: r = d & s; setLogic(c, size, r, 0); break;
+    case OR: r = d | s; setLogic(c, size, r, 0); break;
+    default: r = d ^ s; setLogic(c, size, r, 0);
   }
   return r;
 }
 
-/** op r8, r8 / r8, imm8 / r8, [m] on the low bytes of RAX-R15 (not AH-BH). */
-function aluByte(k: number, src: 'reg' | 'imm' | 'mem'): Handler {
+/** op r, r / r, imm / r, [m] at 8 or 16 bits on the low bytes/words of RAX-R15 (not AH-BH). */
+function aluSmall(k: number, size: number, src: 'reg' | 'imm' | 'mem'): Handler {
   const write = k !== CMP && k !== TEST;
+  const m = size === 1 ? 0xff : 0xffff;
   return (c, i) => {
     const g = c.gpr;
-    const s = src === 'reg' ? (g[i.r1] as number) & 0xff : src === 'imm' ? i.imm & 0xff : c.read8(ea(c, i));
+    const s = src === 'reg' ? (g[i.r1] as number) & m : src === 'imm' ? i.imm & m : size === 1 ? c.read8(ea(c, i)) : c.read16(ea(c, i));
     const d = i.r0;
-    const r = alu8(c, k, (g[d] as number) & 0xff, s);
-    if (write) g[d] = ((g[d] as number) & ~0xff) | r;
+    const r = aluSmallOp(c, k, size, (g[d] as number) & m, s);
+    if (write) g[d] = ((g[d] as number) & ~m) | r;
   };
 }
 
-/** cmp/test byte [m], r8|imm8 */
-function aluMXByte(k: number, imm: boolean): Handler {
+/** cmp/test [m], r|imm at 8 or 16 bits */
+function aluMXSmall(k: number, size: number, imm: boolean): Handler {
+  const m = size === 1 ? 0xff : 0xffff;
   return (c, i) => {
-    const d = c.read8(ea(c, i));
-    alu8(c, k, d, imm ? i.imm & 0xff : (c.gpr[i.r1] as number) & 0xff);
+    const d = size === 1 ? c.read8(ea(c, i)) : c.read16(ea(c, i));
+    aluSmallOp(c, k, size, d, imm ? i.imm & m : (c.gpr[i.r1] as number) & m);
   };
 }
 
-/** MOV with byte operands: the low byte of the destination register is replaced, the rest kept. */
-const movRRb: Handler = (c, i) => { const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | ((g[i.r1] as number) & 0xff); };
-const movRIb: Handler = (c, i) => { const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | (i.imm & 0xff); };
-const movRMb: Handler = (c, i) => { const v = c.read8(ea(c, i)); const g = c.gpr; const d = i.r0; g[d] = ((g[d] as number) & ~0xff) | v; };
-const movMRb: Handler = (c, i) => { c.write8(ea(c, i), (c.gpr[i.r1] as number) & 0xff); };
-const movMIb: Handler = (c, i) => { c.write8(ea(c, i), i.imm & 0xff); };
+/** MOV at 8 or 16 bits: the low byte/word of the destination register is replaced, the rest kept. */
+function movSmall(size: number, shape: 'rr' | 'ri' | 'rm' | 'mr' | 'mi'): Handler {
+  const m = size === 1 ? 0xff : 0xffff;
+  const merge = (c: Cpu, d: number, v: number): void => { const g = c.gpr; g[d] = ((g[d] as number) & ~m) | v; };
+  switch (shape) {
+    case 'rr': return (c, i) => merge(c, i.r0, (c.gpr[i.r1] as number) & m);
+    case 'ri': return (c, i) => merge(c, i.r0, i.imm & m);
+    case 'rm': return (c, i) => merge(c, i.r0, size === 1 ? c.read8(ea(c, i)) : c.read16(ea(c, i)));
+    case 'mr': return (c, i) => { const v = (c.gpr[i.r1] as number) & m; if (size === 1) c.write8(ea(c, i), v); else c.write16(ea(c, i), v); };
+    default: return (c, i) => { if (size === 1) c.write8(ea(c, i), i.imm & m); else c.write16(ea(c, i), i.imm & m); };
+  }
+}
+const MOV_SMALL = [1, 2].map((size) => ({
+  rr: movSmall(size, 'rr'), ri: movSmall(size, 'ri'), rm: movSmall(size, 'rm'), mr: movSmall(size, 'mr'), mi: movSmall(size, 'mi'),
+}));
 
 const movRR8: Handler = (c, i) => {
   const g = c.gpr;
@@ -393,20 +405,21 @@ function pick(name: string, i: Op): Handler | undefined {
     if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return size === 8 ? movMI8 : movMI4;
     return undefined;
   }
-  if (name === 'mov_mov' && size === 1 && i.nops === 2) {
-    if (gpr(0) && gpr(1)) return movRRb;
-    if (gpr(0) && k1 === OP_IMM) return movRIb;
-    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return movRMb;
-    if (k0 === OP_MEM && gpr(1) && plainMem(i)) return movMRb;
-    if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return movMIb;
+  if (name === 'mov_mov' && (size === 1 || size === 2) && i.nops === 2) {
+    const mv = MOV_SMALL[size - 1] as (typeof MOV_SMALL)[number];
+    if (gpr(0) && gpr(1)) return mv.rr;
+    if (gpr(0) && k1 === OP_IMM) return mv.ri;
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return mv.rm;
+    if (k0 === OP_MEM && gpr(1) && plainMem(i)) return mv.mr;
+    if (k0 === OP_MEM && k1 === OP_IMM && plainMem(i)) return mv.mi;
     return undefined;
   }
   const k = ALU_HANDLERS[name];
-  if (k !== undefined && size === 1 && i.nops === 2) {
-    if (gpr(0) && gpr(1)) return aluByte(k, 'reg');
-    if (gpr(0) && k1 === OP_IMM) return aluByte(k, 'imm');
-    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return aluByte(k, 'mem');
-    if ((k === CMP || k === TEST) && k0 === OP_MEM && plainMem(i) && (gpr(1) || k1 === OP_IMM)) return aluMXByte(k, k1 === OP_IMM);
+  if (k !== undefined && (size === 1 || size === 2) && i.nops === 2) {
+    if (gpr(0) && gpr(1)) return aluSmall(k, size, 'reg');
+    if (gpr(0) && k1 === OP_IMM) return aluSmall(k, size, 'imm');
+    if (gpr(0) && k1 === OP_MEM && plainMem(i)) return aluSmall(k, size, 'mem');
+    if ((k === CMP || k === TEST) && k0 === OP_MEM && plainMem(i) && (gpr(1) || k1 === OP_IMM)) return aluMXSmall(k, size, k1 === OP_IMM);
     return undefined;
   }
   if (k !== undefined && (size === 8 || size === 4) && i.nops === 2) {

@@ -59,11 +59,12 @@ function aluSource(kind: string, size: number, d: number): string {
   const logic = kind === '&' || kind === '|' || kind === '^' || kind === 'test';
   const opr = kind === 'test' ? '&' : kind;
   const add = kind === 'add';
-  if (size === 1) {
-    // Byte operands travel zero-extended (fast.ts alu8); the rest of the register is kept.
-    const wb = write ? ` g[${d}] = (g[${d}] & -256) | x;` : '';
-    if (logic) return `const x = a ${opr} b; c.lfOp = ${LF_LOGIC}; c.lfSize = 1; c.lfRes = x; c.lfResHi = 0;${wb}`;
-    return `const x = (a ${add ? '+' : '-'} b) & 255; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfSize = 1; c.lfDst = a; c.lfDstHi = 0; ` +
+  if (size === 1 || size === 2) {
+    // Byte and word operands travel zero-extended (fast.ts aluSmall); the rest of the register is kept.
+    const mask = size === 1 ? 0xff : 0xffff;
+    const wb = write ? ` g[${d}] = (g[${d}] & ${~mask}) | x;` : '';
+    if (logic) return `const x = a ${opr} b; c.lfOp = ${LF_LOGIC}; c.lfSize = ${size}; c.lfRes = x; c.lfResHi = 0;${wb}`;
+    return `const x = (a ${add ? '+' : '-'} b) & ${mask}; c.lfOp = ${add ? LF_ADD : LF_SUB}; c.lfSize = ${size}; c.lfDst = a; c.lfDstHi = 0; ` +
       `c.lfSrc = b; c.lfSrcHi = 0; c.lfRes = x; c.lfResHi = 0; c.lfAux = 0;${wb}`;
   }
   if (size === 4) {
@@ -98,13 +99,14 @@ function leaSource(op: Op, size: number, d: number): string {
 function movMemSource(op: Op, size: number): InlineSource | undefined {
   if (!plainMem(op)) return undefined;
   const k0 = op.kind0, k1 = op.kind1;
-  if (size === 1) {
+  if (size === 1 || size === 2) {
+    const mask = size === 1 ? 0xff : 0xffff, bits = size * 8;
     if (k0 === OP_GPR && k1 === OP_MEM && op.reg0 < 16) {
       const d = 2 * op.reg0;
-      return { code: `{ ${eaSource(op)} const v = c.read8(ea); g[${d}] = (g[${d}] & -256) | v; }`, mayLeave: true };
+      return { code: `{ ${eaSource(op)} const v = c.read${bits}(ea); g[${d}] = (g[${d}] & ${~mask}) | v; }`, mayLeave: true };
     }
-    if (k0 === OP_MEM && k1 === OP_GPR && op.reg1 < 16) return { code: `{ ${eaSource(op)} c.write8(ea, g[${2 * op.reg1}] & 255); }`, mayLeave: true };
-    if (k0 === OP_MEM && k1 === OP_IMM) return { code: `{ ${eaSource(op)} c.write8(ea, ${op.imm & 0xff}); }`, mayLeave: true };
+    if (k0 === OP_MEM && k1 === OP_GPR && op.reg1 < 16) return { code: `{ ${eaSource(op)} c.write${bits}(ea, g[${2 * op.reg1}] & ${mask}); }`, mayLeave: true };
+    if (k0 === OP_MEM && k1 === OP_IMM) return { code: `{ ${eaSource(op)} c.write${bits}(ea, ${op.imm & mask}); }`, mayLeave: true };
     return undefined;
   }
   if (k0 === OP_GPR && k1 === OP_MEM && (op.reg0) < 16) {
@@ -147,7 +149,7 @@ export function condSource(f: FlagRecord, cc: number): string | undefined {
   const neg = (e: string | undefined): string | undefined => (e === undefined ? undefined : (cc & 1) === 0 ? e : `!(${e})`);
   const size = f.size;
   const zf = size === 8 ? '(c.lfRes | c.lfResHi) === 0' : 'c.lfRes === 0';
-  const sf = size === 8 ? 'c.lfResHi < 0' : size === 4 ? 'c.lfRes < 0' : '(c.lfRes & 128) !== 0';
+  const sf = size === 8 ? 'c.lfResHi < 0' : size === 4 ? 'c.lfRes < 0' : `(c.lfRes & ${size === 1 ? 0x80 : 0x8000}) !== 0`;
   const base = cc & ~1;
   if (f.kind === 'logic') {
     // CF = OF = 0.
@@ -175,9 +177,9 @@ export function condSource(f: FlagRecord, cc: number): string | undefined {
       default: return undefined;
     }
   }
-  // Sizes 4 (int32) and 1 (zero-extended).
+  // Size 4 (int32), sizes 1 and 2 (zero-extended).
   const u = (v: string): string => (size === 4 ? `(${v} >>> 0)` : v);
-  const sg = (v: string): string => (size === 4 ? v : `((${v} << 24) >> 24)`);
+  const sg = (v: string): string => (size === 4 ? v : `((${v} << ${32 - size * 8}) >> ${32 - size * 8})`);
   switch (base) {
     case 2: return neg(`${u('c.lfDst')} < ${u('c.lfSrc')}`);
     case 4: return neg('c.lfDst === c.lfSrc');
@@ -202,7 +204,7 @@ function formSource(op: Op, name: string): InlineSource | undefined {
   }
   if (op.nops !== 2) return undefined;
   const size = op.size0;
-  if (size === 1) return byteSource(op, name);
+  if (size === 1 || size === 2) return smallSource(op, name, size);
   if (size !== 4 && size !== 8) return undefined;
   const k0 = op.kind0, k1 = op.kind1;
   if (name === 'mov_mov' && (k1 === OP_MEM || k0 === OP_MEM)) return movMemSource(op, size);
@@ -246,30 +248,34 @@ function formSource(op: Op, name: string): InlineSource | undefined {
   return { code: `{ ${src} const a = g[${d}], ah = g[${d + 1}]; ${aluSource(kind, size, d)} }`, mayLeave: mem };
 }
 
-/** MOV and ALU forms on bytes: the low bytes of RAX-R15 (not AH-BH), immediates and plain memory (fast.ts aluByte, movRb). */
-function byteSource(op: Op, name: string): InlineSource | undefined {
+/**
+ * MOV and ALU forms on bytes and words: the low bytes/words of RAX-R15 (not
+ * AH-BH), immediates and plain memory (fast.ts aluSmall, movSmall).
+ */
+function smallSource(op: Op, name: string, size: number): InlineSource | undefined {
   const k0 = op.kind0, k1 = op.kind1;
-  if (name === 'mov_mov' && (k0 === OP_MEM || k1 === OP_MEM)) return movMemSource(op, 1);
+  const mask = size === 1 ? 0xff : 0xffff, bits = size * 8;
+  if (name === 'mov_mov' && (k0 === OP_MEM || k1 === OP_MEM)) return movMemSource(op, size);
   const kind = ALU[name];
   if (kind === undefined && name !== 'mov_mov') return undefined;
   let b: string;
   let mem = false;
-  if (k1 === OP_GPR && op.reg1 < 16) b = `const b = g[${2 * op.reg1}] & 255;`;
-  else if (k1 === OP_IMM) b = `const b = ${op.imm & 0xff};`;
+  if (k1 === OP_GPR && op.reg1 < 16) b = `const b = g[${2 * op.reg1}] & ${mask};`;
+  else if (k1 === OP_IMM) b = `const b = ${op.imm & mask};`;
   else if (k1 === OP_MEM && kind !== undefined && plainMem(op)) {
-    b = `${eaSource(op)} const b = c.read8(ea);`;
+    b = `${eaSource(op)} const b = c.read${bits}(ea);`;
     mem = true;
   } else return undefined;
   if (k0 === OP_MEM) {
-    // CMP/TEST byte [m], r8/imm8 (fast.ts aluMXByte): memory first.
+    // CMP/TEST [m], r/imm (fast.ts aluMXSmall): memory first.
     if ((kind !== 'cmp' && kind !== 'test') || !plainMem(op)) return undefined;
-    return { code: `{ ${eaSource(op)} const a = c.read8(ea); ${b} ${aluSource(kind, 1, -1)} }`, mayLeave: true };
+    return { code: `{ ${eaSource(op)} const a = c.read${bits}(ea); ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
   }
   if (k0 !== OP_GPR || op.reg0 >= 16) return undefined;
   const d = 2 * op.reg0;
-  if (name === 'mov_mov') return { code: `{ ${b} g[${d}] = (g[${d}] & -256) | b; }`, mayLeave: false };
+  if (name === 'mov_mov') return { code: `{ ${b} g[${d}] = (g[${d}] & ${~mask}) | b; }`, mayLeave: false };
   if (kind === undefined) return undefined;
-  return { code: `{ ${b} const a = g[${d}] & 255; ${aluSource(kind, 1, d)} }`, mayLeave: mem };
+  return { code: `{ ${b} const a = g[${d}] & ${mask}; ${aluSource(kind, size, d)} }`, mayLeave: mem };
 }
 
 /** Bit k (constant) of the 64-bit value (lo, hi) as source (shift.ts bit64). */
