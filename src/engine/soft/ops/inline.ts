@@ -10,7 +10,7 @@
  */
 import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB } from '../state.js';
+import { LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 
 export interface InlineSource {
   code: string;
@@ -25,10 +25,24 @@ export interface InlineSource {
 /** Forms whose templates write no flags. */
 const FLAGLESS = new Set(['mov_mov', 'mov_lea', 'mov_movzx', 'mov_movsx', 'mov_movsxd', 'mov_setcc', 'mov_cmov', 'stack_push', 'stack_pop']);
 
-/** What a template leaves in the lazy-flag record: LF_SUB (SUB, CMP), LF_ADD or LF_LOGIC, at an operand size. */
+/**
+ * What a template leaves in the lazy-flag record, at an operand size:
+ * LF_SUB (SUB, CMP), LF_ADD, LF_LOGIC, or a record whose ZF and SF come
+ * from the result but whose other flags need flags.ts ('result': INC, DEC,
+ * ADC, SBB).
+ */
 export interface FlagRecord {
-  kind: 'sub' | 'add' | 'logic';
+  kind: 'sub' | 'add' | 'logic' | 'result';
   size: number;
+}
+
+/** CF of a known record as a JS expression (flags.ts getCF), or undefined to call getCF. */
+function cfSource(f: FlagRecord | undefined): string | undefined {
+  if (f === undefined) return undefined;
+  if (f.kind === 'logic') return '0';
+  if (f.kind !== 'sub') return undefined;
+  if (f.size === 8) return '((c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) < (c.lfSrc >>> 0)) ? 1 : 0)';
+  return f.size === 4 ? '((c.lfDst >>> 0) < (c.lfSrc >>> 0) ? 1 : 0)' : '(c.lfDst < c.lfSrc ? 1 : 0)';
 }
 
 const ALU: Record<string, string> = { alu_add: 'add', alu_sub: 'sub', alu_cmp: 'cmp', alu_and: '&', alu_or: '|', alu_xor: '^', alu_test: 'test' };
@@ -161,7 +175,7 @@ export function condSource(f: FlagRecord, cc: number): string | undefined {
       default: return undefined;
     }
   }
-  if (f.kind === 'add') return base === 4 ? neg(zf) : base === 8 ? neg(sf) : undefined;
+  if (f.kind === 'add' || f.kind === 'result') return base === 4 ? neg(zf) : base === 8 ? neg(sf) : undefined;
   if (size === 8) {
     const ult = '(c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) < (c.lfSrc >>> 0))';
     const ule = '(c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) <= (c.lfSrc >>> 0))';
@@ -301,12 +315,33 @@ function registerSource(op: Op, name: string, before: FlagRecord | undefined): I
     const dec = name === 'alu_dec';
     const rh = size === 8 ? (dec ? '(a === 0 ? (ah - 1) | 0 : ah)' : '(x === 0 ? (ah + 1) | 0 : ah)') : '0';
     return {
-      code: `{ const cf = G(c); const a = g[${d}], ah = ${size === 8 ? `g[${d + 1}]` : '0'}; const x = (a ${dec ? '-' : '+'} 1) | 0, xh = ${rh}; ` +
+      code: `{ const cf = ${cfSource(before) ?? 'G(c)'}; const a = g[${d}], ah = ${size === 8 ? `g[${d + 1}]` : '0'}; const x = (a ${dec ? '-' : '+'} 1) | 0, xh = ${rh}; ` +
         `c.lfOp = ${dec ? LF_DEC : LF_INC}; c.lfSize = ${size}; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = 1; c.lfSrcHi = 0; c.lfRes = x; c.lfResHi = xh; c.lfAux = cf; ` +
         `g[${d}] = x; g[${d + 1}] = xh; }`,
       mayLeave: false,
-      // ZF and SF come from the result as after ADD (condSource reads only those for 'add').
-      flags: { kind: 'add', size },
+      flags: { kind: 'result', size },
+    };
+  }
+  if ((name === 'alu_adc' || name === 'alu_sbb') && op.nops === 2 && (size === 4 || size === 8) && (src1 >= 0 || op.kind1 === OP_IMM)) {
+    // fast.ts adcSbbRR (and alu.ts binop for an immediate): the carry-in kept in the record's aux.
+    const sbb = name === 'alu_sbb';
+    const b = src1 >= 0 ? `const b = g[${src1}], bh = g[${src1 + 1}];` : `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
+    const lf = sbb ? LF_SBB : LF_ADC;
+    if (size === 4) {
+      return {
+        code: `{ const cin = ${cfSource(before) ?? 'G(c)'}; ${b} const a = g[${d}]; const x = (a ${sbb ? '- b - cin' : '+ b + cin'}) | 0; ` +
+          `c.lfOp = ${lf}; c.lfSize = 4; c.lfDst = a; c.lfDstHi = 0; c.lfSrc = b; c.lfSrcHi = 0; c.lfRes = x; c.lfResHi = 0; c.lfAux = cin; g[${d}] = x; g[${d + 1}] = 0; }`,
+        mayLeave: false,
+        flags: { kind: 'result', size },
+      };
+    }
+    const hi = sbb ? 'const x = (a - b - cin) | 0, xh = (ah - bh - ((a >>> 0) < (b >>> 0) + cin ? 1 : 0)) | 0;'
+      : 'const lo = (a >>> 0) + (b >>> 0) + cin, x = lo | 0, xh = (ah + bh + (lo > 0xffffffff ? 1 : 0)) | 0;';
+    return {
+      code: `{ const cin = ${cfSource(before) ?? 'G(c)'}; ${b} const a = g[${d}], ah = g[${d + 1}]; ${hi} ` +
+        `c.lfOp = ${lf}; c.lfSize = 8; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = b; c.lfSrcHi = bh; c.lfRes = x; c.lfResHi = xh; c.lfAux = cin; g[${d}] = x; g[${d + 1}] = xh; }`,
+      mayLeave: false,
+      flags: { kind: 'result', size },
     };
   }
   const from = op.size1;
