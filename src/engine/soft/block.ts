@@ -66,13 +66,6 @@ export class Block {
     for (const b of blocks) this.byStart.set(b.start, b);
   }
 
-  /** Instructions in the region. */
-  get count(): number {
-    let n = 0;
-    for (const b of this.blocks) n += b.ops.length;
-    return n;
-  }
-
   /**
    * Instructions retired in the basic block at `start` before a fault raised
    * with RIP at page offset `off`. Traps (INT n, INT3) leave RIP past the
@@ -250,7 +243,8 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
  * the rest go through `callHandler`.
  */
 export function compileRegion(r: Block): BlockFn | undefined {
-  if (r.blocks.length === 0 || !r.blocks.every((b) => b.ops.every((op) => op.mode === MODE_64))) return undefined;
+  // A code page holds one decoding mode's instructions, so the first tells the region's.
+  if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
   const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G'];
   const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF];
   const inRegion = new Set(r.blocks.map((b) => b.start));

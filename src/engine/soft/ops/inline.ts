@@ -36,13 +36,14 @@ export interface FlagRecord {
   size: number;
 }
 
-/** CF of a known record as a JS expression (flags.ts getCF), or undefined to call getCF. */
+/**
+ * CF of a known record as a JS expression (flags.ts getCF), or undefined to
+ * call getCF: CF is the condition B (cc 2), which condSource knows for SUB
+ * and logic records.
+ */
 function cfSource(f: FlagRecord | undefined): string | undefined {
-  if (f === undefined) return undefined;
-  if (f.kind === 'logic') return '0';
-  if (f.kind !== 'sub') return undefined;
-  if (f.size === 8) return '((c.lfDstHi >>> 0) < (c.lfSrcHi >>> 0) || (c.lfDstHi === c.lfSrcHi && (c.lfDst >>> 0) < (c.lfSrc >>> 0)) ? 1 : 0)';
-  return f.size === 4 ? '((c.lfDst >>> 0) < (c.lfSrc >>> 0) ? 1 : 0)' : '(c.lfDst < c.lfSrc ? 1 : 0)';
+  const below = f === undefined ? undefined : condSource(f, 2);
+  return below === undefined ? undefined : `((${below}) ? 1 : 0)`;
 }
 
 const ALU: Record<string, string> = { alu_add: 'add', alu_sub: 'sub', alu_cmp: 'cmp', alu_and: '&', alu_or: '|', alu_xor: '^', alu_test: 'test' };
