@@ -40,3 +40,22 @@ test('kvm: a spare vCPU thread never keeps the process alive', (t) => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'started');
 });
+
+test('kvm: a process that exits, or ends its spares, while they still load exits cleanly (no native crash)', (t) => {
+  const probe = kvmOrSkip(t);
+  if (!probe) return;
+  probe.close();
+  const threadModule = fileURLToPath(new URL('../../src/engine/kvm/vcpu-thread.js', import.meta.url));
+  // Spares may still be loading koffi when the child's main module ends or ends half of them (after 0, 8, ..., 56 ms:
+  // across the load): a thread stopped inside a native module's initialisation aborts the process ("FATAL ERROR:
+  // Error::ThrowAsJavaScriptException napi_throw"), which `typevisor run` rejecting a bad kernel did once in CI.
+  for (let run = 0; run < 8; run++) {
+    const script = `const { SpareVcpuThread } = await import(${JSON.stringify(threadModule)});
+      for (let k = 0; k < 4; k++) { const s = new SpareVcpuThread(); if (k % 2) setTimeout(() => s.end(), ${8 * run}); }
+      setTimeout(() => undefined, ${8 * run});`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.error, undefined, `the child did not exit: ${r.error?.message}`);
+    assert.doesNotMatch(r.stderr, /FATAL|napi/, `run ${run}`);
+    assert.equal(r.status, 0, `run ${run}: ${r.stderr}`);
+  }
+});

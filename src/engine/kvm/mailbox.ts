@@ -109,6 +109,8 @@ export interface VcpuWorkerData {
 
 /** Messages from a vCPU worker to the machine thread. */
 export type VcpuMessage =
+  /** A spare thread (no workerData) has loaded its modules and koffi and waits for its set-up data. */
+  | { type: 'loaded' }
   | { type: 'ready'; cpu: number; tid: number; mpState: number }
   | { type: 'setup-failed'; cpu: number; message: string }
   | { type: 'paused'; cpu: number; seq: number }

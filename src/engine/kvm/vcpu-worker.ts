@@ -32,6 +32,8 @@ const tid = gettid();
  */
 function setupData(): VcpuWorkerData | Promise<VcpuWorkerData> {
   if (workerData != null) return workerData as VcpuWorkerData;
+  const loaded: VcpuMessage = { type: 'loaded' };
+  port.postMessage(loaded);
   return new Promise((resolve) => port.once('message', (m: VcpuWorkerData) => resolve(m)));
 }
 
