@@ -15,11 +15,11 @@ import { getRflags } from '../../src/engine/soft/flags.js';
 import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_PF } from '../../src/engine/soft/mmu.js';
 import { RAX, RBX, RCX, RDX, RSP } from '../../src/engine/soft/state.js';
 
-/** Pages on demand in [0x1000, 0x100000); page 0x81 is read-only. */
+/** Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB; page 0x81 is read-only. */
 class FlatPlatform implements SoftPlatform {
   readonly pages = new Map<number, PageFrame>();
   translate(vpn: number, access: number): PageFrame {
-    if (vpn < 1 || vpn >= 0x100) throw pageFault(vpn * PAGE_SIZE, access, false);
+    if ((vpn < 1 || vpn >= 0x100) && (vpn < 0xffff0 || vpn >= 0x100010)) throw pageFault(vpn * PAGE_SIZE, access, false);
     if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
     let f = this.pages.get(vpn);
     if (!f) {
@@ -99,6 +99,32 @@ test('a fault in the middle of a compiled block: earlier instructions retired, R
   assert.equal(a.rip, 0x10002);
   assert.deepEqual(b, a);
   for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, 10_000), a, `after ${after}`);
+});
+
+test('the stack across 4 GiB and accesses that straddle a page: compiled templates agree with the interpreter', () => {
+  // RSP starts at 0x1_0000_0010: the pushes borrow from its high half, the pops carry into it, and the loads and the
+  // store at RSP - 0x11..0x14 cross the page boundary at 4 GiB, each starting in the last bytes its size allows
+  // (the templates' TLB hit path must not take them).
+  // 0x10000: mov ecx, 30 (b9 1e 00 00 00)
+  // loop: push rax; push rbx; push rcx; push rdx (50 53 51 52); call f (e8 2f 00 00 00)
+  //   pop rdx; pop rcx; pop rbx; pop rax (5a 59 5b 58); mov r8, [rsp - 0x14] (4c 8b 44 24 ec)
+  //   mov [rsp - 0x14], r8 (4c 89 44 24 ec); mov r10d, [rsp - 0x12] (44 8b 54 24 ee); add rax, r10 (4c 01 d0)
+  //   movzx r9d, word [rsp - 0x11] (44 0f b7 4c 24 ef); add rax, r8 (4c 01 c0); add rax, r9 (4c 01 c8); inc rbx (48 ff c3)
+  //   mov [rsp - 0x1c], bl (88 5c 24 e4); dec ecx (ff c9); jnz loop (75 ca); jmp $ (eb fe)
+  // f: add rax, 0x11 (48 83 c0 11); mov r9d, [rsp + 4] (44 8b 4c 24 04) — the high half of the return address —;
+  //   add rax, r9 (4c 01 c8); ret (c3)
+  const code = [0xb9, 0x1e, 0, 0, 0, 0x50, 0x53, 0x51, 0x52, 0xe8, 0x2f, 0, 0, 0, 0x5a, 0x59, 0x5b, 0x58,
+    0x4c, 0x8b, 0x44, 0x24, 0xec, 0x4c, 0x89, 0x44, 0x24, 0xec, 0x44, 0x8b, 0x54, 0x24, 0xee, 0x4c, 0x01, 0xd0,
+    0x44, 0x0f, 0xb7, 0x4c, 0x24, 0xef, 0x4c, 0x01, 0xc0, 0x4c, 0x01, 0xc8, 0x48, 0xff, 0xc3, 0x88, 0x5c, 0x24, 0xe4,
+    0xff, 0xc9, 0x75, 0xca, 0xeb, 0xfe, 0x48, 0x83, 0xc0, 0x11, 0x44, 0x8b, 0x4c, 0x24, 0x04, 0x4c, 0x01, 0xc8, 0xc3];
+  const regs: [number, bigint][] = [[RSP, 0x100000010n], [RAX, 0x0123456789abcdefn], [RBX, 0xfedcba9876543210n], [RDX, 0xffffffffn]];
+  const total = 30 * (4 + 1 + 4 + 4 + 13) + 40;
+  for (const chunk of [1, 7, 2048]) {
+    const a = runWith(false, code, regs, total, chunk);
+    assert.equal(a.rip, 0x1003b, 'ends at the final jmp $');
+    assert.equal(a.regs[4], 0x100000010n, 'RSP back where it started');
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
 });
 
 test('a store into the running compiled block is seen before its next instruction executes', () => {

@@ -31,7 +31,7 @@ import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
 import { cond, getCF } from './flags.js';
 import { checkCanonicalTarget } from './ops/branch.js';
 import { isSpecialised } from './ops/fast.js';
-import { condSource, type FlagRecord, inlineSource, type InlineSource } from './ops/inline.js';
+import { condSource, type FlagRecord, inlineSource, type InlineSource, POP_SP, PUSH_SP, read64Source, write64Source } from './ops/inline.js';
 import { wrap64 } from './operands.js';
 import { PAGE_SIZE } from './mmu.js';
 
@@ -202,14 +202,14 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
   if (name === 'flow_jmp' && op.kind0 === OP_REL) return `n += ${len}; ${go(t)}`;
   if (name === 'flow_call' && op.kind0 === OP_REL) {
     // fast.ts callRel: the return address pushed first (a fault leaves RSP as it was).
-    return `c.rip = base + ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; const sp = g[9] * 4294967296 + (g[8] >>> 0) - 8; ` +
-      `c.write64(sp, ret | 0, Math.floor(ret / 4294967296)); g[8] = sp | 0; g[9] = Math.floor(sp / 4294967296); } n += ${len}; ` +
-      `if (c.stopRequested !== 0) { c.rip = base + ${t}; return n; } ${go(t)}`;
+    return `c.rip = base + ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; ${PUSH_SP} ` +
+      `const rl = ret | 0, rh = Math.floor(ret / 4294967296); ${write64Source('sp', 'rl', 'rh')} g[8] = sl; g[9] = sh; } n += ${len}; ` +
+      `if (c.stopRequested !== 0) { c.rip = base + ${t}; ${leave('n')} } ${go(t)}`;
   }
   if (name === 'flow_ret' && op.nops === 0) {
     // fast.ts ret: a non-canonical return address faults with RSP unchanged.
-    return `c.rip = base + ${s}; { const sp = g[9] * 4294967296 + (g[8] >>> 0); const lo = c.read64(sp), hi = c.hi; K(c, hi); ` +
-      `const t = hi * 4294967296 + (lo >>> 0); const sp8 = sp + 8; g[8] = sp8 | 0; g[9] = Math.floor(sp8 / 4294967296); n += ${len}; ` +
+    return `c.rip = base + ${s}; { const sp = g[9] * 4294967296 + (g[8] >>> 0); ${read64Source('sp', 'lo', 'hi')} K(c, hi); ` +
+      `const t = hi * 4294967296 + (lo >>> 0); ${POP_SP} n += ${len}; ` +
       `${dynamicGoto('t')} }`;
   }
   return undefined;
@@ -217,7 +217,12 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
 
 /** Control goes to linear address `t` (an expression), known only at run time: on inside the region if it is one of its blocks. */
 function dynamicGoto(t: string): string {
-  return `c.rip = ${t}; if (c.stopRequested !== 0) return n; { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } return n;`;
+  return `c.rip = ${t}; if (c.stopRequested !== 0) ${leave('n')} { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } ${leave('n')}`;
+}
+
+/** Leaves the region, `count` instructions retired. */
+function leave(count: string): string {
+  return `return ${count};`;
 }
 
 /** Blocks in the order they are generated: each followed, where possible, by the block its fall-through enters. */
@@ -253,7 +258,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
   let nOps = 0;
   order.forEach((b, ix) => {
     const following = order[ix + 1]?.start;
-    const go: Goto = (to) => to === following ? '' : inRegion.has(to) ? `pc = ${to}; continue;` : `c.rip = base + ${to}; return n;`;
+    const go: Goto = (to) => to === following ? '' : inRegion.has(to) ? `pc = ${to}; continue;` : `c.rip = base + ${to}; ${leave('n')}`;
     const m = b.ops.length;
     lines.push(`case ${b.start}: {`, `pc = ${b.start}; if (n + ${m} > budget) break;`);
     let ended = false;
@@ -283,7 +288,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
         // Only a fault reads RIP here (RIP-relative addresses are constants from the page base).
         lines.push(`c.rip = base + ${s};`);
         lines.push(inl.code.replaceAll('NEXT', `${e}`));
-        lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; return n + ${k + 1}; }`);
+        lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; ${leave(`n + ${k + 1}`)} }`);
         continue;
       }
       lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e};`);
@@ -299,7 +304,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
         // A branch without a template: wherever the handler sent control.
         lines.push(`n += ${m}; ${dynamicGoto('c.nextRip')}`);
         ended = true;
-      } else lines.push(`if (c.nextRip !== base + ${e} || c.stopRequested !== 0) { c.rip = c.nextRip; return n + ${k + 1}; }`);
+      } else lines.push(`if (c.nextRip !== base + ${e} || c.stopRequested !== 0) { c.rip = c.nextRip; ${leave(`n + ${k + 1}`)} }`);
     }
     if (!ended) lines.push(`n += ${m}; ${go(b.ends[m - 1] as number)}`);
     lines.push('}');
@@ -312,10 +317,10 @@ export function compileRegion(r: Block): BlockFn | undefined {
     'switch (pc) {',
     ...lines,
     // Dispatch to an offset that is not a block of the region (a RET or indirect branch within the page).
-    'default: c.rip = base + pc; return n;',
+    `default: c.rip = base + pc; ${leave('n')}`,
     '}',
     // A block that did not fit the budget.
-    'c.rip = base + pc; return n;',
+    `c.rip = base + pc; ${leave('n')}`,
     '}',
     '} catch (e) { c.retiredInBlock = n + R.retiredAt(pc, c.rip - base); throw e; }',
   ];

@@ -12,7 +12,7 @@ import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js';
 import { specialize } from './ops/fast.js';
 import {
-  ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform,
+  ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_SIZE,
   VEC_GP, VEC_UD,
 } from './mmu.js';
 import { Op } from './op.js';
@@ -27,8 +27,6 @@ export const EXIT_HLT = 3; // HLT: the CPU sleeps until an interrupt (cpu.halted
 
 const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
-/** Entries per TLB (direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on CR3 writes. */
-const TLB_SIZE = 1024;
 const TLB_MASK = TLB_SIZE - 1;
 
 /**
@@ -120,13 +118,17 @@ export class Cpu extends CpuState {
   stopRequested = 0;
   private readonly reported = new Set<number>();
 
-  // Read, write and fetch TLBs of the current privilege level: tag = virtual page number (NaN = empty).
-  private rTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  private rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  private wTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  private wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  // Read and write TLBs of the current privilege level: tag = virtual page
+  // number (NaN = empty). Public for compiled regions, whose memory
+  // templates test them inline (ops/inline.ts memory access); only cpu.ts
+  // fills, empties or swaps them.
+  rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
+  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  // The fetch TLB: tag and decoded code page.
   private xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
   /**
@@ -541,55 +543,79 @@ export class Cpu extends CpuState {
     return t;
   }
 
+  // Each access is a TLB hit path small enough for V8 to inline into every
+  // handler and compiled region, and a miss path it calls (page crossing,
+  // TLB fill, MMIO, faults): inlining the miss paths too made compiled
+  // regions several times larger.
+
   read8(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) {
-      t = this.rFill(a);
-      if (t < 0) return this.mmioRead(a, 1);
-    }
+    const t = vpn & TLB_MASK;
+    if (this.rTag[t] === vpn) return (this.rBytes[t] as Uint8Array)[a & PAGE_MASK] as number;
+    return this.read8Miss(a);
+  }
+
+  private read8Miss(a: number): number {
+    const t = this.rFill(a);
+    if (t < 0) return this.mmioRead(a, 1);
     return (this.rBytes[t] as Uint8Array)[a & PAGE_MASK] as number;
   }
 
   read16(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.rTag[t] === vpn && off <= PAGE_SIZE - 2) return (this.rView[t] as DataView).getUint16(off, true);
+    return this.read16Miss(a);
+  }
+
+  private read16Miss(a: number): number {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 2) return this.read8(a) | (this.read8(a + 1) << 8);
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) {
-      t = this.rFill(a);
-      if (t < 0) return this.mmioRead(a, 2);
-    }
+    const t = this.rFill(a);
+    if (t < 0) return this.mmioRead(a, 2);
     return (this.rView[t] as DataView).getUint16(off, true);
   }
 
   /** As int32. */
   read32(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.rTag[t] === vpn && off <= PAGE_SIZE - 4) return (this.rView[t] as DataView).getInt32(off, true);
+    return this.read32Miss(a);
+  }
+
+  private read32Miss(a: number): number {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 4) return this.read16(a) | (this.read16(a + 2) << 16);
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) {
-      t = this.rFill(a);
-      if (t < 0) return this.mmioRead(a, 4);
-    }
+    const t = this.rFill(a);
+    if (t < 0) return this.mmioRead(a, 4);
     return (this.rView[t] as DataView).getInt32(off, true);
   }
 
   /** Returns the low half; the high half is in `hi`. */
   read64(a: number): number {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.rTag[t] === vpn && off <= PAGE_SIZE - 8) {
+      const v = this.rView[t] as DataView;
+      this.hi = v.getInt32(off + 4, true);
+      return v.getInt32(off, true);
+    }
+    return this.read64Miss(a);
+  }
+
+  private read64Miss(a: number): number {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 8) {
       const lo = this.read32(a);
       this.hi = this.read32(a + 4);
       return lo;
     }
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.rTag[t] !== vpn) {
-      t = this.rFill(a);
-      if (t < 0) return this.mmioRead(a, 8);
-    }
+    const t = this.rFill(a);
+    if (t < 0) return this.mmioRead(a, 8);
     const v = this.rView[t] as DataView;
     this.hi = v.getInt32(off + 4, true);
     return v.getInt32(off, true);
@@ -597,15 +623,26 @@ export class Cpu extends CpuState {
 
   write8(a: number, value: number): void {
     const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) {
-      t = this.wFill(a);
-      if (t < 0) { this.mmioWrite(a, 1, value, 0); return; }
-    }
-    (this.wBytes[t] as Uint8Array)[a & PAGE_MASK] = value;
+    const t = vpn & TLB_MASK;
+    if (this.wTag[t] === vpn) (this.wBytes[t] as Uint8Array)[a & PAGE_MASK] = value;
+    else this.write8Miss(a, value);
+  }
+
+  private write8Miss(a: number, value: number): void {
+    const t = this.wFill(a);
+    if (t < 0) this.mmioWrite(a, 1, value, 0);
+    else (this.wBytes[t] as Uint8Array)[a & PAGE_MASK] = value;
   }
 
   write16(a: number, value: number): void {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.wTag[t] === vpn && off <= PAGE_SIZE - 2) (this.wView[t] as DataView).setUint16(off, value, true);
+    else this.write16Miss(a, value);
+  }
+
+  private write16Miss(a: number, value: number): void {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 2) {
       this.probeWrite(a, 2);
@@ -613,16 +650,20 @@ export class Cpu extends CpuState {
       this.write8(a + 1, value >> 8);
       return;
     }
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) {
-      t = this.wFill(a);
-      if (t < 0) { this.mmioWrite(a, 2, value, 0); return; }
-    }
-    (this.wView[t] as DataView).setUint16(off, value, true);
+    const t = this.wFill(a);
+    if (t < 0) this.mmioWrite(a, 2, value, 0);
+    else (this.wView[t] as DataView).setUint16(off, value, true);
   }
 
   write32(a: number, value: number): void {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.wTag[t] === vpn && off <= PAGE_SIZE - 4) (this.wView[t] as DataView).setInt32(off, value, true);
+    else this.write32Miss(a, value);
+  }
+
+  private write32Miss(a: number, value: number): void {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 4) {
       this.probeWrite(a, 4);
@@ -630,16 +671,23 @@ export class Cpu extends CpuState {
       this.write16(a + 2, value >> 16);
       return;
     }
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) {
-      t = this.wFill(a);
-      if (t < 0) { this.mmioWrite(a, 4, value, 0); return; }
-    }
-    (this.wView[t] as DataView).setInt32(off, value, true);
+    const t = this.wFill(a);
+    if (t < 0) this.mmioWrite(a, 4, value, 0);
+    else (this.wView[t] as DataView).setInt32(off, value, true);
   }
 
   write64(a: number, lo: number, hi: number): void {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    const off = a & PAGE_MASK;
+    if (this.wTag[t] === vpn && off <= PAGE_SIZE - 8) {
+      const v = this.wView[t] as DataView;
+      v.setInt32(off, lo, true);
+      v.setInt32(off + 4, hi, true);
+    } else this.write64Miss(a, lo, hi);
+  }
+
+  private write64Miss(a: number, lo: number, hi: number): void {
     const off = a & PAGE_MASK;
     if (off > PAGE_SIZE - 8) {
       this.probeWrite(a, 8);
@@ -647,12 +695,8 @@ export class Cpu extends CpuState {
       this.write32(a + 4, hi);
       return;
     }
-    const vpn = Math.floor(a / PAGE_SIZE);
-    let t = vpn & TLB_MASK;
-    if (this.wTag[t] !== vpn) {
-      t = this.wFill(a);
-      if (t < 0) { this.mmioWrite(a, 8, lo, hi); return; }
-    }
+    const t = this.wFill(a);
+    if (t < 0) { this.mmioWrite(a, 8, lo, hi); return; }
     const v = this.wView[t] as DataView;
     v.setInt32(off, lo, true);
     v.setInt32(off + 4, hi, true);

@@ -14,6 +14,8 @@
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 export const PAGE_MASK = PAGE_SIZE - 1;
+/** Entries per TLB (cpu.ts; direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on CR3 writes. */
+export const TLB_SIZE = 1024;
 
 /** Kinds of access, as bits (translate() gets exactly one). */
 export const ACCESS_READ = 1;

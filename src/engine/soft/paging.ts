@@ -32,6 +32,8 @@ export const PTE_PS = 1 << 7;
 const T32 = 4294967296;
 /** Canonical linear page numbers are in [-2^35, 2^35) (48-bit addresses). */
 const VPN_LIMIT = 2 ** 35;
+/** By paging level (1-4): the 4 KiB pages one entry maps, 512^(level-1). */
+const LEVEL_SPAN = [0, 1, 512, 512 * 512, 512 * 512 * 512];
 const EMPTY_PAGE = new Uint8Array(PAGE_SIZE);
 const EMPTY_VIEW = new DataView(EMPTY_PAGE.buffer);
 
@@ -41,12 +43,20 @@ const EMPTY_VIEW = new DataView(EMPTY_PAGE.buffer);
  * come back as MMIO frames.
  */
 export class PhysicalPages {
+  /** Frames below the top of RAM by page number (every page walk looks up four: an array, not a Map). */
+  private readonly low: (PageFrame | undefined)[];
+  /** Frames above it (MMIO). */
   private readonly frames = new Map<number, PageFrame>();
 
-  constructor(readonly memory: GuestMemory) {}
+  constructor(readonly memory: GuestMemory) {
+    const top = memory.regions.reduce((t, r) => Math.max(t, r.base + r.size), 0);
+    this.low = new Array<PageFrame | undefined>(Math.ceil(top / PAGE_SIZE)).fill(undefined);
+  }
 
   frame(ppn: number): PageFrame {
-    let f = this.frames.get(ppn);
+    const low = this.low;
+    const inLow = ppn >= 0 && ppn < low.length;
+    let f = inLow ? low[ppn] : this.frames.get(ppn);
     if (f !== undefined) return f;
     const address = ppn * PAGE_SIZE;
     const region = this.memory.regions.find((r) => address >= r.base && address + PAGE_SIZE <= r.base + r.size);
@@ -56,7 +66,8 @@ export class PhysicalPages {
     } else {
       f = { bytes: EMPTY_PAGE, view: EMPTY_VIEW, mmio: address };
     }
-    this.frames.set(ppn, f);
+    if (inLow) low[ppn] = f;
+    else this.frames.set(ppn, f);
     return f;
   }
 
@@ -113,8 +124,9 @@ export class MachineMmu {
     let us = true;
     let nx = false;
     for (let level = 4; level >= 1; level--) {
-      const shift = 9 * (level - 1);
-      const index = Math.floor(v / 2 ** shift) & 511;
+      // 4 KiB pages one entry of this level maps (a table: `2 ** shift` compiles to a call of pow).
+      const span = LEVEL_SPAN[level] as number;
+      const index = Math.floor(v / span) & 511;
       const entryAddr = table + index * 8;
       const frame = this.phys.frame(Math.floor(entryAddr / PAGE_SIZE));
       // The message is built only on failure: walks are hot.
@@ -136,8 +148,7 @@ export class MachineMmu {
         if ((lo & set) !== set) frame.view.setInt32(off, lo | set, true);
         const base = ((lo & 0xfffff000) >>> 0) + (hi & 0xfffff) * T32;
         // A large page: the bits below its size come from the linear address.
-        const pages = 2 ** shift;
-        return Math.floor(base / PAGE_SIZE / pages) * pages + (v % pages);
+        return Math.floor(base / PAGE_SIZE / span) * span + (v % span);
       }
       if ((lo & PTE_A) === 0) {
         lo |= PTE_A;

@@ -10,7 +10,8 @@
  */
 import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
+import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
+import { LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, SEG_FS, SEG_GS } from '../state.js';
 
 export interface InlineSource {
   code: string;
@@ -50,15 +51,72 @@ const ALU: Record<string, string> = { alu_add: 'add', alu_sub: 'sub', alu_cmp: '
 
 /**
  * The effective address of a plain 64-bit memory operand (operands.ts ea()):
- * `W` is wrap64, in scope of the generated function.
+ * `W` is wrap64, in scope of the generated function. Templates run only in
+ * 64-bit mode, where the ES, CS, SS and DS bases are 0 (system.ts
+ * applyBases): only FS and GS add theirs.
  */
 function eaSource(op: Op): string {
   let e = `${op.dispVal}`;
   if (op.base === BASE_RIP) e += ' + (r + NEXT)';
   else if (op.base >= 0) e += ` + (g[${2 * op.base + 1}] * 4294967296 + (g[${2 * op.base}] >>> 0))`;
   if (op.index >= 0) e += ` + (g[${2 * op.index + 1}] * 4294967296 + (g[${2 * op.index}] >>> 0)) * ${1 << op.scale}`;
-  return `let ea = ${e}; if (ea >= 9007199254740992 || ea < -9007199254740992) ea = W(ea); ea += c.segBase[${op.segment}];`;
+  const seg = op.segment === SEG_FS || op.segment === SEG_GS ? ` ea += c.segBase[${op.segment}];` : '';
+  return `let ea = ${e}; if (ea >= 9007199254740992 || ea < -9007199254740992) ea = W(ea);${seg}`;
 }
+
+/*
+ * Memory access in templates: the TLB hit path of cpu.ts read8..write64
+ * written out in the template, and the accessor called only for a miss, a
+ * page crossing or MMIO (it fills the TLB, faults, or reaches the device).
+ * Calling the accessors everywhere left it to V8 to inline them, which it
+ * stops doing once a function has inlined its budget: in a region with a
+ * dozen memory accesses the rest became real calls, each boxing its 64-bit
+ * address in a new heap number. `a` is a variable holding the linear
+ * address; the names declared (mv, mt, mo, md) are the template's.
+ */
+const TLB_HIT = `const mv = Math.floor(A / ${PAGE_SIZE}), mt = mv & ${TLB_SIZE - 1}, mo = A & ${PAGE_SIZE - 1};`;
+
+/** Declares `into` (bits 8, 16: zero-extended; 32: int32) read from linear address `a`. */
+function readSource(bits: number, a: string, into: string): string {
+  const hit = TLB_HIT.replaceAll('A', a);
+  if (bits === 8) return `${hit} const ${into} = c.rTag[mt] === mv ? c.rBytes[mt][mo] : c.read8(${a});`;
+  const get = bits === 16 ? 'getUint16' : 'getInt32';
+  return `${hit} const ${into} = c.rTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8} ? c.rView[mt].${get}(mo, true) : c.read${bits}(${a});`;
+}
+
+/** Declares `lo` and `hi`, the halves of the 64-bit value at linear address `a`. */
+function read64Source(a: string, lo: string, hi: string): string {
+  return `${TLB_HIT.replaceAll('A', a)} let ${lo}, ${hi}; if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.rView[mt]; ` +
+    `${lo} = md.getInt32(mo, true); ${hi} = md.getInt32(mo + 4, true); } else { ${lo} = c.read${64}(${a}); ${hi} = c.hi; }`;
+}
+
+/** Writes `value` (bits 8, 16, 32; an expression without side effects) to linear address `a`. */
+function writeSource(bits: number, a: string, value: string): string {
+  const hit = TLB_HIT.replaceAll('A', a);
+  if (bits === 8) return `${hit} if (c.wTag[mt] === mv) c.wBytes[mt][mo] = ${value}; else c.write8(${a}, ${value});`;
+  const set = bits === 16 ? 'setUint16' : 'setInt32';
+  return `${hit} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8}) c.wView[mt].${set}(mo, ${value}, true); else c.write${bits}(${a}, ${value});`;
+}
+
+/** Writes the 64-bit value (lo, hi) (expressions without side effects) to linear address `a`. */
+export function write64Source(a: string, lo: string, hi: string): string {
+  return `${TLB_HIT.replaceAll('A', a)} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.wView[mt]; ` +
+    `md.setInt32(mo, ${lo}, true); md.setInt32(mo + 4, ${hi}, true); } else c.write64(${a}, ${lo}, ${hi});`;
+}
+
+/** read64Source for block.ts (RET). */
+export { read64Source };
+
+/**
+ * RSP - 8 for a push: declares its halves `sl`, `sh` and the linear
+ * address `sp`. The halves come from int32 arithmetic, so a run of pushes
+ * (or pops) carries no float conversions from one to the next; only the
+ * address for the TLB is a float.
+ */
+export const PUSH_SP = 'const sl = (g[8] - 8) | 0, sh = (g[8] >>> 0) < 8 ? (g[9] - 1) | 0 : g[9]; const sp = sh * 4294967296 + (sl >>> 0);';
+
+/** RSP += 8 after a pop read its value at `sp`: the halves, as PUSH_SP does. */
+export const POP_SP = '{ const sl = (g[8] + 8) | 0; g[9] = (sl >>> 0) < 8 ? (g[9] + 1) | 0 : g[9]; g[8] = sl; }';
 
 /** A memory operand eaSource handles: 64-bit addressing (fast.ts plainMem). */
 function plainMem(op: Op): boolean {
@@ -118,22 +176,22 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
     const mask = size === 1 ? 0xff : 0xffff, bits = size * 8;
     if (k0 === OP_GPR && k1 === OP_MEM && op.reg0 < 16) {
       const d = 2 * op.reg0;
-      return { code: `{ ${eaSource(op)} const v = c.read${bits}(ea); g[${d}] = (g[${d}] & ${~mask}) | v; }`, mayLeave: true };
+      return { code: `{ ${eaSource(op)} ${readSource(bits, 'ea', 'v')} g[${d}] = (g[${d}] & ${~mask}) | v; }`, mayLeave: true };
     }
-    if (k0 === OP_MEM && k1 === OP_GPR && op.reg1 < 16) return { code: `{ ${eaSource(op)} c.write${bits}(ea, g[${2 * op.reg1}] & ${mask}); }`, mayLeave: true };
-    if (k0 === OP_MEM && k1 === OP_IMM) return { code: `{ ${eaSource(op)} c.write${bits}(ea, ${op.imm & mask}); }`, mayLeave: true };
+    if (k0 === OP_MEM && k1 === OP_GPR && op.reg1 < 16) return { code: `{ ${eaSource(op)} ${writeSource(bits, 'ea', `(g[${2 * op.reg1}] & ${mask})`)} }`, mayLeave: true };
+    if (k0 === OP_MEM && k1 === OP_IMM) return { code: `{ ${eaSource(op)} ${writeSource(bits, 'ea', `${op.imm & mask}`)} }`, mayLeave: true };
     return undefined;
   }
   if (k0 === OP_GPR && k1 === OP_MEM && (op.reg0) < 16) {
     const d = 2 * (op.reg0);
     return {
-      code: size === 8 ? `{ ${eaSource(op)} const lo = c.read64(ea); g[${d}] = lo; g[${d + 1}] = c.hi; }` : `{ ${eaSource(op)} const lo = c.read32(ea); g[${d}] = lo; g[${d + 1}] = 0; }`,
+      code: size === 8 ? `{ ${eaSource(op)} ${read64Source('ea', 'lo', 'hi')} g[${d}] = lo; g[${d + 1}] = hi; }` : `{ ${eaSource(op)} ${readSource(32, 'ea', 'lo')} g[${d}] = lo; g[${d + 1}] = 0; }`,
       mayLeave: true,
     };
   }
   if (k0 === OP_MEM && k1 === OP_GPR && (op.reg1) < 16) {
     const s = 2 * (op.reg1);
-    return { code: size === 8 ? `{ ${eaSource(op)} c.write64(ea, g[${s}], g[${s + 1}]); }` : `{ ${eaSource(op)} c.write32(ea, g[${s}]); }`, mayLeave: true };
+    return { code: size === 8 ? `{ ${eaSource(op)} ${write64Source('ea', `g[${s}]`, `g[${s + 1}]`)} }` : `{ ${eaSource(op)} ${writeSource(32, 'ea', `g[${s}]`)} }`, mayLeave: true };
   }
   return undefined;
 }
@@ -210,12 +268,12 @@ function formSource(op: Op, name: string): InlineSource | undefined {
   if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // push64 (operands.ts): the store first, so a fault leaves RSP as it was.
     const r = 2 * (op.reg0);
-    return { code: `{ const v = g[${r}], vh = g[${r + 1}]; const sp = g[9] * 4294967296 + (g[8] >>> 0) - 8; c.write64(sp, v, vh); g[8] = sp; g[9] = Math.floor(sp / 4294967296); }`, mayLeave: true };
+    return { code: `{ const v = g[${r}], vh = g[${r + 1}]; ${PUSH_SP} ${write64Source('sp', 'v', 'vh')} g[8] = sl; g[9] = sh; }`, mayLeave: true };
   }
   if (name === 'stack_pop' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // pop64 then the register (fast.ts popR): POP RSP loads the value read.
     const r = 2 * (op.reg0);
-    return { code: `{ const sp = g[9] * 4294967296 + (g[8] >>> 0); const lo = c.read64(sp); g[8] = sp + 8; g[9] = Math.floor((sp + 8) / 4294967296); g[${r}] = lo; g[${r + 1}] = c.hi; }`, mayLeave: true };
+    return { code: `{ const sp = g[9] * 4294967296 + (g[8] >>> 0); ${read64Source('sp', 'lo', 'hi')} ${POP_SP} g[${r}] = lo; g[${r + 1}] = hi; }`, mayLeave: true };
   }
   if (op.nops !== 2) return undefined;
   const size = op.size0;
@@ -231,7 +289,7 @@ function formSource(op: Op, name: string): InlineSource | undefined {
       if (k1 === OP_IMM) b = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
       else if (k1 === OP_GPR && (op.reg1) < 16) b = `const b = g[${2 * (op.reg1)}], bh = g[${2 * (op.reg1) + 1}];`;
       else return undefined;
-      const load = size === 8 ? 'const a = c.read64(ea), ah = c.hi;' : 'const a = c.read32(ea), ah = 0;';
+      const load = size === 8 ? read64Source('ea', 'a', 'ah') : `${readSource(32, 'ea', 'a')} const ah = 0;`;
       return { code: `{ ${eaSource(op)} ${load} ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
     }
   }
@@ -243,7 +301,7 @@ function formSource(op: Op, name: string): InlineSource | undefined {
   if (name === 'mov_movzx' && k1 === OP_MEM && plainMem(op)) {
     const from = op.size1;
     if (from !== 1 && from !== 2) return undefined;
-    return { code: `{ ${eaSource(op)} const v = c.read${from * 8}(ea); g[${d}] = v; g[${d + 1}] = 0; }`, mayLeave: true };
+    return { code: `{ ${eaSource(op)} ${readSource(from * 8, 'ea', 'v')} g[${d}] = v; g[${d + 1}] = 0; }`, mayLeave: true };
   }
   if (kind === undefined && name !== 'mov_mov') return undefined;
   let src: string;
@@ -255,7 +313,7 @@ function formSource(op: Op, name: string): InlineSource | undefined {
     src = `const b = ${op.imm | 0}, bh = ${op.immHi | 0};`;
   } else if (k1 === OP_MEM && kind !== undefined && plainMem(op)) {
     // op r, [m] (fast.ts aluRM): memory first.
-    src = `${eaSource(op)} const b = c.read${size * 8}(ea), bh = ${size === 8 ? 'c.hi' : '0'};`;
+    src = `${eaSource(op)} ${size === 8 ? read64Source('ea', 'b', 'bh') : `${readSource(32, 'ea', 'b')} const bh = 0;`}`;
     mem = true;
   } else return undefined;
   if (name === 'mov_mov') return { code: `{ ${src} g[${d}] = b; g[${d + 1}] = ${size === 8 ? 'bh' : '0'}; }`, mayLeave: false };
@@ -278,13 +336,13 @@ function smallSource(op: Op, name: string, size: number): InlineSource | undefin
   if (k1 === OP_GPR && op.reg1 < 16) b = `const b = g[${2 * op.reg1}] & ${mask};`;
   else if (k1 === OP_IMM) b = `const b = ${op.imm & mask};`;
   else if (k1 === OP_MEM && kind !== undefined && plainMem(op)) {
-    b = `${eaSource(op)} const b = c.read${bits}(ea);`;
+    b = `${eaSource(op)} ${readSource(bits, 'ea', 'b')}`;
     mem = true;
   } else return undefined;
   if (k0 === OP_MEM) {
     // CMP/TEST [m], r/imm (fast.ts aluMXSmall): memory first.
     if ((kind !== 'cmp' && kind !== 'test') || !plainMem(op)) return undefined;
-    return { code: `{ ${eaSource(op)} const a = c.read${bits}(ea); ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
+    return { code: `{ ${eaSource(op)} ${readSource(bits, 'ea', 'a')} ${b} ${aluSource(kind, size, -1)} }`, mayLeave: true };
   }
   if (k0 !== OP_GPR || op.reg0 >= 16) return undefined;
   const d = 2 * op.reg0;

@@ -234,11 +234,25 @@ function shiftHandler(bits: number, kind: 'l' | 'r' | 'a'): Handler {
   };
 }
 
+/**
+ * Scratch copies of source lanes for the shuffles below, so the hot ones
+ * (glibc's string functions run PUNPCKLBW and PSLLDQ in every call) allocate
+ * nothing: a typed-array slice per instruction cost more than the shuffle.
+ */
+const TMP_A = new Uint8Array(16);
+const TMP_B = new Uint8Array(16);
+const TMP_W = new Uint16Array(8);
+
+function copy16(from: Uint8Array, at: number, to: Uint8Array): Uint8Array {
+  for (let k = 0; k < 16; k++) to[k] = from[at + k] as number;
+  return to;
+}
+
 function byteShift(c: Cpu, i: Op, left: boolean): void {
   const n = Math.min(i.imm & 0xff, 16);
   const d = (i.reg0) * 16;
   const u = c.xmmU8;
-  const t = u.slice(d, d + 16);
+  const t = copy16(u, d, TMP_A);
   for (let k = 0; k < 16; k++) {
     const from = left ? k - n : k + n;
     u[d + k] = from >= 0 && from < 16 ? t[from] as number : 0;
@@ -267,7 +281,7 @@ function unpack(c: Cpu, i: Op, bytes: number, high: boolean): void {
   const s = src(c, i, 1, 16) * 16;
   const d = (i.reg0) * 16;
   const u = c.xmmU8;
-  const a = u.slice(d, d + 16), b = u.slice(s, s + 16);
+  const a = copy16(u, d, TMP_A), b = copy16(u, s, TMP_B);
   const base = high ? 8 : 0;
   const n = 8 / bytes;
   for (let k = 0; k < n; k++) {
@@ -282,17 +296,18 @@ function pshufd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
   const d = (i.reg0) * 4;
   const x = c.xmm;
-  const t0 = x[s] as number, t1 = x[s + 1] as number, t2 = x[s + 2] as number, t3 = x[s + 3] as number;
-  const t = [t0, t1, t2, t3];
   const m = i.imm;
-  for (let k = 0; k < 4; k++) x[d + k] = t[(m >> (2 * k)) & 3] as number;
+  // All four read before any is written: the destination may be the source.
+  const t0 = x[s + (m & 3)] as number, t1 = x[s + ((m >> 2) & 3)] as number, t2 = x[s + ((m >> 4) & 3)] as number, t3 = x[s + ((m >> 6) & 3)] as number;
+  x[d] = t0; x[d + 1] = t1; x[d + 2] = t2; x[d + 3] = t3;
 }
 
 function pshufw(c: Cpu, i: Op, high: boolean): void {
   const s = src(c, i, 1, 16) * 8;
   const d = (i.reg0) * 8;
   const u = c.xmmU16;
-  const t = u.slice(s, s + 8);
+  const t = TMP_W;
+  for (let k = 0; k < 8; k++) t[k] = u[s + k] as number;
   const o = high ? 4 : 0;
   for (let k = 0; k < 8; k++) u[d + k] = t[k] as number;
   for (let k = 0; k < 4; k++) u[d + o + k] = t[o + ((i.imm >> (2 * k)) & 3)] as number;
@@ -302,19 +317,19 @@ function shufps(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
   const d = (i.reg0) * 4;
   const x = c.xmm;
-  const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
   const m = i.imm;
-  x[d] = a[m & 3] as number; x[d + 1] = a[(m >> 2) & 3] as number; x[d + 2] = b[(m >> 4) & 3] as number; x[d + 3] = b[(m >> 6) & 3] as number;
+  const a0 = x[d + (m & 3)] as number, a1 = x[d + ((m >> 2) & 3)] as number, b0 = x[s + ((m >> 4) & 3)] as number, b1 = x[s + ((m >> 6) & 3)] as number;
+  x[d] = a0; x[d + 1] = a1; x[d + 2] = b0; x[d + 3] = b1;
 }
 
 function shufpd(c: Cpu, i: Op): void {
   const s = src(c, i, 1, 16) * 4;
   const d = (i.reg0) * 4;
   const x = c.xmm;
-  const a = x.slice(d, d + 4), b = x.slice(s, s + 4);
   const m = i.imm;
-  const lo = (m & 1) * 2, hi = ((m >> 1) & 1) * 2;
-  x[d] = a[lo] as number; x[d + 1] = a[lo + 1] as number; x[d + 2] = b[hi] as number; x[d + 3] = b[hi + 1] as number;
+  const lo = d + (m & 1) * 2, hi = s + ((m >> 1) & 1) * 2;
+  const a0 = x[lo] as number, a1 = x[lo + 1] as number, b0 = x[hi] as number, b1 = x[hi + 1] as number;
+  x[d] = a0; x[d + 1] = a1; x[d + 2] = b0; x[d + 3] = b1;
 }
 
 function pmaddwd(c: Cpu, i: Op): void {
