@@ -13,7 +13,7 @@ import { jit } from '../../src/engine/soft/block.js';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
 import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_PF } from '../../src/engine/soft/mmu.js';
-import { RAX, RBX, RCX, RDX, RSP } from '../../src/engine/soft/state.js';
+import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP } from '../../src/engine/soft/state.js';
 
 /** Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB; page 0x81 is read-only. */
 class FlatPlatform implements SoftPlatform {
@@ -38,6 +38,7 @@ class FlatPlatform implements SoftPlatform {
 }
 
 const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+const le64 = (v: bigint): number[] => Array.from({ length: 8 }, (_, k) => Number((v >> BigInt(8 * k)) & 0xffn));
 
 interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; flags: number; vector: number | undefined }
 
@@ -127,6 +128,53 @@ test('the stack across 4 GiB and accesses that straddle a page: compiled templat
   }
 });
 
+test('SSE moves, PXOR/POR/PAND/PANDN, PCMPEQB, PMOVMSKB, NOP [m] and JMP r/m64: compiled templates agree with the interpreter', () => {
+  // RSI walks over a byte pattern in the code's page up to and across the page boundary at 0x11000 (16-byte loads: the
+  // TLB hit path, then the miss path); RDI walks across 0x31000 (16-byte stores, read back).
+  // 0x10000: mov ecx, 24 (b9 18 00 00 00)
+  // loop: movdqu xmm0, [rsi] (f3 0f 6f 06); movdqu xmm1, [rsi + 5] (f3 0f 6f 4e 05); pxor xmm2, xmm2 (66 0f ef d2)
+  //   pcmpeqb xmm2, xmm0 (66 0f 74 d0); pmovmskb eax, xmm2 (66 0f d7 c2); por xmm3, xmm0 (66 0f eb d8)
+  //   pxor xmm3, xmm1 (66 0f ef d9); pand xmm1, xmm3 (66 0f db cb); pandn xmm1, xmm0 (66 0f df c8)
+  //   pcmpeqb xmm4, xmm4 (66 0f 74 e4); pxor xmm4, xmm1 (66 0f ef e1); movups [rdi], xmm4 (0f 11 27)
+  //   movaps xmm5, [rdi] (0f 28 2f); movq rdx, xmm5 (66 48 0f 7e ea); add rbx, rax (48 01 c3); add rbx, rdx (48 01 d3)
+  //   pshufd xmm6, xmm5, 0x4e (66 0f 70 f5 4e); movq r10, xmm6 (66 49 0f 7e f2); add rbx, r10 (4c 01 d3)
+  //   movq r11, xmm3 (66 49 0f 7e db); add rbx, r11 (4c 01 db); movdqa xmm7, xmm3 (66 0f 6f fb)
+  //   pshufd xmm7, xmm7, 0x1b (66 0f 70 ff 1b); movq r12, xmm7 (66 49 0f 7e fc); add rbx, r12 (4c 01 e3)
+  //   nop word [rax + rax] (66 0f 1f 04 00); inc rsi (48 ff c6); inc rdi (48 ff c7); lea r9, [rip + 3] (4c 8d 0d 03 00 00 00)
+  //   jmp r9 (41 ff e1); jmp [r8] (41 ff 20) — R8 points at a quadword holding the address of the next instruction —
+  //   dec ecx (ff c9); jnz loop (75 80); jmp $ (eb fe)
+  const code = new Array<number>(0x1010).fill(0);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0, [0xb9, 0x18, 0, 0, 0, 0xf3, 0x0f, 0x6f, 0x06, 0xf3, 0x0f, 0x6f, 0x4e, 0x05, 0x66, 0x0f, 0xef, 0xd2, 0x66, 0x0f, 0x74, 0xd0,
+    0x66, 0x0f, 0xd7, 0xc2, 0x66, 0x0f, 0xeb, 0xd8, 0x66, 0x0f, 0xef, 0xd9, 0x66, 0x0f, 0xdb, 0xcb, 0x66, 0x0f, 0xdf, 0xc8,
+    0x66, 0x0f, 0x74, 0xe4, 0x66, 0x0f, 0xef, 0xe1, 0x0f, 0x11, 0x27, 0x0f, 0x28, 0x2f, 0x66, 0x48, 0x0f, 0x7e, 0xea,
+    0x48, 0x01, 0xc3, 0x48, 0x01, 0xd3, 0x66, 0x0f, 0x70, 0xf5, 0x4e, 0x66, 0x49, 0x0f, 0x7e, 0xf2, 0x4c, 0x01, 0xd3,
+    0x66, 0x49, 0x0f, 0x7e, 0xdb, 0x4c, 0x01, 0xdb, 0x66, 0x0f, 0x6f, 0xfb, 0x66, 0x0f, 0x70, 0xff, 0x1b, 0x66, 0x49, 0x0f, 0x7e, 0xfc,
+    0x4c, 0x01, 0xe3, 0x66, 0x0f, 0x1f, 0x04, 0x00, 0x48, 0xff, 0xc6, 0x48, 0xff, 0xc7,
+    0x4c, 0x8d, 0x0d, 0x03, 0, 0, 0, 0x41, 0xff, 0xe1, 0x41, 0xff, 0x20, 0xff, 0xc9, 0x75, 0x80, 0xeb, 0xfe]);
+  put(0x800, le64(0x10081n));
+  // Bytes with sign bits and zeros in a pattern that no shift of it repeats.
+  for (let k = 0xfe0; k < 0x1010; k++) code[k] = k % 5 === 0 ? 0 : (k * 0x9d + (k >> 3)) & 0xff;
+  const regs: [number, bigint][] = [[RSI, 0x10fe0n], [RDI, 0x30fe8n], [R8, 0x10800n], [RBX, 0x5555n]];
+  const total = 1 + 24 * 33 + 3;
+  for (const chunk of [1, 9, 2048]) {
+    const a = runWith(false, code, regs, total, chunk);
+    assert.equal(a.rip, 0x10085, 'ends at the final jmp $');
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+  // A non-canonical target faults at the JMP with nothing changed (the sixth pass). 0x10000: mov ecx, 6 (b9 06 00 00 00)
+  // loop: lea rax, [rip - 7] (48 8d 05 f9 ff ff ff); mov rdx, 0x800000000000 (48 ba ...); dec ecx (ff c9)
+  //   cmovz rax, rdx (48 0f 44 c2); jmp rax (ff e0)
+  const bad = [0xb9, 0x06, 0, 0, 0, 0x48, 0x8d, 0x05, 0xf9, 0xff, 0xff, 0xff, 0x48, 0xba, ...le64(0x800000000000n), 0xff, 0xc9,
+    0x48, 0x0f, 0x44, 0xc2, 0xff, 0xe0];
+  const a = runWith(false, bad, [], 100);
+  assert.equal(a.exit, EXIT_EXCEPTION);
+  assert.equal(a.vector, 13);
+  assert.equal(a.rip, 0x1001c);
+  assert.equal(a.icount, 1 + 6 * 5 - 1);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, bad, [], 100), a, `after ${after}`);
+});
+
 test('a store into the running compiled block is seen before its next instruction executes', () => {
   // loop: inc byte [rip + 1] (fe 05 01 00 00 00) — the immediate of the next instruction —; mov eax, 0 (b8 00 00 00 00);
   // inc ebx (ff c3); jmp loop (eb f1). Pass k loads k.
@@ -152,7 +200,6 @@ test('a compiled block that writes the read-only page faults with RIP at the sto
   for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 100), a, `after ${after}`);
 });
 
-const le64 = (v: bigint): number[] => Array.from({ length: 8 }, (_, k) => Number((v >> BigInt(8 * k)) & 0xffn));
 
 /** Flag-setting forms on RAX/RBX (or memory at RSI) whose condition a compiled Jcc reads straight from the record. */
 const FLAG_FORMS: [string, number[]][] = [

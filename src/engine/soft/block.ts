@@ -31,7 +31,8 @@ import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
 import { cond, getCF } from './flags.js';
 import { checkCanonicalTarget } from './ops/branch.js';
 import { isSpecialised } from './ops/fast.js';
-import { condSource, type FlagRecord, inlineSource, type InlineSource, POP_SP, PUSH_SP, read64Source, write64Source } from './ops/inline.js';
+import { condSource, type FlagRecord, indirectTargetSource, inlineSource, type InlineSource, POP_SP, PUSH_SP, read64Source, write64Source } from './ops/inline.js';
+import { load128, store128 } from './ops/sse.js';
 import { wrap64 } from './operands.js';
 import { PAGE_SIZE } from './mmu.js';
 
@@ -200,6 +201,13 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
     return taken === '' ? `n += ${len}; if (!(${test})) { ${go(e)} }` : `n += ${len}; if (${test}) { ${taken} } ${go(e)}`;
   }
   if (name === 'flow_jmp' && op.kind0 === OP_REL) return `n += ${len}; ${go(t)}`;
+  if (name === 'flow_jmp') {
+    // JMP r/m64 (branch.ts flow_jmp): a non-canonical target faults at the JMP.
+    const load = indirectTargetSource(op);
+    if (load !== undefined) {
+      return `c.rip = base + ${s}; { ${load.replaceAll('NEXT', `${e}`)} K(c, hi); const t = hi * 4294967296 + (lo >>> 0); n += ${len}; ${dynamicGoto('t')} }`;
+    }
+  }
   if (name === 'flow_call' && op.kind0 === OP_REL) {
     // fast.ts callRel: the return address pushed first (a fault leaves RSP as it was).
     return `c.rip = base + ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; ${PUSH_SP} ` +
@@ -250,8 +258,8 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
 export function compileRegion(r: Block): BlockFn | undefined {
   // A code page holds one decoding mode's instructions, so the first tells the region's.
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
-  const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G'];
-  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF];
+  const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G', 'XL', 'XS'];
+  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF, load128, store128];
   const inRegion = new Set(r.blocks.map((b) => b.start));
   const order = layout(r.blocks);
   const lines: string[] = [];

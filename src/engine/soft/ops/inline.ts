@@ -8,7 +8,7 @@
  * results, same lazy-flag record). test/soft/block.test.ts runs each form
  * compiled and interpreted on edge values and compares state and flags.
  */
-import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
+import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM, OP_XMM } from '../decode/index.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
 import { LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, SEG_FS, SEG_GS } from '../state.js';
@@ -23,8 +23,11 @@ export interface InlineSource {
   keepsFlags?: boolean;
 }
 
+const MOVE128_NAMES = ['sse_movaps', 'sse_movups', 'sse_movapd', 'sse_movupd', 'sse_movdqa', 'sse_movdqu'];
+
 /** Forms whose templates write no flags. */
-const FLAGLESS = new Set(['mov_mov', 'mov_lea', 'mov_movzx', 'mov_movsx', 'mov_movsxd', 'mov_setcc', 'mov_cmov', 'stack_push', 'stack_pop']);
+const FLAGLESS = new Set(['mov_mov', 'mov_lea', 'mov_movzx', 'mov_movsx', 'mov_movsxd', 'mov_setcc', 'mov_cmov', 'stack_push', 'stack_pop',
+  'misc_nop', ...MOVE128_NAMES, 'sse_pxor', 'sse_por', 'sse_pand', 'sse_pandn', 'sse_pcmpeqb', 'sse_pmovmskb']);
 
 /**
  * What a template leaves in the lazy-flag record, at an operand size:
@@ -200,7 +203,8 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
  * Source for instruction `op`, or undefined to call its handler. `before` is
  * the flag record the previous instruction's template left, if known: SETcc
  * and CMOVcc then read it directly (condSource). Names in scope of the
- * generated code: `c`, `g` (c.gpr), `W` (wrap64), `C` (cond), `G` (getCF).
+ * generated code: `c`, `g` (c.gpr), `W` (wrap64), `C` (cond), `G` (getCF),
+ * `XL`/`XS` (sse.ts load128/store128).
  */
 export function inlineSource(op: Op, before?: FlagRecord): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
@@ -264,7 +268,74 @@ export function condSource(f: FlagRecord, cc: number): string | undefined {
   }
 }
 
+/** The forms of move128 (sse.ts): 16 bytes between XMM registers and memory, no alignment check. */
+const MOVE128 = new Set(MOVE128_NAMES);
+/** Bitwise SSE forms (sse.ts bitwise) on register pairs: lane k of the result from lane k of each. */
+const BITWISE: Record<string, (d: string, s: string) => string> = {
+  sse_pxor: (d, s) => `${d} ^ ${s}`, sse_por: (d, s) => `${d} | ${s}`, sse_pand: (d, s) => `${d} & ${s}`, sse_pandn: (d, s) => `~${d} & ${s}`,
+};
+
+/**
+ * The SSE forms glibc's string functions run in every call (strlen, strchr,
+ * memchr, memset): 128-bit moves, PXOR/POR/PAND/PANDN, PCMPEQB and PMOVMSKB
+ * between registers. `c.xmm` holds XMM register r as int32 lanes 4r..4r+3
+ * (`c.xmmU8` the same bytes); `XL`/`XS` are sse.ts load128/store128, called
+ * on a TLB miss or a page crossing.
+ */
+function sseSource(op: Op, name: string): InlineSource | undefined {
+  if (op.nops !== 2) return undefined;
+  const k0 = op.kind0, k1 = op.kind1;
+  const d = 4 * op.reg0, s = 4 * op.reg1;
+  const lanes4 = (f: (k: number) => string): string => [0, 1, 2, 3].map(f).join(' ');
+  if (MOVE128.has(name)) {
+    if (k0 === OP_XMM && k1 === OP_XMM) {
+      return { code: `{ const x = c.xmm; ${lanes4((k) => `const v${k} = x[${s + k}];`)} ${lanes4((k) => `x[${d + k}] = v${k};`)} }`, mayLeave: false };
+    }
+    if (!plainMem(op)) return undefined;
+    const hit = TLB_HIT.replaceAll('A', 'ea');
+    if (k0 === OP_XMM && k1 === OP_MEM) {
+      return {
+        code: `{ ${eaSource(op)} ${hit} if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = c.rView[mt], x = c.xmm; ` +
+          `${lanes4((k) => `x[${d + k}] = md.getInt32(mo + ${4 * k}, true);`)} } else XL(c, ea, ${op.reg0}); }`,
+        mayLeave: true,
+      };
+    }
+    if (k0 === OP_MEM && k1 === OP_XMM) {
+      return {
+        code: `{ ${eaSource(op)} ${hit} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = c.wView[mt], x = c.xmm; ` +
+          `${lanes4((k) => `md.setInt32(mo + ${4 * k}, x[${s + k}], true);`)} } else XS(c, ea, ${op.reg1}); }`,
+        mayLeave: true,
+      };
+    }
+    return undefined;
+  }
+  const bit = BITWISE[name];
+  if (bit !== undefined && k0 === OP_XMM && k1 === OP_XMM) {
+    return { code: `{ const x = c.xmm; ${lanes4((k) => `x[${d + k}] = ${bit(`x[${d + k}]`, `x[${s + k}]`)};`)} }`, mayLeave: false };
+  }
+  if (name === 'sse_pcmpeqb' && k0 === OP_XMM && k1 === OP_XMM) {
+    const lines = Array.from({ length: 16 }, (_, k) => `u[${4 * d + k}] = u[${4 * d + k}] === u[${4 * s + k}] ? 255 : 0;`);
+    return { code: `{ const u = c.xmmU8; ${lines.join(' ')} }`, mayLeave: false };
+  }
+  if (name === 'sse_pmovmskb' && k0 === OP_GPR && op.reg0 < 16 && k1 === OP_XMM && (op.size0 === 4 || op.size0 === 8)) {
+    // The sign bit of each byte; a 32- or 64-bit destination, zero-extended either way.
+    const bits = Array.from({ length: 16 }, (_, k) => `((u[${4 * s + k}] >> 7) << ${k})`);
+    return { code: `{ const u = c.xmmU8; g[${2 * op.reg0}] = ${bits.join(' | ')}; g[${2 * op.reg0 + 1}] = 0; }`, mayLeave: false };
+  }
+  return undefined;
+}
+
+/** The 64-bit target of JMP r/m64 with a register or plain memory operand, as code declaring `lo` and `hi` (RIP-relative: NEXT). */
+export function indirectTargetSource(op: Op): string | undefined {
+  if (op.osize !== 8 || op.nops !== 1) return undefined;
+  if (op.kind0 === OP_GPR && op.reg0 < 16) return `const lo = g[${2 * op.reg0}], hi = g[${2 * op.reg0 + 1}];`;
+  if (op.kind0 === OP_MEM && plainMem(op)) return `${eaSource(op)} ${read64Source('ea', 'lo', 'hi')}`;
+  return undefined;
+}
+
 function formSource(op: Op, name: string): InlineSource | undefined {
+  if (name === 'misc_nop') return { code: '', mayLeave: false, keepsFlags: true };
+  if (name.startsWith('sse_')) return sseSource(op, name);
   if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // push64 (operands.ts): the store first, so a fault leaves RSP as it was.
     const r = 2 * (op.reg0);

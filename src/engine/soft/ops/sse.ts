@@ -62,6 +62,17 @@ function src(c: Cpu, i: Op, n: number, bytes: number): number {
   return SCR;
 }
 
+/** A 16-byte load into XMM register r, all or nothing (compiled regions call it on a TLB miss). */
+export function load128(c: Cpu, a: number, r: number): void {
+  load(c, a, SCR, 16);
+  copyReg(c, r, SCR);
+}
+
+/** A 16-byte store of XMM register r, all or nothing (compiled regions call it on a TLB miss). */
+export function store128(c: Cpu, a: number, r: number): void {
+  store(c, a, r, 16);
+}
+
 function copyReg(c: Cpu, d: number, s: number): void {
   const x = c.xmm;
   x[d * 4] = x[s * 4] as number; x[d * 4 + 1] = x[s * 4 + 1] as number; x[d * 4 + 2] = x[s * 4 + 2] as number; x[d * 4 + 3] = x[s * 4 + 3] as number;
