@@ -175,6 +175,29 @@ test('SSE moves, PXOR/POR/PAND/PANDN, PCMPEQB, PMOVMSKB, NOP [m] and JMP r/m64: 
   for (const after of AFTERS) assert.deepEqual(runWith(after, bad, [], 100), a, `after ${after}`);
 });
 
+test('a flag record overwritten within a block is not stored, unless something reads it or may fault first', () => {
+  // 0x10000: mov edi, 40 (bf 28 00 00 00)
+  // loop: lea eax, [rdi + rdi*8] (8d 04 ff); xor eax, 0x5a (83 f0 5a); mov ebx, 0x100 (bb 00 01 00 00)
+  //   cmp eax, ebx (39 d8); setb cl (0f 92 c1) — reads CMP's record —; add eax, 1 (83 c0 01); movzx ecx, cl (0f b6 c9)
+  //   add edx, ecx (01 ca); cmp eax, ebx (39 d8); inc esi (ff c6) — keeps CMP's carry —; adc edx, 0 (83 d2 00)
+  //   sub eax, ebx (29 d8); dec edi (ff cf); jnz loop (75 db); jmp $ (eb fe)
+  const reads = [0xbf, 0x28, 0, 0, 0, 0x8d, 0x04, 0xff, 0x83, 0xf0, 0x5a, 0xbb, 0x00, 0x01, 0, 0, 0x39, 0xd8, 0x0f, 0x92, 0xc1,
+    0x83, 0xc0, 0x01, 0x0f, 0xb6, 0xc9, 0x01, 0xca, 0x39, 0xd8, 0xff, 0xc6, 0x83, 0xd2, 0x00, 0x29, 0xd8, 0xff, 0xcf, 0x75, 0xdb, 0xeb, 0xfe];
+  const a = runWith(false, reads, [], 1 + 40 * 14 + 1);
+  assert.equal(a.rip, 0x1002a);
+  assert.equal(a.regs[3], BigInt(2 * [...Array(40)].map((_, k) => k + 1).filter((d) => ((9 * d) ^ 0x5a) < 0x100).length), 'EDX: twice the passes with EAX below 0x100');
+  for (const after of AFTERS) assert.deepEqual(runWith(after, reads, [], 1 + 40 * 14 + 1), a, `after ${after}`);
+  // 0x10000: mov ecx, 10 (b9 0a 00 00 00)
+  // loop: mov eax, ecx (89 c8); sub eax, 5 (83 e8 05); mov [rdx], ebx (89 1a) — the fifth pass writes the read-only page:
+  //   RFLAGS must be SUB's —; add eax, 7 (83 c0 07); add rdx, 0x100 (48 81 c2 00 01 00 00); dec ecx (ff c9); jnz loop (75 eb)
+  const faults = [0xb9, 0x0a, 0, 0, 0, 0x89, 0xc8, 0x83, 0xe8, 0x05, 0x89, 0x1a, 0x83, 0xc0, 0x07, 0x48, 0x81, 0xc2, 0x00, 0x01, 0, 0,
+    0xff, 0xc9, 0x75, 0xeb, 0xeb, 0xfe];
+  const f = runWith(false, faults, [[RDX, 0x80c00n]], 100);
+  assert.equal(f.exit, EXIT_EXCEPTION);
+  assert.equal(f.rip, 0x1000a);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, faults, [[RDX, 0x80c00n]], 100), f, `after ${after}`);
+});
+
 test('a store into the running compiled block is seen before its next instruction executes', () => {
   // loop: inc byte [rip + 1] (fe 05 01 00 00 00) — the immediate of the next instruction —; mov eax, 0 (b8 00 00 00 00);
   // inc ebx (ff c3); jmp loop (eb f1). Pass k loads k.

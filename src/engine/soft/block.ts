@@ -205,18 +205,18 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
     // JMP r/m64 (branch.ts flow_jmp): a non-canonical target faults at the JMP.
     const load = indirectTargetSource(op);
     if (load !== undefined) {
-      return `c.rip = base + ${s}; { ${load.replaceAll('NEXT', `${e}`)} K(c, hi); const t = hi * 4294967296 + (lo >>> 0); n += ${len}; ${dynamicGoto('t')} }`;
+      return `c.rip = base + ${s}; at = ${s}; { ${load.replaceAll('NEXT', `${e}`)} K(c, hi); const t = hi * 4294967296 + (lo >>> 0); n += ${len}; ${dynamicGoto('t')} }`;
     }
   }
   if (name === 'flow_call' && op.kind0 === OP_REL) {
     // fast.ts callRel: the return address pushed first (a fault leaves RSP as it was).
-    return `c.rip = base + ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; ${PUSH_SP} ` +
+    return `c.rip = base + ${s}; at = ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; ${PUSH_SP} ` +
       `const rl = ret | 0, rh = Math.floor(ret / 4294967296); ${write64Source('sp', 'rl', 'rh')} g[8] = sl; g[9] = sh; } n += ${len}; ` +
       `if (c.stopRequested !== 0) { c.rip = base + ${t}; ${leave('n')} } ${go(t)}`;
   }
   if (name === 'flow_ret' && op.nops === 0) {
     // fast.ts ret: a non-canonical return address faults with RSP unchanged.
-    return `c.rip = base + ${s}; { const sp = g[9] * 4294967296 + (g[8] >>> 0); ${read64Source('sp', 'lo', 'hi')} K(c, hi); ` +
+    return `c.rip = base + ${s}; at = ${s}; { const sp = g[9] * 4294967296 + (g[8] >>> 0); ${read64Source('sp', 'lo', 'hi')} K(c, hi); ` +
       `const t = hi * 4294967296 + (lo >>> 0); ${POP_SP} n += ${len}; ` +
       `${dynamicGoto('t')} }`;
   }
@@ -226,6 +226,36 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
 /** Control goes to linear address `t` (an expression), known only at run time: on inside the region if it is one of its blocks. */
 function dynamicGoto(t: string): string {
   return `c.rip = ${t}; if (c.stopRequested !== 0) ${leave('n')} { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } ${leave('n')}`;
+}
+
+/** The stores of a template's flag record (ops/inline.ts writes each as `c.lfX = value;`). */
+const FLAG_STORE = / ?c\.lf[A-Za-z]+ = [^;]*;/g;
+
+/** Templates that read the flag record (conditions, carries) rather than only write it. */
+const READS_FLAGS = new Set(['mov_setcc', 'mov_cmov', 'alu_inc', 'alu_dec', 'alu_adc', 'alu_sbb']);
+
+/**
+ * Whether the flag record instruction k of a basic block writes is dead: a
+ * later template of the block writes a whole new record (an ALU form on
+ * registers or immediates) and nothing in between can read flags, fault or
+ * leave (only register templates that neither read nor write them). Its
+ * stores are then left out: in a run of register arithmetic only the last
+ * record is stored, which V8 cannot do itself (every typed-array access is
+ * a possible deoptimisation, which keeps heap stores before it in place).
+ */
+function flagsOverwritten(ops: readonly Op[], k: number): boolean {
+  const mine = templated(ops[k] as Op, undefined);
+  if (mine === undefined || mine.mayLeave || mine.flags === undefined) return false;
+  for (let j = k + 1; j < ops.length; j++) {
+    const op = ops[j] as Op;
+    if (op.endsBlock) return false;
+    const t = templated(op, undefined);
+    if (t === undefined || t.mayLeave || READS_FLAGS.has(HANDLER_NAMES[op.handler] ?? '')) return false;
+    if (t.flags !== undefined) return true;
+    // Shifts by an immediate (the only templates neither keeping nor recording flags today) are safe too; unknown kinds stop here.
+    if (t.keepsFlags !== true) return false;
+  }
+  return false;
 }
 
 /** Leaves the region, `count` instructions retired. */
@@ -289,17 +319,18 @@ export function compileRegion(r: Block): BlockFn | undefined {
       const inl = templated(op, before);
       flags = inl?.keepsFlags === true ? before : inl?.flags;
       if (inl !== undefined && !inl.mayLeave) {
-        lines.push(inl.code.replaceAll('NEXT', `${e}`));
+        const code = flagsOverwritten(b.ops, k) ? inl.code.replace(FLAG_STORE, '') : inl.code;
+        lines.push(code.replaceAll('NEXT', `${e}`));
         continue;
       }
       if (inl !== undefined) {
-        // Only a fault reads RIP here (RIP-relative addresses are constants from the page base).
-        lines.push(`c.rip = base + ${s};`);
+        // Only a fault reads RIP here (RIP-relative addresses are constants from the page base): the catch sets it from `at`.
+        lines.push(`at = ${s};`);
         lines.push(inl.code.replaceAll('NEXT', `${e}`));
         lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; ${leave(`n + ${k + 1}`)} }`);
         continue;
       }
-      lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e};`);
+      lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e}; at = -1;`);
       const o = `o${nOps++}`;
       names.push(o);
       values.push(op);
@@ -319,7 +350,8 @@ export function compileRegion(r: Block): BlockFn | undefined {
   });
   const body = [
     'const g = c.gpr; const r = base;',
-    'let pc = (c.rip - base) | 0, n = 0;',
+    // The page offset of the template running, for the catch (-1: a handler, which keeps c.rip itself).
+    'let pc = (c.rip - base) | 0, n = 0, at = -1;',
     'try {',
     'for (;;) {',
     'switch (pc) {',
@@ -330,7 +362,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
     // A block that did not fit the budget.
     `c.rip = base + pc; ${leave('n')}`,
     '}',
-    '} catch (e) { c.retiredInBlock = n + R.retiredAt(pc, c.rip - base); throw e; }',
+    '} catch (e) { if (at >= 0) c.rip = base + at; c.retiredInBlock = n + R.retiredAt(pc, c.rip - base); throw e; }',
   ];
   const factory = new Function(...names, `return function region(c, budget, base) {\n${body.join('\n')}\n};`) as (...a: unknown[]) => BlockFn;
   return factory(...values);
