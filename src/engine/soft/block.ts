@@ -15,9 +15,10 @@
  * Exactness: before a basic block runs, the function checks that all of it
  * fits the instruction budget the run loop gives, else it stops there; so
  * `run(limit)`, the engine's 2,048-instruction chunks (interrupt latency) and
- * `--stats` stay exact to the instruction. Every instruction that may fault
- * runs with `cpu.rip` at its address, and a handler also with `cpu.nextRip`
- * past it, as in the one-at-a-time loop; after a handler the function goes on
+ * `--stats` stay exact to the instruction. A handler runs with `cpu.rip` at
+ * its address and `cpu.nextRip` past it, as in the one-at-a-time loop; a
+ * template that may fault records its page offset in a local instead, from
+ * which the function's catch sets `cpu.rip`. After a handler the function goes on
  * only if it neither branched (nextRip changed: REP strings that resume, far
  * transfers) nor asked the loop to stop or look again (a store into decoded
  * code, a TLB flush, a mode or CPL change, HLT, an interrupt window). A fault
