@@ -31,7 +31,7 @@ import type { Op } from './op.js';
 import { FORM_HANDLERS, HANDLER_TABLE } from './handlers.js';
 import { cond, getCF } from './flags.js';
 import { checkCanonicalTarget } from './ops/branch.js';
-import { isSpecialised } from './ops/fast.js';
+import { imulInto, isSpecialised } from './ops/fast.js';
 import { condSource, type FlagRecord, indirectTargetSource, inlineSource, type InlineSource, POP_SP, PUSH_SP, read64Source, write64Source } from './ops/inline.js';
 import { load128, store128 } from './ops/sse.js';
 import { wrap64 } from './operands.js';
@@ -289,8 +289,8 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
 export function compileRegion(r: Block): BlockFn | undefined {
   // A code page holds one decoding mode's instructions, so the first tells the region's.
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
-  const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G', 'XL', 'XS'];
-  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF, load128, store128];
+  const names: string[] = ['W', 'X', 'C', 'K', 'R', 'G', 'XL', 'XS', 'IM'];
+  const values: unknown[] = [wrap64, callHandler, cond, checkCanonicalTarget, r, getCF, load128, store128, imulInto];
   const inRegion = new Set(r.blocks.map((b) => b.start));
   const order = layout(r.blocks);
   const lines: string[] = [];

@@ -275,14 +275,19 @@ function shift64(kind: number): Handler {
 /** IMUL r64, r64 / r64, [m] (muldiv.ts imulTrunc): the truncated product, CF = OF = it did not fit. */
 function imul64(mem: boolean): Handler {
   return (c, i) => {
-    const g = c.gpr;
-    let b: number, bh: number;
-    if (mem) { b = c.read64(ea(c, i)); bh = c.hi; } else { b = g[i.r1] as number; bh = g[i.r1 + 1] as number; }
-    const d = i.r0;
-    mulS64(g[d] as number, g[d + 1] as number, b, bh);
-    g[d] = P0; g[d + 1] = P1;
-    setMulFlags(c, 8, P0, P1, !(P2 === P1 >> 31 && P3 === P1 >> 31));
+    if (mem) {
+      const b = c.read64(ea(c, i));
+      imulInto(c, i.r0, b, c.hi);
+    } else imulInto(c, i.r0, c.gpr[i.r1] as number, c.gpr[i.r1 + 1] as number);
   };
+}
+
+/** GPR pair d (2 × register) = d × (b, bh), truncated to 64 bits, with IMUL's flags. Compiled regions call it for factors beyond 32 bits. */
+export function imulInto(c: Cpu, d: number, b: number, bh: number): void {
+  const g = c.gpr;
+  mulS64(g[d] as number, g[d + 1] as number, b, bh);
+  g[d] = P0; g[d + 1] = P1;
+  setMulFlags(c, 8, P0, P1, !(P2 === P1 >> 31 && P3 === P1 >> 31));
 }
 
 /** ADC/SBB r, r at 32/64 bits (alu.ts binop): the carry-in from the pending flags, kept in the record's aux. */

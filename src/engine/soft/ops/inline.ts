@@ -11,7 +11,7 @@
 import { BASE_RIP, HANDLER_NAMES, OP_GPR, OP_IMM, OP_MEM, OP_XMM } from '../decode/index.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
-import { LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, SEG_FS, SEG_GS } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB, SEG_FS, SEG_GS } from '../state.js';
 
 export interface InlineSource {
   code: string;
@@ -204,7 +204,7 @@ function movMemSource(op: Op, size: number): InlineSource | undefined {
  * the flag record the previous instruction's template left, if known: SETcc
  * and CMOVcc then read it directly (condSource). Names in scope of the
  * generated code: `c`, `g` (c.gpr), `W` (wrap64), `C` (cond), `G` (getCF),
- * `XL`/`XS` (sse.ts load128/store128).
+ * `XL`/`XS` (sse.ts load128/store128), `IM` (fast.ts imulInto).
  */
 export function inlineSource(op: Op, before?: FlagRecord): InlineSource | undefined {
   const name = HANDLER_NAMES[op.handler] ?? '';
@@ -472,6 +472,20 @@ function registerSource(op: Op, name: string, before: FlagRecord | undefined): I
         `c.lfOp = ${lf}; c.lfSize = 8; c.lfDst = a; c.lfDstHi = ah; c.lfSrc = b; c.lfSrcHi = bh; c.lfRes = x; c.lfResHi = xh; c.lfAux = cin; g[${d}] = x; g[${d + 1}] = xh; }`,
       mayLeave: false,
       flags: { kind: 'result', size },
+    };
+  }
+  if (name === 'mul_imul2' && size === 8 && op.nops === 2 && src1 >= 0) {
+    // fast.ts imulInto, inline where the factors make one 32 x 32 product: both below 2^32 (multi-precision code
+    // multiplies 32-bit halves; CF = OF = bit 63 of the product) or both in int32 range (never overflows).
+    return {
+      code: `{ const a = g[${d}], ah = g[${d + 1}], b = g[${src1}], bh = g[${src1 + 1}]; ` +
+        'if ((ah | bh) === 0 || (ah === a >> 31 && bh === b >> 31)) { ' +
+        'const a0 = a & 0xffff, a1 = a >>> 16, b0 = b & 0xffff, b1 = b >>> 16, p01 = a0 * b1, p10 = a1 * b0; ' +
+        'const mid = ((a0 * b0) >>> 16) + (p01 & 0xffff) + (p10 & 0xffff); const lo = Math.imul(a, b); ' +
+        'let hi = (a1 * b1 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16)) | 0; if ((ah | bh) !== 0) hi = (hi - (a < 0 ? b : 0) - (b < 0 ? a : 0)) | 0; ' +
+        `g[${d}] = lo; g[${d + 1}] = hi; c.lfOp = ${LF_CO}; c.lfSize = 8; c.lfRes = lo; c.lfResHi = hi; ` +
+        `c.lfAux = (ah | bh) === 0 && hi < 0 ? ${FLAG_CF | FLAG_OF} : 0; } else IM(c, ${d}, b, bh); }`,
+      mayLeave: false,
     };
   }
   const from = op.size1;
