@@ -213,7 +213,7 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
     // fast.ts callRel: the return address pushed first (a fault leaves RSP as it was).
     return `c.rip = base + ${s}; at = ${s}; c.nextRip = base + ${e}; { const ret = base + ${e}; ${PUSH_SP} ` +
       `const rl = ret | 0, rh = Math.floor(ret / 4294967296); ${write64Source('sp', 'rl', 'rh')} g[8] = sl; g[9] = sh; } n += ${len}; ` +
-      `if (c.stopRequested !== 0) { c.rip = base + ${t}; ${leave('n')} } ${go(t)}`;
+      `if (c.stopRequested !== 0) { c.rip = base + ${t}; return n; } ${go(t)}`;
   }
   if (name === 'flow_ret' && op.nops === 0) {
     // fast.ts ret: a non-canonical return address faults with RSP unchanged.
@@ -226,7 +226,7 @@ function branchSource(op: Op, s: number, e: number, len: number, go: Goto, flags
 
 /** Control goes to linear address `t` (an expression), known only at run time: on inside the region if it is one of its blocks. */
 function dynamicGoto(t: string): string {
-  return `c.rip = ${t}; if (c.stopRequested !== 0) ${leave('n')} { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } ${leave('n')}`;
+  return `c.rip = ${t}; if (c.stopRequested !== 0) return n; { const d = c.rip - base; if (d >= 0 && d < ${PAGE_SIZE}) { pc = d | 0; continue; } } return n;`;
 }
 
 /** The stores of a template's flag record (ops/inline.ts writes each as `c.lfX = value;`). */
@@ -257,11 +257,6 @@ function flagsOverwritten(ops: readonly Op[], k: number): boolean {
     if (t.keepsFlags !== true) return false;
   }
   return false;
-}
-
-/** Leaves the region, `count` instructions retired. */
-function leave(count: string): string {
-  return `return ${count};`;
 }
 
 /** Blocks in the order they are generated: each followed, where possible, by the block its fall-through enters. */
@@ -297,7 +292,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
   let nOps = 0;
   order.forEach((b, ix) => {
     const following = order[ix + 1]?.start;
-    const go: Goto = (to) => to === following ? '' : inRegion.has(to) ? `pc = ${to}; continue;` : `c.rip = base + ${to}; ${leave('n')}`;
+    const go: Goto = (to) => to === following ? '' : inRegion.has(to) ? `pc = ${to}; continue;` : `c.rip = base + ${to}; return n;`;
     const m = b.ops.length;
     lines.push(`case ${b.start}: {`, `pc = ${b.start}; if (n + ${m} > budget) break;`);
     let ended = false;
@@ -328,7 +323,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
         // Only a fault reads RIP here (RIP-relative addresses are constants from the page base): the catch sets it from `at`.
         lines.push(`at = ${s};`);
         lines.push(inl.code.replaceAll('NEXT', `${e}`));
-        lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; ${leave(`n + ${k + 1}`)} }`);
+        lines.push(`if (c.stopRequested !== 0) { c.rip = base + ${e}; return n + ${k + 1}; }`);
         continue;
       }
       lines.push(`c.rip = base + ${s}; c.nextRip = base + ${e}; at = -1;`);
@@ -344,7 +339,7 @@ export function compileRegion(r: Block): BlockFn | undefined {
         // A branch without a template: wherever the handler sent control.
         lines.push(`n += ${m}; ${dynamicGoto('c.nextRip')}`);
         ended = true;
-      } else lines.push(`if (c.nextRip !== base + ${e} || c.stopRequested !== 0) { c.rip = c.nextRip; ${leave(`n + ${k + 1}`)} }`);
+      } else lines.push(`if (c.nextRip !== base + ${e} || c.stopRequested !== 0) { c.rip = c.nextRip; return n + ${k + 1}; }`);
     }
     if (!ended) lines.push(`n += ${m}; ${go(b.ends[m - 1] as number)}`);
     lines.push('}');
@@ -358,10 +353,10 @@ export function compileRegion(r: Block): BlockFn | undefined {
     'switch (pc) {',
     ...lines,
     // Dispatch to an offset that is not a block of the region (a RET or indirect branch within the page).
-    `default: c.rip = base + pc; ${leave('n')}`,
+    'default: c.rip = base + pc; return n;',
     '}',
     // A block that did not fit the budget.
-    `c.rip = base + pc; ${leave('n')}`,
+    'c.rip = base + pc; return n;',
     '}',
     '} catch (e) { if (at >= 0) c.rip = base + at; c.retiredInBlock = n + R.retiredAt(pc, c.rip - base); throw e; }',
   ];

@@ -543,7 +543,7 @@ export class Cpu extends CpuState {
     return t;
   }
 
-  // Each access is a TLB hit path small enough for V8 to inline into every
+  // One accessor per width, each a TLB hit path small enough for V8 to inline into every
   // handler and compiled region, and a miss path it calls (page crossing,
   // TLB fill, MMIO, faults): inlining the miss paths too made compiled
   // regions several times larger.

@@ -77,25 +77,28 @@ function eaSource(op: Op): string {
  * address in a new heap number. `a` is a variable holding the linear
  * address; the names declared (mv, mt, mo, md) are the template's.
  */
-const TLB_HIT = `const mv = Math.floor(A / ${PAGE_SIZE}), mt = mv & ${TLB_SIZE - 1}, mo = A & ${PAGE_SIZE - 1};`;
+/** Declares the page number, TLB slot and page offset of linear address `a`. */
+function tlbHit(a: string): string {
+  return `const mv = Math.floor(${a} / ${PAGE_SIZE}), mt = mv & ${TLB_SIZE - 1}, mo = ${a} & ${PAGE_SIZE - 1};`;
+}
 
 /** Declares `into` (bits 8, 16: zero-extended; 32: int32) read from linear address `a`. */
 function readSource(bits: number, a: string, into: string): string {
-  const hit = TLB_HIT.replaceAll('A', a);
+  const hit = tlbHit(a);
   if (bits === 8) return `${hit} const ${into} = c.rTag[mt] === mv ? c.rBytes[mt][mo] : c.read8(${a});`;
   const get = bits === 16 ? 'getUint16' : 'getInt32';
   return `${hit} const ${into} = c.rTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8} ? c.rView[mt].${get}(mo, true) : c.read${bits}(${a});`;
 }
 
 /** Declares `lo` and `hi`, the halves of the 64-bit value at linear address `a`. */
-function read64Source(a: string, lo: string, hi: string): string {
-  return `${TLB_HIT.replaceAll('A', a)} let ${lo}, ${hi}; if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.rView[mt]; ` +
-    `${lo} = md.getInt32(mo, true); ${hi} = md.getInt32(mo + 4, true); } else { ${lo} = c.read${64}(${a}); ${hi} = c.hi; }`;
+export function read64Source(a: string, lo: string, hi: string): string {
+  return `${tlbHit(a)} let ${lo}, ${hi}; if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.rView[mt]; ` +
+    `${lo} = md.getInt32(mo, true); ${hi} = md.getInt32(mo + 4, true); } else { ${lo} = c.read64(${a}); ${hi} = c.hi; }`;
 }
 
 /** Writes `value` (bits 8, 16, 32; an expression without side effects) to linear address `a`. */
 function writeSource(bits: number, a: string, value: string): string {
-  const hit = TLB_HIT.replaceAll('A', a);
+  const hit = tlbHit(a);
   if (bits === 8) return `${hit} if (c.wTag[mt] === mv) c.wBytes[mt][mo] = ${value}; else c.write8(${a}, ${value});`;
   const set = bits === 16 ? 'setUint16' : 'setInt32';
   return `${hit} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8}) c.wView[mt].${set}(mo, ${value}, true); else c.write${bits}(${a}, ${value});`;
@@ -103,12 +106,9 @@ function writeSource(bits: number, a: string, value: string): string {
 
 /** Writes the 64-bit value (lo, hi) (expressions without side effects) to linear address `a`. */
 export function write64Source(a: string, lo: string, hi: string): string {
-  return `${TLB_HIT.replaceAll('A', a)} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.wView[mt]; ` +
+  return `${tlbHit(a)} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.wView[mt]; ` +
     `md.setInt32(mo, ${lo}, true); md.setInt32(mo + 4, ${hi}, true); } else c.write64(${a}, ${lo}, ${hi});`;
 }
-
-/** read64Source for block.ts (RET). */
-export { read64Source };
 
 /**
  * RSP - 8 for a push: declares its halves `sl`, `sh` and the linear
@@ -292,7 +292,7 @@ function sseSource(op: Op, name: string): InlineSource | undefined {
       return { code: `{ const x = c.xmm; ${lanes4((k) => `const v${k} = x[${s + k}];`)} ${lanes4((k) => `x[${d + k}] = v${k};`)} }`, mayLeave: false };
     }
     if (!plainMem(op)) return undefined;
-    const hit = TLB_HIT.replaceAll('A', 'ea');
+    const hit = tlbHit('ea');
     if (k0 === OP_XMM && k1 === OP_MEM) {
       return {
         code: `{ ${eaSource(op)} ${hit} if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = c.rView[mt], x = c.xmm; ` +
@@ -334,7 +334,7 @@ export function indirectTargetSource(op: Op): string | undefined {
 }
 
 function formSource(op: Op, name: string): InlineSource | undefined {
-  if (name === 'misc_nop') return { code: '', mayLeave: false, keepsFlags: true };
+  if (name === 'misc_nop') return { code: '', mayLeave: false };
   if (name.startsWith('sse_')) return sseSource(op, name);
   if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && (op.reg0) < 16) {
     // push64 (operands.ts): the store first, so a fault leaves RSP as it was.
@@ -475,8 +475,9 @@ function registerSource(op: Op, name: string, before: FlagRecord | undefined): I
     };
   }
   if (name === 'mul_imul2' && size === 8 && op.nops === 2 && src1 >= 0) {
-    // fast.ts imulInto, inline where the factors make one 32 x 32 product: both below 2^32 (multi-precision code
-    // multiplies 32-bit halves; CF = OF = bit 63 of the product) or both in int32 range (never overflows).
+    // fast.ts imulInto, inline where the factors make one 32 x 32 product (muldiv.ts mulU32's partial products): both
+    // below 2^32 (multi-precision code multiplies 32-bit halves; CF = OF = bit 63 of the product) or both in int32 range
+    // (never overflows).
     return {
       code: `{ const a = g[${d}], ah = g[${d + 1}], b = g[${src1}], bh = g[${src1 + 1}]; ` +
         'if ((ah | bh) === 0 || (ah === a >> 31 && bh === b >> 31)) { ' +
