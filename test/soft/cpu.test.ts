@@ -154,6 +154,44 @@ test('an instruction that straddles two pages executes', () => {
   assert.equal(cpu.rip, at + 5);
 });
 
+test('a straddling instruction is kept and revalidated: a store into its second page and a new frame there are seen', () => {
+  // 0x10ffd: mov eax, 0x11223344  (second page holds 22 11)
+  // 0x11002: mov [rip-8], dl      (patches the byte at 0x11000, the immediate's third byte)
+  // 0x11008: add dl, 1 ; inc ecx ; cmp ecx, 3 ; jb 0x10ffd
+  const { cpu, p } = setup([
+    0xb8, 0x44, 0x33, 0x22, 0x11,
+    0x88, 0x15, 0xf8, 0xff, 0xff, 0xff,
+    0x80, 0xc2, 0x01, 0xff, 0xc1, 0x83, 0xf9, 0x03, 0x72, 0xeb,
+  ], 0x10ffd);
+  cpu.setReg64(RDX, 0x77n);
+  cpu.run(6);
+  assert.equal(cpu.reg64(RAX), 0x11223344n);
+  cpu.run(12);
+  assert.equal(cpu.reg64(RAX), 0x11783344n, 'the third pass decodes the byte the second one stored');
+  assert.equal(cpu.reg64(RCX), 3n);
+  // Another frame mapped at the second page (the platform unmaps and invalidates): its bytes are decoded.
+  const other = new ArrayBuffer(PAGE_SIZE);
+  const frame: PageFrame = { bytes: new Uint8Array(other), view: new DataView(other) };
+  frame.bytes.set(p.translate(0x11, ACCESS_EXEC).bytes);
+  frame.bytes[0] = 0x99;
+  p.pages.set(0x11, frame);
+  cpu.invalidatePage(0x11);
+  cpu.rip = 0x10ffd;
+  cpu.run(1);
+  assert.equal(cpu.reg64(RAX), 0x11993344n);
+});
+
+test('an instruction that continues on a page without execute permission faults there', () => {
+  // mov eax, imm32 from 0x7fffd: its last two bytes are on page 0x80 (no execute).
+  const { cpu } = setup([0xb8, 0x44, 0x33, 0x22, 0x11], 0x7fffd);
+  for (let pass = 0; pass < 2; pass++) {
+    assert.equal(cpu.run(1), EXIT_EXCEPTION);
+    assert.equal(cpu.exception?.vector, VEC_PF);
+    assert.equal(cpu.exception?.address, 0x80000);
+    assert.equal(cpu.rip, 0x7fffd);
+  }
+});
+
 test('SYSCALL goes to the platform, which can stop the run loop', () => {
   const { cpu, p } = setup([0x0f, 0x05, 0x90]);
   assert.equal(cpu.run(10), EXIT_STOP);

@@ -38,11 +38,23 @@ const TLB_MASK = TLB_SIZE - 1;
  */
 class CodePage {
   readonly ops: (Op | undefined)[] = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
+  /**
+   * The last instruction decoded across this page's end (offset `tailOff`),
+   * valid while the page that follows it is `tailPage`: the code of the frame
+   * mapped after it when it was decoded (a write to that frame, or another
+   * frame mapped there, makes it a different CodePage).
+   */
+  tailOp: Op | undefined = undefined;
+  tailOff = -1;
+  tailPage: CodePage | undefined = undefined;
 
   constructor(readonly frame: PageFrame) {}
 
   clear(): void {
     this.ops.fill(undefined);
+    this.tailOp = undefined;
+    this.tailPage = undefined;
+    this.tailOff = -1;
   }
 }
 
@@ -257,7 +269,7 @@ export class Cpu extends CpuState {
           // An int32 index keeps the element load on V8's fast path.
           const ix = off | 0;
           op = page.ops[ix];
-          if (op === undefined) op = this.decodeAt(rip, page.ops, ix);
+          if (op === undefined) op = this.decodeAt(rip, page, ix);
           // Link only ops of the page in hand: a straddling op is not cached.
           if (prev !== undefined && page.ops[ix] === op) {
             if (!boundary) prev.next = op;
@@ -364,8 +376,8 @@ export class Cpu extends CpuState {
   }
 
   /** The decoded-instruction page for `vpn`, checking execute permission. */
-  private codePage(vpn: number): CodePage {
-    this.faultAddr = this.rip;
+  private codePage(vpn: number, faultAddr = this.rip): CodePage {
+    this.faultAddr = faultAddr;
     const frame = this.platform.translate(vpn, ACCESS_EXEC);
     if (frame.mmio !== undefined) throw new Error(`instruction fetch from MMIO (physical 0x${hex(frame.mmio)}) at 0x${hex(vpn * PAGE_SIZE)}`);
     let ops = this.code.get(frame);
@@ -382,23 +394,31 @@ export class Cpu extends CpuState {
     return ops;
   }
 
-  private decodeAt(rip: number, ops: (Op | undefined)[], off: number): Op {
+  /** The code of page `vpn + 1`, execute permission checked (a fault there reports that page's first address). */
+  private followingCode(vpn: number): CodePage {
+    const t = (vpn + 1) & TLB_MASK;
+    const cached = this.xTag[t] === vpn + 1 ? this.xCode[t] : undefined;
+    return cached ?? this.codePage(vpn + 1, (vpn + 1) * PAGE_SIZE);
+  }
+
+  private decodeAt(rip: number, page: CodePage, off: number): Op {
     const d = this.decoded;
     const vpn = Math.floor(rip / PAGE_SIZE);
-    this.faultAddr = rip;
-    const frame = this.platform.translate(vpn, ACCESS_EXEC);
+    // Only the page's last MAX_INSN_LENGTH - 1 bytes can start an instruction that continues on the next page.
+    const nearEnd = off > PAGE_SIZE - MAX_INSN_LENGTH;
+    if (nearEnd && page.tailOff === off && page.tailOp !== undefined && this.followingCode(vpn) === page.tailPage) return page.tailOp;
+    const frame = page.frame;
     let status = decode(d, frame.bytes, off, PAGE_SIZE, this.mode);
-    let straddles = false;
+    let next: CodePage | undefined;
     if (status === STATUS_TRUNCATED) {
-      // The instruction continues on the next page: decode from a copy and do not cache it.
+      // The instruction continues on the next page: decode from a copy; it is kept aside, valid while that page's code is.
       const n = PAGE_SIZE - off;
       this.fetchBuf.set(frame.bytes.subarray(off));
-      this.faultAddr = (vpn + 1) * PAGE_SIZE;
-      const next = this.platform.translate(vpn + 1, ACCESS_EXEC);
-      this.fetchBuf.set(next.bytes.subarray(0, 16 - n), n);
+      next = this.followingCode(vpn);
+      this.fetchBuf.set(next.frame.bytes.subarray(0, 16 - n), n);
       status = decode(d, this.fetchBuf, 0, 16, this.mode);
-      straddles = true;
     }
+    const straddles = next !== undefined;
     if (status !== STATUS_OK) {
       const len = Math.max(1, Math.min(d.length, MAX_INSN_LENGTH));
       const bytes = straddles ? this.fetchBuf.subarray(0, len) : frame.bytes.subarray(off, Math.min(off + len, PAGE_SIZE));
@@ -406,7 +426,12 @@ export class Cpu extends CpuState {
         `${STATUS_NAMES[status] ?? status} instruction at 0x${hex(rip)}: ${hexBytes(bytes)}`);
     }
     const op = this.bind();
-    if (!straddles) ops[off] = op;
+    if (next === undefined) page.ops[off] = op;
+    else {
+      page.tailOp = op;
+      page.tailOff = off;
+      page.tailPage = next;
+    }
     return op;
   }
 
