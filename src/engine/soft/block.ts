@@ -281,6 +281,11 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
  * indices; small specialised handlers are called directly (V8 inlines them);
  * the rest go through `callHandler`.
  */
+/** Locals of a region for the TLB arrays (ops/inline.ts memory templates), and the Cpu fields they hold. */
+const TLB_LOCALS: readonly (readonly [string, string])[] = [
+  ['tR', 'rTag'], ['vR', 'rView'], ['bR', 'rBytes'], ['tW', 'wTag'], ['vW', 'wView'], ['bW', 'wBytes'],
+];
+
 export function compileRegion(r: Block): BlockFn | undefined {
   // A code page holds one decoding mode's instructions, so the first tells the region's.
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
@@ -344,8 +349,12 @@ export function compileRegion(r: Block): BlockFn | undefined {
     if (!ended) lines.push(`n += ${m}; ${go(b.ends[m - 1] as number)}`);
     lines.push('}');
   });
+  // The TLB arrays the templates use, loaded once (a privilege change swaps them, and it ends the region).
+  const text = lines.join('\n');
+  const tlb = TLB_LOCALS.filter(([local]) => new RegExp(`\\b${local}\\[`).test(text)).map(([local, field]) => `${local} = c.${field}`);
   const body = [
     'const g = c.gpr; const r = base;',
+    ...(tlb.length > 0 ? [`const ${tlb.join(', ')};`] : []),
     // The page offset of the template running, for the catch (-1: a handler, which keeps c.rip itself).
     'let pc = (c.rip - base) | 0, n = 0, at = -1;',
     'try {',

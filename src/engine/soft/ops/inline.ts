@@ -85,28 +85,28 @@ function tlbHit(a: string): string {
 /** Declares `into` (bits 8, 16: zero-extended; 32: int32) read from linear address `a`. */
 function readSource(bits: number, a: string, into: string): string {
   const hit = tlbHit(a);
-  if (bits === 8) return `${hit} const ${into} = c.rTag[mt] === mv ? c.rBytes[mt][mo] : c.read8(${a});`;
+  if (bits === 8) return `${hit} const ${into} = tR[mt] === mv ? bR[mt][mo] : c.read8(${a});`;
   const get = bits === 16 ? 'getUint16' : 'getInt32';
-  return `${hit} const ${into} = c.rTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8} ? c.rView[mt].${get}(mo, true) : c.read${bits}(${a});`;
+  return `${hit} const ${into} = tR[mt] === mv && mo <= ${PAGE_SIZE - bits / 8} ? vR[mt].${get}(mo, true) : c.read${bits}(${a});`;
 }
 
 /** Declares `lo` and `hi`, the halves of the 64-bit value at linear address `a`. */
 export function read64Source(a: string, lo: string, hi: string): string {
-  return `${tlbHit(a)} let ${lo}, ${hi}; if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.rView[mt]; ` +
+  return `${tlbHit(a)} let ${lo}, ${hi}; if (tR[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = vR[mt]; ` +
     `${lo} = md.getInt32(mo, true); ${hi} = md.getInt32(mo + 4, true); } else { ${lo} = c.read64(${a}); ${hi} = c.hi; }`;
 }
 
 /** Writes `value` (bits 8, 16, 32; an expression without side effects) to linear address `a`. */
 function writeSource(bits: number, a: string, value: string): string {
   const hit = tlbHit(a);
-  if (bits === 8) return `${hit} if (c.wTag[mt] === mv) c.wBytes[mt][mo] = ${value}; else c.write8(${a}, ${value});`;
+  if (bits === 8) return `${hit} if (tW[mt] === mv) bW[mt][mo] = ${value}; else c.write8(${a}, ${value});`;
   const set = bits === 16 ? 'setUint16' : 'setInt32';
-  return `${hit} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - bits / 8}) c.wView[mt].${set}(mo, ${value}, true); else c.write${bits}(${a}, ${value});`;
+  return `${hit} if (tW[mt] === mv && mo <= ${PAGE_SIZE - bits / 8}) vW[mt].${set}(mo, ${value}, true); else c.write${bits}(${a}, ${value});`;
 }
 
 /** Writes the 64-bit value (lo, hi) (expressions without side effects) to linear address `a`. */
 export function write64Source(a: string, lo: string, hi: string): string {
-  return `${tlbHit(a)} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = c.wView[mt]; ` +
+  return `${tlbHit(a)} if (tW[mt] === mv && mo <= ${PAGE_SIZE - 8}) { const md = vW[mt]; ` +
     `md.setInt32(mo, ${lo}, true); md.setInt32(mo + 4, ${hi}, true); } else c.write64(${a}, ${lo}, ${hi});`;
 }
 
@@ -295,14 +295,14 @@ function sseSource(op: Op, name: string): InlineSource | undefined {
     const hit = tlbHit('ea');
     if (k0 === OP_XMM && k1 === OP_MEM) {
       return {
-        code: `{ ${eaSource(op)} ${hit} if (c.rTag[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = c.rView[mt], x = c.xmm; ` +
+        code: `{ ${eaSource(op)} ${hit} if (tR[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = vR[mt], x = c.xmm; ` +
           `${lanes4((k) => `x[${d + k}] = md.getInt32(mo + ${4 * k}, true);`)} } else XL(c, ea, ${op.reg0}); }`,
         mayLeave: true,
       };
     }
     if (k0 === OP_MEM && k1 === OP_XMM) {
       return {
-        code: `{ ${eaSource(op)} ${hit} if (c.wTag[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = c.wView[mt], x = c.xmm; ` +
+        code: `{ ${eaSource(op)} ${hit} if (tW[mt] === mv && mo <= ${PAGE_SIZE - 16}) { const md = vW[mt], x = c.xmm; ` +
           `${lanes4((k) => `md.setInt32(mo + ${4 * k}, x[${s + k}], true);`)} } else XS(c, ea, ${op.reg1}); }`,
         mayLeave: true,
       };
