@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GuestMemory, GuestMemoryError, heapBacking, allocateGuestMemory } from '../src/memory/index.js';
+import { GuestMemory, GuestMemoryError, heapBacking, allocateGuestMemory, WASM_MAX_PAGES, WASM_PAGE, WasmMemoryBacking } from '../src/memory/index.js';
 
 function twoRegions(): GuestMemory {
   return new GuestMemory([heapBacking.allocate(0, 0x1000), heapBacking.allocate(0x1000, 0x1000), heapBacking.allocate(0x10000, 0x100)]);
@@ -62,4 +62,26 @@ test('memory: property — any access is either fully in RAM or refused without 
     }),
     { numRuns: 2000 },
   );
+});
+
+test('memory: the wasm backing places RAM in one shared WebAssembly.Memory, 64 KiB aligned, zeroed, then falls back to the heap', () => {
+  // Room for three pages below the reserve: two regions fit, the third does not.
+  const backing = new WasmMemoryBacking(WASM_MAX_PAGES * WASM_PAGE - 3 * WASM_PAGE);
+  const m = allocateGuestMemory([{ base: 0, size: 0x1000 }, { base: 0x10000, size: 2 * WASM_PAGE }, { base: 0x100000, size: 0x2000 }], backing);
+  const [a, b, c] = m.regions;
+  assert.deepEqual([a?.wasm?.offset, b?.wasm?.offset, c?.wasm], [0, WASM_PAGE, undefined]);
+  assert.equal(a?.wasm?.memory, backing.memory);
+  assert.ok(backing.memory.buffer instanceof SharedArrayBuffer);
+  assert.ok(c?.bytes.buffer instanceof SharedArrayBuffer, 'the heap fallback is shareable too');
+  // Guest writes are the memory's bytes at the placement's offset.
+  m.writeU64(0x10008, 0x1122334455667788n);
+  const raw = new DataView(backing.memory.buffer);
+  assert.equal(raw.getBigUint64(WASM_PAGE + 8, true), 0x1122334455667788n);
+  assert.ok(new Uint8Array(backing.memory.buffer, 0, 3 * WASM_PAGE).every((x, i) => x === 0 || (i >= WASM_PAGE + 8 && i < WASM_PAGE + 16)));
+  // Engine state still fits (the reserve), RAM no longer does.
+  const state = backing.reserve(100);
+  assert.equal(state?.byteOffset, 3 * WASM_PAGE);
+  assert.equal(backing.reserve(4 * WASM_PAGE * WASM_PAGE), undefined);
+  assert.throws(() => backing.allocate(0, 0), /bad size/);
+  assert.throws(() => backing.reserve(-1), /bad size/);
 });

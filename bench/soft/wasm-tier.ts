@@ -28,7 +28,8 @@
 import { jit } from '../../src/engine/soft/block.js';
 import { Cpu } from '../../src/engine/soft/cpu.js';
 import { PAGE_SIZE, type PageFrame, type SoftPlatform } from '../../src/engine/soft/mmu.js';
-import { Code, encodeModule, I32, I64, Op, wasmApi } from '../../src/engine/soft/wasm/encode.js';
+import { Code, encodeModule, I32, I64, Op } from '../../src/engine/soft/wasm/encode.js';
+import { wasmApi } from '../../src/memory/index.js';
 
 /**
  * The loop in machine code (GNU as, Intel syntax), at 0x10000:

@@ -10,6 +10,8 @@ export interface MemoryRegion {
   readonly size: number;
   readonly bytes: Uint8Array;
   readonly hostAddress?: bigint;
+  /** Set when `bytes` lie in a WebAssembly.Memory (WasmMemoryBacking): which, and at what offset. */
+  readonly wasm?: { readonly memory: object; readonly offset: number };
 }
 
 /** Largest guest-physical address we represent as a JS number (2^52: far above any RAM we map). */

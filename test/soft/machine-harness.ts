@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocateGuestMemory, heapBacking, type GuestMemory } from '../../src/memory/index.js';
+import { allocateGuestMemory, type GuestMemory } from '../../src/memory/index.js';
 import type { BootCpuState, ExitDispatcher, Segment, VmStop } from '../../src/engine/engine.js';
 import { SoftEngine, type SoftVm } from '../../src/engine/soft/engine.js';
 
@@ -107,7 +107,7 @@ export interface MachineOptions {
 
 /** Builds the machine, loads `code` at CODE and returns it ready to run (entry at CODE, CPL 0, IF = 0). */
 export async function machine(code: Uint8Array, options: MachineOptions = {}): Promise<Machine> {
-  const memory = allocateGuestMemory([{ base: 0, size: 4 << 20 }], heapBacking);
+  const memory = allocateGuestMemory([{ base: 0, size: 4 << 20 }], new SoftEngine().memoryBacking());
   const dv = (a: number, v: bigint): void => {
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, v, true);

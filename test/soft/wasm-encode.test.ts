@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Bytes, Code, encodeModule, EncodeError, I32, I64, Op, wasmApi } from '../../src/engine/soft/wasm/encode.js';
+import { wasmApi } from '../../src/memory/index.js';
+import { Bytes, Code, encodeModule, EncodeError, I32, I64, Op } from '../../src/engine/soft/wasm/encode.js';
 
 /** LEB128 the simple way, for comparison. */
 function refSigned(v: bigint): number[] {

@@ -11,7 +11,7 @@
  * set to the nearest LAPIC deadline, or until a device or IPI wakes it.
  */
 import { writeFileSync } from 'node:fs';
-import { heapBacking, type MemoryBacking } from '../../memory/index.js';
+import { type MemoryBacking, WasmMemoryBacking } from '../../memory/index.js';
 import type { IrqLine } from '../../bus/index.js';
 import type { BootCpuState, Engine, EngineVm, EngineVmConfig, ExitDispatcher, Registers, Segment, VmStop } from '../engine.js';
 import {
@@ -67,8 +67,9 @@ export class SoftEngine implements Engine {
     return MAX_CPUS;
   }
 
+  /** RAM in a shared WebAssembly.Memory (one per VM), where code compiled to WebAssembly can reach it; still SharedArrayBuffers. */
   memoryBacking(): MemoryBacking {
-    return heapBacking;
+    return new WasmMemoryBacking();
   }
 
   /**

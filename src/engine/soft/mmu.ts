@@ -31,6 +31,12 @@ export interface PageFrame {
    * caches it and sends every access to `SoftPlatform.mmio`.
    */
   readonly mmio?: number;
+  /**
+   * Where the frame's bytes lie in the machine's WebAssembly.Memory
+   * (guest RAM from WasmMemoryBacking), or -1; unset where no frame does
+   * (process mode, tests).
+   */
+  readonly wasm?: number;
 }
 
 /** Exception vectors (SDM Vol. 3A, Table 6-1). */

@@ -62,9 +62,10 @@ export class PhysicalPages {
     const region = this.memory.regions.find((r) => address >= r.base && address + PAGE_SIZE <= r.base + r.size);
     if (region !== undefined) {
       const bytes = region.bytes.subarray(address - region.base, address - region.base + PAGE_SIZE);
-      f = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE) };
+      const wasm = region.wasm !== undefined ? region.wasm.offset + address - region.base : -1;
+      f = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE), mmio: undefined, wasm };
     } else {
-      f = { bytes: EMPTY_PAGE, view: EMPTY_VIEW, mmio: address };
+      f = { bytes: EMPTY_PAGE, view: EMPTY_VIEW, mmio: address, wasm: -1 };
     }
     if (inLow) low[ppn] = f;
     else this.frames.set(ppn, f);

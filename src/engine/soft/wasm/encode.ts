@@ -316,17 +316,3 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
   section(out, 10, code);
   return out.view().slice();
 }
-
-/**
- * The part of the WebAssembly JS API the engine uses. The project's
- * TypeScript libraries (ES2023 + Node) carry no wasm typings, so this is
- * the typed boundary: `wasmApi` is the global object seen through it.
- */
-export interface WasmApi {
-  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => { readonly buffer: ArrayBuffer | SharedArrayBuffer; grow(pages: number): number };
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (m: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
-  validate(bytes: Uint8Array): boolean;
-}
-
-export const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
