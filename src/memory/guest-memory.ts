@@ -1,4 +1,5 @@
 import { GuestMemoryError } from './errors.js';
+import type { WasmMemory } from './wasm-backing.js';
 
 /**
  * One contiguous range of guest-physical RAM backed by host memory.
@@ -11,7 +12,7 @@ export interface MemoryRegion {
   readonly bytes: Uint8Array;
   readonly hostAddress?: bigint;
   /** Set when `bytes` lie in a WebAssembly.Memory (WasmMemoryBacking): which, and at what offset. */
-  readonly wasm?: { readonly memory: object; readonly offset: number };
+  readonly wasm?: { readonly memory: WasmMemory; readonly offset: number };
 }
 
 /** Largest guest-physical address we represent as a JS number (2^52: far above any RAM we map). */

@@ -38,8 +38,6 @@ export const WASM_MAX_PAGES = 65536;
  */
 export class WasmMemoryBacking implements MemoryBacking {
   readonly memory: WasmMemory;
-  /** Bytes in use: regions and reservations. */
-  private used = 0;
 
   constructor(private readonly reserveBytes = 16 * 2 ** 20) {
     this.memory = new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true });
@@ -53,17 +51,25 @@ export class WasmMemoryBacking implements MemoryBacking {
 
   /** `size` zeroed bytes of engine state in the same memory (64 KiB aligned), or undefined when it is full. */
   reserve(size: number): Uint8Array | undefined {
-    return this.take(size, 0);
+    return reserveWasm(this.memory, size);
   }
 
   private take(size: number, keepFree: number): Uint8Array | undefined {
-    if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`wasm backing: bad size ${size}`);
-    const pages = Math.ceil(size / WASM_PAGE);
-    const usedPages = this.used / WASM_PAGE;
-    if (usedPages + pages > WASM_MAX_PAGES - Math.ceil(keepFree / WASM_PAGE)) return undefined;
-    const offset = this.used;
-    this.memory.grow(pages);
-    this.used += pages * WASM_PAGE;
-    return new Uint8Array(this.memory.buffer, offset, size);
+    return reserveWasm(this.memory, size, keepFree);
   }
+}
+
+/**
+ * Grows `memory` by the pages `size` bytes need and returns them (zeroed,
+ * 64 KiB aligned), or undefined when that would leave fewer than
+ * `keepFree` bytes below wasm32's 4 GiB. Whoever holds the memory can take
+ * state from it this way (the soft engine's register files and TLBs).
+ */
+export function reserveWasm(memory: WasmMemory, size: number, keepFree = 0): Uint8Array | undefined {
+  if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`wasm backing: bad size ${size}`);
+  const pages = Math.ceil(size / WASM_PAGE);
+  const offset = memory.buffer.byteLength;
+  if (offset / WASM_PAGE + pages > WASM_MAX_PAGES - Math.ceil(keepFree / WASM_PAGE)) return undefined;
+  memory.grow(pages);
+  return new Uint8Array(memory.buffer, offset, size);
 }

@@ -280,6 +280,55 @@ test('SYSRET to CPL 3, INT from user mode switches to RSP0; SYSCALL returns to L
   assert.equal(m.vm.vcpus[0]!.cpu.cpl, 0);
 });
 
+test('registers and TLBs live in the machine\'s WebAssembly.Memory, each TLB entry with its frame\'s offset there, across privilege changes', async (t) => {
+  const m = await runAsm(t, `
+    mov $0xc0000081, %ecx; xor %eax, %eax; mov $((0x10 << 16) | 0x08), %edx; wrmsr
+    mov $0xc0000082, %ecx; lea kernel_entry(%rip), %rax; xor %edx, %edx; wrmsr
+    mov $0x28, %ax; ltr %ax
+    movq $0x1122334455667788, %rbx
+    mov %rbx, ${DATA}
+    mov ${DATA + 0x1000}, %rdx
+    lea user(%rip), %rcx
+    mov $0x2, %r11
+    mov $0x20000, %rsp
+    sysretq
+  user:
+    mov ${DATA}, %rsi
+    mov %rsi, ${DATA + 0x2000}
+    syscall
+  kernel_entry:
+    mov ${DATA + 0x3000}, %rdi
+    int $0x10
+    `, { marks: 1 });
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x10]);
+  const cpu = m.vm.vcpus[0]!.cpu;
+  const wasm = m.memory.regions[0]?.wasm?.memory;
+  assert.ok(wasm !== undefined, 'the soft engine\'s RAM is in a WebAssembly.Memory');
+  const raw = new DataView(wasm.buffer);
+  // The register file is the memory's bytes: RBX as an i64 at 8 * 3.
+  assert.equal(raw.getBigUint64(cpu.gpr.byteOffset + 8 * 3, true), 0x1122334455667788n);
+  assert.equal(raw.getBigUint64(cpu.gpr.byteOffset + 8 * 6, true), 0x1122334455667788n, 'RSI, loaded in user mode');
+  raw.setBigUint64(cpu.gpr.byteOffset + 8 * 12, 0xfeedn, true);
+  assert.equal(cpu.reg64(12), 0xfeedn);
+  // Every read and write entry in use (both privilege levels') knows where its frame lies in the memory.
+  const levels = [cpu, (cpu as unknown as { other: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array; rBytes: Uint8Array[]; wBytes: Uint8Array[] } }).other];
+  let checked = 0;
+  for (const l of levels) {
+    assert.ok(l.rTag.buffer instanceof SharedArrayBuffer && l.rOff.byteOffset >= m.memory.size, 'TLB arrays after the RAM');
+    for (let k = 0; k < l.rTag.length; k++) {
+      if (!Number.isNaN(l.rTag[k])) { assert.equal(l.rOff[k], l.rBytes[k]?.byteOffset, `read entry ${k}`); checked++; }
+      if (!Number.isNaN(l.wTag[k])) { assert.equal(l.wOff[k], l.wBytes[k]?.byteOffset, `write entry ${k}`); checked++; }
+    }
+  }
+  assert.ok(checked >= 6, `${checked} entries`);
+  // Each level keeps its own offsets (a privilege change swaps them with the tags).
+  const [cur, oth] = levels as [typeof levels[1], typeof levels[1]];
+  assert.notEqual(cur.rOff.byteOffset, oth.rOff.byteOffset);
+  assert.notEqual(cur.wOff.byteOffset, oth.wOff.byteOffset);
+  assert.notEqual(cur.rTag.byteOffset, oth.rTag.byteOffset);
+});
+
 test('TLBs across privilege changes: a supervisor-only page cached by the kernel faults in user mode; an INVLPG in the kernel reaches the user translation', async (t) => {
   const sup = 0x60000, upage = 0x50000;
   const pte = (page: number): number => 0x4000 + (page >>> 12) * 8;

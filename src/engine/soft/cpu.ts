@@ -86,15 +86,22 @@ const NO_CODE = new CodePage(NO_FRAME);
 
 /** One privilege level's read, write and fetch TLBs, while the other level's are in use (Cpu.switchPrivilege). */
 class TlbSet {
-  rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
   rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
   rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
   wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
   wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
   xTag = new Float64Array(TLB_SIZE).fill(NaN);
   xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
+  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
 }
+
+/** Bytes of one privilege level's TLB arrays placed in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff. */
+const TLB_PLACED_BYTES = TLB_SIZE * (8 + 8 + 4 + 4);
+/** What Cpu.placeTlb needs: both privilege levels. */
+export const TLB_AREA_BYTES = 2 * TLB_PLACED_BYTES;
 /** Marks a block start not worth compiling: its instructions run one at a time. */
 const NO_BLOCK = new Block([]);
 
@@ -134,12 +141,19 @@ export class Cpu extends CpuState {
   // number (NaN = empty). Public for compiled regions, whose memory
   // templates test them inline (ops/inline.ts memory access); only cpu.ts
   // fills, empties or swaps them.
-  rTag = new Float64Array(TLB_SIZE).fill(NaN);
+  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
   rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
   rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  wTag = new Float64Array(TLB_SIZE).fill(NaN);
+  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
   wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
   wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  /**
+   * Per read/write entry: the offset of its frame in the machine's
+   * WebAssembly.Memory (PageFrame.wasm), or -1 (MMIO, RAM outside it, no
+   * machine): where code compiled to WebAssembly finds a hit.
+   */
+  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
+  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
   // The fetch TLB: tag and decoded code page.
   private xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
@@ -194,6 +208,36 @@ export class Cpu extends CpuState {
   }
 
   /**
+   * Moves both privilege levels' read/write TLB tags and frame offsets into
+   * `area` (TLB_AREA_BYTES, 8-byte aligned), keeping their entries: the soft
+   * engine puts them in the machine's WebAssembly.Memory, beside the RAM the
+   * offsets point into. Layout per level (current level first): rTag and
+   * wTag (f64 × TLB_SIZE each), then rOff and wOff (i32 × TLB_SIZE each).
+   */
+  placeTlb(area: Uint8Array): void {
+    if (area.byteLength < TLB_AREA_BYTES || area.byteOffset % 8 !== 0) throw new RangeError(`a TLB area is ${TLB_AREA_BYTES} bytes, 8-byte aligned`);
+    const place = (at: number, set: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array }): void => {
+      const o = area.byteOffset + at, b = area.buffer;
+      const f64 = (k: number, from: Float64Array): Float64Array => {
+        const v = new Float64Array(b, o + k * TLB_SIZE * 8, TLB_SIZE);
+        v.set(from);
+        return v;
+      };
+      const i32 = (k: number, from: Int32Array): Int32Array => {
+        const v = new Int32Array(b, o + 16 * TLB_SIZE + k * TLB_SIZE * 4, TLB_SIZE);
+        v.set(from);
+        return v;
+      };
+      set.rTag = f64(0, set.rTag);
+      set.wTag = f64(1, set.wTag);
+      set.rOff = i32(0, set.rOff);
+      set.wOff = i32(1, set.wOff);
+    };
+    place(0, this);
+    place(TLB_PLACED_BYTES, this.other);
+  }
+
+  /**
    * The privilege level moves between user (CPL 3) and supervisor (CPL 0-2):
    * swaps in the other level's TLBs. The run loop looks its code page up again.
    */
@@ -202,12 +246,15 @@ export class Cpu extends CpuState {
     const rTag = this.rTag, rView = this.rView, rBytes = this.rBytes;
     const wTag = this.wTag, wView = this.wView, wBytes = this.wBytes;
     const xTag = this.xTag, xCode = this.xCode;
+    const rOff = this.rOff, wOff = this.wOff;
     this.rTag = o.rTag; this.rView = o.rView; this.rBytes = o.rBytes;
     this.wTag = o.wTag; this.wView = o.wView; this.wBytes = o.wBytes;
     this.xTag = o.xTag; this.xCode = o.xCode;
+    this.rOff = o.rOff; this.wOff = o.wOff;
     o.rTag = rTag; o.rView = rView; o.rBytes = rBytes;
     o.wTag = wTag; o.wView = wView; o.wBytes = wBytes;
     o.xTag = xTag; o.xCode = xCode;
+    o.rOff = rOff; o.wOff = wOff;
     this.codeDropped();
   }
 
@@ -551,6 +598,7 @@ export class Cpu extends CpuState {
     this.rTag[t] = vpn;
     this.rView[t] = f.view;
     this.rBytes[t] = f.bytes;
+    this.rOff[t] = f.wasm ?? -1;
     return t;
   }
 
@@ -565,6 +613,7 @@ export class Cpu extends CpuState {
     this.wTag[t] = vpn;
     this.wView[t] = f.view;
     this.wBytes[t] = f.bytes;
+    this.wOff[t] = f.wasm ?? -1;
     return t;
   }
 

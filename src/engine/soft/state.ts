@@ -103,7 +103,8 @@ export interface CpuStateSnapshot {
 }
 
 export class CpuState {
-  readonly gpr = new Int32Array(32);
+  /** The 16 GPRs as int32 halves; `placeRegisters` may move them into shared memory (never while running). */
+  gpr: Int32Array<ArrayBufferLike> = new Int32Array(32);
   /** Address of the current instruction (signed canonical value). */
   rip = 0;
   /** RFLAGS bits that are not lazy, and the status flags when lfOp is LF_NONE. */
@@ -158,6 +159,17 @@ export class CpuState {
   readonly xmmI16 = new Int16Array(this.xmm.buffer);
   readonly xmmU32 = new Uint32Array(this.xmm.buffer);
   mxcsr = MXCSR_DEFAULT;
+
+  /**
+   * Moves the register file into `to` (32 int32s, 8-byte aligned: register
+   * r is the little-endian i64 at byte 8r), keeping its values: the soft
+   * engine puts it in the machine's WebAssembly.Memory.
+   */
+  placeRegisters(to: Int32Array): void {
+    if (to.length !== 32 || to.byteOffset % 8 !== 0) throw new RangeError('a register file is 32 int32s, 8-byte aligned');
+    to.set(this.gpr);
+    this.gpr = to;
+  }
 
   snapshot(): CpuStateSnapshot {
     return {
