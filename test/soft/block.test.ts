@@ -14,17 +14,37 @@ import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
 import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_PF } from '../../src/engine/soft/mmu.js';
 import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP } from '../../src/engine/soft/state.js';
+import { placeInWasm } from '../../src/engine/soft/wasm/region.js';
+import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
 
-/** Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB; page 0x81 is read-only. */
+/**
+ * Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB;
+ * page 0x81 is read-only. With `memory`, frames come from that
+ * WebAssembly.Memory and know their offset in it (as a machine's RAM does),
+ * so regions compile to WebAssembly.
+ */
 class FlatPlatform implements SoftPlatform {
   readonly pages = new Map<number, PageFrame>();
+  private chunk: Uint8Array | undefined;
+  private used = 0;
+  constructor(readonly memory?: WasmMemory) {}
   translate(vpn: number, access: number): PageFrame {
     if ((vpn < 1 || vpn >= 0x100) && (vpn < 0xffff0 || vpn >= 0x100010)) throw pageFault(vpn * PAGE_SIZE, access, false);
     if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
     let f = this.pages.get(vpn);
     if (!f) {
-      const buf = new ArrayBuffer(PAGE_SIZE);
-      f = { bytes: new Uint8Array(buf), view: new DataView(buf) };
+      if (this.memory !== undefined) {
+        if (this.chunk === undefined || this.used === this.chunk.length) {
+          this.chunk = reserveWasm(this.memory, 16 * PAGE_SIZE) as Uint8Array;
+          this.used = 0;
+        }
+        const bytes = this.chunk.subarray(this.used, this.used + PAGE_SIZE);
+        this.used += PAGE_SIZE;
+        f = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE), mmio: undefined, wasm: bytes.byteOffset };
+      } else {
+        const buf = new ArrayBuffer(PAGE_SIZE);
+        f = { bytes: new Uint8Array(buf), view: new DataView(buf) };
+      }
       this.pages.set(vpn, f);
     }
     return f;
@@ -50,12 +70,22 @@ interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; f
  * has run yet); larger values let it take in the blocks that ran before.
  */
 function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total): Outcome {
-  const saved = jit.after;
+  const js = runOn(after, false, code, regs, total, chunk);
+  if (after === false) return js;
+  // The same regions compiled to WebAssembly must end exactly where the JS ones do.
+  assert.deepEqual(runOn(after, true, code, regs, total, chunk), js, 'regions compiled to WebAssembly');
+  return js;
+}
+
+function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [number, bigint][], total: number, chunk: number): Outcome {
+  const saved = jit.after, savedWasm = jit.wasm;
   jit.after = after === false ? Infinity : after === true ? 0 : after;
+  jit.wasm = wasm;
   try {
-    const p = new FlatPlatform();
+    const p = new FlatPlatform(wasm ? new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }) : undefined);
     p.poke(0x10000, code);
     const cpu = new Cpu(p);
+    if (p.memory !== undefined) assert.ok(placeInWasm(cpu, p.memory));
     cpu.log = () => undefined;
     cpu.rip = 0x10000;
     cpu.setReg64(RSP, 0x80000n);
@@ -68,6 +98,7 @@ function runWith(after: boolean | number, code: number[], regs: [number, bigint]
     };
   } finally {
     jit.after = saved;
+    jit.wasm = savedWasm;
   }
 }
 

@@ -101,6 +101,12 @@ const JIT_AFTER_MAX = 65534;
  */
 export const jit = {
   after: jitAfterFromEnv(process.env.TYPEVISOR_SOFT_JIT_AFTER),
+  /**
+   * Compile to WebAssembly (wasm/region.ts) where the Cpu's state lives in
+   * the machine's WebAssembly.Memory: `TYPEVISOR_SOFT_WASM=on`. Off by
+   * default until it is faster than the JS regions everywhere (README).
+   */
+  wasm: process.env.TYPEVISOR_SOFT_WASM === 'on',
 };
 
 function jitAfterFromEnv(v: string | undefined): number {

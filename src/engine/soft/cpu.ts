@@ -11,6 +11,7 @@ import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js';
 import { specialize } from './ops/fast.js';
+import { compileWasmRegion, type WasmState } from './wasm/region.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_SIZE,
   VEC_GP, VEC_UD,
@@ -124,6 +125,11 @@ export class Cpu extends CpuState {
   retiredInBlock = 0;
   /** Decoding mode of the code segment (16/32/64-bit); set through setMode(). */
   mode: DecodeMode = MODE_64;
+  /**
+   * The machine's WebAssembly.Memory holding this CPU's registers, TLBs and
+   * RAM (engine.ts placeInWasm): regions then compile to WebAssembly.
+   */
+  wasm: WasmState | undefined = undefined;
   /** Set by HLT; the machine clears it when it delivers an interrupt or a SIPI. */
   halted = false;
   /** Reports an unimplemented instruction form (once per form). */
@@ -392,7 +398,7 @@ export class Cpu extends CpuState {
       const op = ops[off];
       return op !== undefined && (op.heat > 0 || op.block !== undefined);
     }));
-    region.fn = compileRegion(region);
+    region.fn = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : compileRegion(region);
     if (region.fn === undefined) {
       first.block = NO_BLOCK;
       return;

@@ -11,14 +11,15 @@
  * set to the nearest LAPIC deadline, or until a device or IPI wakes it.
  */
 import { writeFileSync } from 'node:fs';
-import { type GuestMemory, type MemoryBacking, reserveWasm, WasmMemoryBacking } from '../../memory/index.js';
+import { type MemoryBacking, WasmMemoryBacking } from '../../memory/index.js';
 import type { IrqLine } from '../../bus/index.js';
 import type { BootCpuState, Engine, EngineVm, EngineVmConfig, ExitDispatcher, Registers, Segment, VmStop } from '../engine.js';
 import {
   createInterruptControllers, GuestTsc, IOAPIC_MMIO_SIZE, LAPIC_DEFAULT_BASE, LAPIC_MMIO_SIZE, mergeTimeCpuid, MSR_APIC_BASE,
   MSR_TSC_DEADLINE, TSC_HZ_DEFAULT, tscEarlyKhzArgument, type InterruptControllers, type Lapic,
 } from './apic/index.js';
-import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_HLT, TLB_AREA_BYTES } from './cpu.js';
+import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_HLT } from './cpu.js';
+import { placeInWasm } from './wasm/region.js';
 import { getRflags } from './flags.js';
 import { CpuException, hex, type PageFrame, type SoftPlatform } from './mmu.js';
 import { MachineMmu, PhysicalPages, SystemError } from './paging.js';
@@ -113,24 +114,6 @@ interface Counters {
   slices: number;
 }
 
-/** Bytes of a vCPU's state in the machine's WebAssembly.Memory: the register file (16 × i64), then the TLBs. */
-const WASM_REGISTERS = 128;
-
-/**
- * Puts the vCPU's register file and read/write TLBs in the WebAssembly.Memory
- * that holds the machine's RAM (WasmMemoryBacking), where code compiled to
- * WebAssembly reaches them beside the RAM the TLB points into. RAM from
- * another backing, or a memory too full: they stay on the heap.
- */
-function placeInWasm(cpu: Cpu, memory: GuestMemory): void {
-  const wasm = memory.regions[0]?.wasm?.memory;
-  if (wasm === undefined) return;
-  const area = reserveWasm(wasm, WASM_REGISTERS + TLB_AREA_BYTES);
-  if (area === undefined) return;
-  cpu.placeRegisters(new Int32Array(area.buffer, area.byteOffset, 32));
-  cpu.placeTlb(area.subarray(WASM_REGISTERS));
-}
-
 export class SoftVm implements EngineVm {
   readonly vcpus: Vcpu[] = [];
   readonly irq: InterruptControllers;
@@ -177,7 +160,9 @@ export class SoftVm implements EngineVm {
         mmio: (address, data, isWrite) => this.mmio(index, address, data, isWrite),
       };
       const cpu = new Cpu(platform);
-      placeInWasm(cpu, config.memory);
+      // Registers and TLBs beside the RAM in its WebAssembly.Memory (WasmMemoryBacking): regions then compile to WebAssembly.
+      const wasm = config.memory.regions[0]?.wasm?.memory;
+      if (wasm !== undefined) placeInWasm(cpu, wasm);
       cpu.joinCodeCache(code);
       if (options.log) cpu.log = options.log;
       mmu.cpu = cpu;

@@ -33,7 +33,7 @@ export const Op = {
   i32And: 0x71, i32Or: 0x72, i32Xor: 0x73, i32Shl: 0x74, i32ShrS: 0x75, i32ShrU: 0x76, i32Rotl: 0x77, i32Rotr: 0x78,
   i64Clz: 0x79, i64Ctz: 0x7a, i64Popcnt: 0x7b, i64Add: 0x7c, i64Sub: 0x7d, i64Mul: 0x7e, i64DivS: 0x7f, i64DivU: 0x80, i64RemS: 0x81, i64RemU: 0x82,
   i64And: 0x83, i64Or: 0x84, i64Xor: 0x85, i64Shl: 0x86, i64ShrS: 0x87, i64ShrU: 0x88, i64Rotl: 0x89, i64Rotr: 0x8a,
-  i32WrapI64: 0xa7, i64ExtendI32S: 0xac, i64ExtendI32U: 0xad, f64ConvertI64S: 0xb9,
+  f64Add: 0xa0, i32WrapI64: 0xa7, i64TruncF64S: 0xb0, i64ExtendI32S: 0xac, i64ExtendI32U: 0xad, f64ConvertI32S: 0xb7, f64ConvertI64S: 0xb9,
   i32Extend8S: 0xc0, i32Extend16S: 0xc1, i64Extend8S: 0xc2, i64Extend16S: 0xc3, i64Extend32S: 0xc4,
 } as const;
 
@@ -43,6 +43,9 @@ const ALIGN: Readonly<Record<number, number>> = {
   [Op.i64Load8S]: 0, [Op.i64Load8U]: 0, [Op.i64Load16S]: 1, [Op.i64Load16U]: 1, [Op.i64Load32S]: 2, [Op.i64Load32U]: 2,
   [Op.i32Store]: 2, [Op.i64Store]: 3, [Op.f64Store]: 3, [Op.i32Store8]: 0, [Op.i32Store16]: 1, [Op.i64Store8]: 0, [Op.i64Store16]: 1, [Op.i64Store32]: 2,
 };
+
+const F64_SCRATCH = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
 export class EncodeError extends Error {
   override name = 'EncodeError';
@@ -167,6 +170,12 @@ export class Code {
   /** i64.const hi:lo; `i64n` takes a safe integer or a bigint. */
   i64(lo: number, hi: number): this {
     this.bytes.byte(Op.i64Const).s64(lo, hi);
+    return this;
+  }
+
+  f64(v: number): this {
+    F64_SCRATCH[0] = v;
+    this.bytes.byte(Op.f64Const).append(F64_BYTES);
     return this;
   }
 
