@@ -69,11 +69,11 @@ interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; f
  * after = 0 a region holds only the block where it starts (no other block
  * has run yet); larger values let it take in the blocks that ran before.
  */
-function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total): Outcome {
+function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total, what = ''): Outcome {
   const js = runOn(after, false, code, regs, total, chunk);
   if (after === false) return js;
   // The same regions compiled to WebAssembly must end exactly where the JS ones do.
-  assert.deepEqual(runOn(after, true, code, regs, total, chunk), js, 'regions compiled to WebAssembly');
+  assert.deepEqual(runOn(after, true, code, regs, total, chunk), js, `regions compiled to WebAssembly ${what}`);
   return js;
 }
 
@@ -303,7 +303,10 @@ test('every condition code after each flag-setting template: compiled Jcc agrees
       code.push(0x41, 0xff, 0xc8, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
       const a = runWith(false, code, [], 400);
       assert.equal(a.rip, 0x10000 + code.length - 2, `${name}: ends at the final jmp $`);
-      for (const after of [0, 1]) assert.deepEqual(runWith(after, code, [], 400), a, `${name} with ${x.toString(16)}, ${y.toString(16)}; after ${after}`);
+      for (const after of [0, 1]) {
+        const what = `${name} with ${x.toString(16)}, ${y.toString(16)}; after ${after}`;
+        assert.deepEqual(runWith(after, code, [], 400, 400, what), a, what);
+      }
     }
   }
 });

@@ -35,7 +35,7 @@ import { FORM_HANDLERS, HANDLER_TABLE } from '../handlers.js';
 import { cond } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
-import { FLAG_CF, FLAG_OF, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SUB } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, I64, Op as W, type ValType } from './encode.js';
 
@@ -152,7 +152,8 @@ function plainMem(op: Op): boolean {
 interface Known {
   /** 'result': only ZF, SF and PF follow from the result here (INC/DEC, shifts, IMUL); the rest asks the engine. */
   kind: 'add' | 'sub' | 'logic' | 'result';
-  size: 4 | 8;
+  /** Sizes 1 and 2 keep their operands in the 32-bit locals shifted up to bit 31 (lowerSmall). */
+  size: 1 | 2 | 4 | 8;
 }
 
 class Emitter {
@@ -163,6 +164,8 @@ class Emitter {
   readonly EA: number; readonly VPN: number; readonly T: number; readonly MO: number; readonly FA: number;
   readonly A: number; readonly B: number; readonly X: number;
   readonly D8: number; readonly S8: number; readonly R8: number; readonly D4: number; readonly S4: number; readonly R4: number;
+  /** An i32 temporary no flag record uses. */
+  readonly V32: number;
   /** Handler calls: the ops, by the index the import receives. */
   readonly calls: Op[] = [];
 
@@ -173,6 +176,7 @@ class Emitter {
     this.EA = l(I64); this.VPN = l(I64); this.T = l(I32); this.MO = l(I32); this.FA = l(I32);
     this.A = l(I64); this.B = l(I64); this.X = l(I64);
     this.D8 = l(I64); this.S8 = l(I64); this.R8 = l(I64); this.D4 = l(I32); this.S4 = l(I32); this.R4 = l(I32);
+    this.V32 = l(I32);
   }
 
   reg(r: number): void {
@@ -300,7 +304,7 @@ class Emitter {
    * `lf`, `size`, dst/src/result from locals of the size's type (-1: not
    * written), aux from `aux` (an i32 expression).
    */
-  recordOf(lf: number, size: 4 | 8, d: number, s: number, r: number, aux: () => void): void {
+  recordOf(lf: number, size: 1 | 2 | 4 | 8, d: number, s: number, r: number, aux: () => void): void {
     const c = this.c;
     const put = (i: number, v: () => void): void => this.scratchI32(S_LF + 4 * i, v);
     const lo = (l: number): (() => void) => () => (size === 8 ? c.get(l).op(W.i32WrapI64) : c.get(l));
@@ -341,7 +345,12 @@ class Emitter {
       zero();
       c.op(o('ltS'));
     };
-    const pf = (): void => { c.get(r); if (w) c.op(W.i32WrapI64); c.i32(0xff).op(W.i32And).op(W.i32Popcnt).i32(1).op(W.i32And).op(W.i32Eqz); };
+    const pf = (): void => {
+      c.get(r);
+      if (w) c.op(W.i32WrapI64);
+      else if (f.size < 4) c.i32(32 - 8 * f.size).op(W.i32ShrU);
+      c.i32(0xff).op(W.i32And).op(W.i32Popcnt).i32(1).op(W.i32And).op(W.i32Eqz);
+    };
     const sub = f.kind === 'sub';
     switch (cc & ~1) {
       case 0: of(); break;
@@ -454,15 +463,39 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
     m.recordOf(dec ? LF_DEC : LF_INC, size, d, sr, r, () => c.get(m.T));
     return { kind: 'result', size };
   }
-  if (op.nops !== 2) return undefined;
-  const size = op.size0;
-  if (name === 'mov_setcc' && size === 1 && op.kind0 === OP_GPR && op.reg0 < 16) {
+  if (name === 'mov_setcc' && op.size0 === 1 && op.kind0 === OP_GPR && op.reg0 < 16) {
     m.test(known, op.opcode & 15);
     c.set(m.T);
     m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64n(-256).op(W.i64And).get(m.T).op(W.i64ExtendI32U).op(W.i64Or); });
     return 'keep';
   }
+  if (op.nops !== 2) return undefined;
+  const size = op.size0;
+  if (size === 1 || size === 2) return lowerSmall(m, op, name, size, s, e, k);
   if (size !== 4 && size !== 8) return undefined;
+  if ((name === 'alu_adc' || name === 'alu_sbb') && op.kind0 === OP_GPR && op.reg0 < 16 && ((op.kind1 === OP_GPR && op.reg1 < 16) || op.kind1 === OP_IMM)) {
+    const sbb = name === 'alu_sbb';
+    m.test(known, 2);
+    c.set(m.T);
+    if (op.kind1 === OP_GPR) m.reg(op.reg1); else c.i64(op.imm | 0, op.immHi | 0);
+    c.set(m.B);
+    m.reg(op.reg0);
+    c.set(m.A);
+    const o = sbb ? W.i64Sub : W.i64Add;
+    if (size === 8) {
+      c.get(m.A).set(m.D8).get(m.B).set(m.S8);
+      c.get(m.A).get(m.B).op(o).get(m.T).op(W.i64ExtendI32U).op(o).set(m.R8);
+      m.setReg(op.reg0, () => c.get(m.R8));
+      m.recordOf(sbb ? LF_SBB : LF_ADC, 8, m.D8, m.S8, m.R8, () => c.get(m.T));
+    } else {
+      const o32 = sbb ? W.i32Sub : W.i32Add;
+      c.get(m.A).op(W.i32WrapI64).set(m.D4).get(m.B).op(W.i32WrapI64).set(m.S4);
+      c.get(m.D4).get(m.S4).op(o32).get(m.T).op(o32).set(m.R4);
+      m.setReg(op.reg0, () => c.get(m.R4).op(W.i64ExtendI32U));
+      m.recordOf(sbb ? LF_SBB : LF_ADC, 4, m.D4, m.S4, m.R4, () => c.get(m.T));
+    }
+    return { kind: 'result', size };
+  }
   const shiftKind = name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : name === 'shift_sar' ? 2 : -1;
   if (shiftKind >= 0 && op.kind0 === OP_GPR && op.reg0 < 16 && op.kind1 === OP_IMM) {
     const bits = size * 8;
@@ -606,6 +639,62 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
     if (writes) m.setReg(op.reg0, () => c.get(m.R4).op(W.i64ExtendI32U));
   }
   m.record(kind, size);
+  if (memory) m.stopCheck(e, k);
+  return { kind, size };
+}
+
+/**
+ * Byte and word forms (fast.ts aluSmall and movMem at sizes 1 and 2):
+ * operands travel zero-extended, a register keeps the bits above the size.
+ * MOV between registers, memory and immediates; ADD/SUB/CMP/AND/OR/XOR/TEST
+ * with register, immediate and memory operands. Registers are the low byte
+ * or word of GPR 0-15 (AH-BH decode as 16-19 and take their handler).
+ */
+function lowerSmall(m: Emitter, op: Op, name: string, size: 1 | 2, s: number, e: number, k: number): Known | 'keep' | undefined {
+  const c = m.c;
+  const mask = size === 1 ? 0xff : 0xffff;
+  const k0 = op.kind0, k1 = op.kind1;
+  const reg0 = k0 === OP_GPR && op.reg0 < 16, reg1 = k1 === OP_GPR && op.reg1 < 16;
+  const mem0 = k0 === OP_MEM && plainMem(op), mem1 = k1 === OP_MEM && plainMem(op);
+  const writeReg = (r: number, value: () => void): void => {
+    m.setReg(r, () => { m.reg(r); c.i64n(~mask).op(W.i64And); value(); c.op(W.i64ExtendI32U).op(W.i64Or); });
+  };
+  /** Operand `which` (0 or 1) as an i32 zero-extended value on the stack; memory loads go through EA (already computed). */
+  const value = (which: number): void => {
+    const kind = which === 0 ? k0 : k1;
+    if (kind === OP_GPR) { m.reg(which === 0 ? op.reg0 : op.reg1); c.op(W.i32WrapI64).i32(mask).op(W.i32And); }
+    else if (kind === OP_IMM) c.i32(op.imm & mask);
+    else { m.load(size, s, k); c.op(W.i32WrapI64); }
+  };
+  if (name === 'mov_mov') {
+    if (reg0 && (reg1 || k1 === OP_IMM)) { writeReg(op.reg0, () => value(1)); return 'keep'; }
+    // (A MOV keeps a known flag record: the temporary is not one of its locals.)
+    if (reg0 && mem1) { m.ea(op, e); value(1); c.set(m.V32); writeReg(op.reg0, () => c.get(m.V32)); m.stopCheck(e, k); return 'keep'; }
+    if (mem0 && (reg1 || k1 === OP_IMM)) {
+      m.ea(op, e);
+      m.store(size, s, k, () => { value(1); c.op(W.i64ExtendI32U); });
+      m.stopCheck(e, k);
+      return 'keep';
+    }
+    return undefined;
+  }
+  const alu = ALU[name];
+  if (alu === undefined) return undefined;
+  const writes = alu !== 'cmp' && alu !== 'test';
+  // Operand shapes: r, r/imm/[m]; or [m], r/imm for CMP and TEST (the memory operand read first).
+  if (!((reg0 && (reg1 || k1 === OP_IMM || mem1)) || (mem0 && !writes && (reg1 || k1 === OP_IMM)))) return undefined;
+  const memory = mem0 || mem1;
+  if (memory) m.ea(op, e);
+  value(0); c.set(m.D4);
+  value(1); c.set(m.S4);
+  const kind = alu === 'add' ? 'add' : alu === 'sub' || alu === 'cmp' ? 'sub' : 'logic';
+  const o32 = alu === 'add' ? W.i32Add : kind === 'sub' ? W.i32Sub : alu === 'and' || alu === 'test' ? W.i32And : alu === 'or' ? W.i32Or : W.i32Xor;
+  c.get(m.D4).get(m.S4).op(o32).i32(mask).op(W.i32And).set(m.R4);
+  if (writes) writeReg(op.reg0, () => c.get(m.R4));
+  m.recordOf(kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC, size, kind === 'logic' ? -1 : m.D4, kind === 'logic' ? -1 : m.S4, m.R4, () => c.i32(0));
+  // Conditions read the operands shifted up so the size's sign bit is bit 31 (the i32 comparisons then hold).
+  const sh = 32 - 8 * size;
+  for (const l of [m.D4, m.S4, m.R4]) c.get(l).i32(sh).op(W.i32Shl).set(l);
   if (memory) m.stopCheck(e, k);
   return { kind, size };
 }
