@@ -219,6 +219,24 @@ class Emitter {
     } else this.exitTo(t, retired);
   }
 
+  /**
+   * Goes to the linear address in i64 local `target`: a block of the region
+   * when it lies in this page (the entry dispatch), else out.
+   */
+  dynamicGoto(target: number, retired: () => void): void {
+    const c = this.c;
+    retired();
+    c.set(this.N);
+    c.get(target).get(this.BASE).op(W.i64TruncF64S).op(W.i64Sub).set(this.VPN);
+    // (Not when the engine asked to stop, during the branch's own memory access.)
+    c.get(this.VPN).i64(PAGE_SIZE, 0).op(W.i64LtU).get(this.STOP).op(W.i32Eqz).op(W.i32And).open(W.if, 'here');
+    c.get(this.VPN).op(W.i32WrapI64).set(this.OFF).br('entry');
+    c.close('here');
+    c.get(this.ST).get(target).op(W.f64ConvertI64S).mem(W.f64Store, S_TARGET);
+    this.scratchI32(S_EXIT_KIND, () => c.i32(0));
+    c.get(this.N).op(W.return);
+  }
+
   /** Effective address of a plainMem operand into EA; `e` is the page offset after the instruction (RIP-relative). */
   ea(op: Op, e: number): void {
     const c = this.c;
@@ -423,10 +441,7 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
     c.i32(s).get(m.A).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64).call(IMPORT_NONCANON);
     c.close('bad');
     m.setReg(4, () => c.get(m.EA).i64(8, 0).op(W.i64Add));
-    c.get(m.ST).get(m.A).op(W.f64ConvertI64S).mem(W.f64Store, S_TARGET);
-    m.scratchI32(S_EXIT_KIND, () => c.i32(0));
-    retiredHere();
-    c.op(W.return);
+    m.dynamicGoto(m.A, retiredHere);
     return 'branch';
   }
   if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && op.reg0 < 16) {
@@ -711,13 +726,14 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   const m = new Emitter(r, index);
   const c = m.c;
   const nb = r.blocks.length;
-  // Entry: the block starting at `off`, else nothing retired.
+  // Dispatch on page offset OFF: at entry, and after a RET or an indirect branch (dynamicGoto). Not a block: leave.
+  c.open(W.loop, 'entry');
   c.i32(-1).set(m.PC);
   r.blocks.forEach((b, k) => { c.get(m.OFF).i32(b.start).op(W.i32Eq).open(W.if, 'is').i32(k).set(m.PC).close('is'); });
   c.get(m.PC).i32(0).op(W.i32LtS).open(W.if, 'none');
   c.get(m.ST).get(m.BASE).get(m.OFF).op(W.f64ConvertI32S).op(W.f64Add).mem(W.f64Store, S_TARGET);
   m.scratchI32(S_EXIT_KIND, () => c.i32(0));
-  c.i32(0).op(W.return);
+  c.get(m.N).op(W.return);
   c.close('none');
   c.open(W.loop, 'top');
   const labels = r.blocks.map((_, k) => `b${k}`);
@@ -763,6 +779,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
     if (!ended) m.goTo(b.ends[n - 1] as number, () => c.get(m.N).i32(n).op(W.i32Add), bk + 1);
   });
   c.close('top');
+  c.close('entry');
   c.i32(0);
   const bytes = encodeModule({
     types: TYPES,
