@@ -78,9 +78,11 @@ function runWith(after: boolean | number, code: number[], regs: [number, bigint]
 }
 
 function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [number, bigint][], total: number, chunk: number): Outcome {
-  const saved = jit.after, savedWasm = jit.wasm;
+  const saved = jit.after, savedWasm = jit.wasm, savedShare = jit.wasmCallShare;
   jit.after = after === false ? Infinity : after === true ? 0 : after;
   jit.wasm = wasm;
+  // Every region to WebAssembly, however many of its forms call handlers.
+  jit.wasmCallShare = Infinity;
   try {
     const p = new FlatPlatform(wasm ? new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }) : undefined);
     p.poke(0x10000, code);
@@ -99,6 +101,7 @@ function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [nu
   } finally {
     jit.after = saved;
     jit.wasm = savedWasm;
+    jit.wasmCallShare = savedShare;
   }
 }
 

@@ -107,6 +107,8 @@ export const jit = {
    * default until it is faster than the JS regions everywhere (README).
    */
   wasm: process.env.TYPEVISOR_SOFT_WASM === 'on',
+  /** A region whose instructions call their handler more often than this share stays JS (wasm/region.ts). */
+  wasmCallShare: Number(process.env.TYPEVISOR_SOFT_WASM_CALLS ?? 0.1),
 };
 
 function jitAfterFromEnv(v: string | undefined): number {

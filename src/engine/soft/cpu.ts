@@ -398,7 +398,7 @@ export class Cpu extends CpuState {
       const op = ops[off];
       return op !== undefined && (op.heat > 0 || op.block !== undefined);
     }));
-    region.fn = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : compileRegion(region);
+    region.fn = (this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined) ?? compileRegion(region);
     if (region.fn === undefined) {
       first.block = NO_BLOCK;
       return;

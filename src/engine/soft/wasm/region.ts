@@ -30,7 +30,7 @@ import { BASE_RIP, HANDLER_NAMES, MODE_64, OP_GPR, OP_IMM, OP_MEM, OP_REL } from
 import { SEG_FS, SEG_GS } from '../state.js';
 import { type Cpu, TLB_AREA_BYTES } from '../cpu.js';
 import type { Op } from '../op.js';
-import type { Block, BlockFn } from '../block.js';
+import { type Block, type BlockFn, jit } from '../block.js';
 import { FORM_HANDLERS, HANDLER_TABLE } from '../handlers.js';
 import { cond } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
@@ -781,6 +781,9 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   c.close('top');
   c.close('entry');
   c.i32(0);
+  // A region that would mostly call handlers runs faster as JS, where V8 inlines them: leave it to block.ts.
+  const total = r.blocks.reduce((a, b) => a + b.ops.length, 0);
+  if (m.calls.length > total * jit.wasmCallShare) return undefined;
   const bytes = encodeModule({
     types: TYPES,
     imports: [
