@@ -81,8 +81,8 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
 }
 
 /** Shared by every region's imports: the Cpu and page base of the region running. */
-const ctx: { c: Cpu | undefined; base: number; st: number; i32: Int32Array; f64: Float64Array } = {
-  c: undefined, base: 0, st: 0, i32: new Int32Array(0), f64: new Float64Array(0),
+const ctx: { c: Cpu | undefined; base: number; st: number; i32: Int32Array } = {
+  c: undefined, base: 0, st: 0, i32: new Int32Array(0),
 };
 
 /** Copies the flag record a region left in the scratch block into the Cpu, if it is newer. */
@@ -169,7 +169,7 @@ class Emitter {
   /** Handler calls: the ops, by the index the import receives. */
   readonly calls: Op[] = [];
 
-  constructor(readonly region: Block, readonly index: Map<number, number>) {
+  constructor(readonly index: Map<number, number>) {
     const c = this.c;
     const l = (t: ValType): number => c.local(t);
     this.PC = l(I32); this.N = l(I32); this.STOP = l(I32);
@@ -723,7 +723,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
   const index = new Map<number, number>();
   r.blocks.forEach((b, k) => index.set(b.start, k));
-  const m = new Emitter(r, index);
+  const m = new Emitter(index);
   const c = m.c;
   const nb = r.blocks.length;
   // Dispatch on page offset OFF: at entry, and after a RET or an indirect branch (dynamicGoto). Not a block: leave.
@@ -819,7 +819,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   const { i32, f64 } = state;
   return (cpu: Cpu, budget: number, base: number): number => {
     const st = cpu.gpr.byteOffset;
-    ctx.c = cpu; ctx.base = base; ctx.st = st; ctx.i32 = i32; ctx.f64 = f64;
+    ctx.c = cpu; ctx.base = base; ctx.st = st; ctx.i32 = i32;
     let n: number;
     try {
       n = run(cpu.rip - base, budget, base, st, cpu.rTag.byteOffset);
