@@ -44,7 +44,7 @@ export class WasmMemoryBacking implements MemoryBacking {
   }
 
   allocate(base: number, size: number): MemoryRegion {
-    const placed = this.take(size, this.reserveBytes);
+    const placed = reserveWasm(this.memory, size, this.reserveBytes);
     if (placed === undefined) return heapBacking.allocate(base, size);
     return { base, size, bytes: placed, wasm: { memory: this.memory, offset: placed.byteOffset } };
   }
@@ -52,10 +52,6 @@ export class WasmMemoryBacking implements MemoryBacking {
   /** `size` zeroed bytes of engine state in the same memory (64 KiB aligned), or undefined when it is full. */
   reserve(size: number): Uint8Array | undefined {
     return reserveWasm(this.memory, size);
-  }
-
-  private take(size: number, keepFree: number): Uint8Array | undefined {
-    return reserveWasm(this.memory, size, keepFree);
   }
 }
 

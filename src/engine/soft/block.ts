@@ -175,7 +175,7 @@ function callHandler(c: Cpu, o: Op): void {
 }
 
 /** Whether `op` runs its table handler in 64-bit mode (no CPUID or privilege gate on its form): templates apply. */
-function plain64(op: Op): boolean {
+export function plain64(op: Op): boolean {
   return op.mode === MODE_64 && FORM_HANDLERS[op.form] === HANDLER_TABLE[op.handler];
 }
 
@@ -283,17 +283,17 @@ function layout(blocks: readonly BasicBlock[]): BasicBlock[] {
   return order;
 }
 
+/** Locals of a region for the TLB arrays (ops/inline.ts memory templates), and the Cpu fields they hold. */
+const TLB_LOCALS: readonly (readonly [string, string])[] = [
+  ['tR', 'rTag'], ['vR', 'rView'], ['bR', 'rBytes'], ['tW', 'wTag'], ['vW', 'wView'], ['bW', 'wBytes'],
+];
+
 /**
  * Generates the region's function. Forms with an inline template
  * (ops/inline.ts) become straight-line code on `c.gpr` with constant register
  * indices; small specialised handlers are called directly (V8 inlines them);
  * the rest go through `callHandler`.
  */
-/** Locals of a region for the TLB arrays (ops/inline.ts memory templates), and the Cpu fields they hold. */
-const TLB_LOCALS: readonly (readonly [string, string])[] = [
-  ['tR', 'rTag'], ['vR', 'rView'], ['bR', 'rBytes'], ['tW', 'wTag'], ['vW', 'wView'], ['bW', 'wBytes'],
-];
-
 export function compileRegion(r: Block): BlockFn | undefined {
   // A code page holds one decoding mode's instructions, so the first tells the region's.
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;

@@ -30,8 +30,7 @@ import { BASE_RIP, HANDLER_NAMES, MODE_64, OP_GPR, OP_IMM, OP_MEM, OP_REL } from
 import { SEG_FS, SEG_GS } from '../state.js';
 import { type Cpu, TLB_AREA_BYTES } from '../cpu.js';
 import type { Op } from '../op.js';
-import { type Block, type BlockFn, jit } from '../block.js';
-import { FORM_HANDLERS, HANDLER_TABLE } from '../handlers.js';
+import { type Block, type BlockFn, jit, plain64 } from '../block.js';
 import { cond } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
@@ -136,11 +135,6 @@ function importNonCanonical(s: number, hi: number): void {
   const c = ctx.c as Cpu;
   c.rip = ctx.base + s;
   checkCanonicalTarget(c, hi);
-}
-
-/** The forms lowered here run only in 64-bit mode with the table's own handler (as block.ts plain64). */
-function plain64(op: Op): boolean {
-  return op.mode === MODE_64 && FORM_HANDLERS[op.form] === HANDLER_TABLE[op.handler];
 }
 
 /** A memory operand with 64-bit addressing and no FS/GS base. */
