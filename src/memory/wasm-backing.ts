@@ -10,8 +10,16 @@ export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
 }
+/** A table of functions (funcref elements); `null` is an empty slot. */
+export interface WasmTable {
+  readonly length: number;
+  grow(delta: number): number;
+  get(index: number): unknown;
+  set(index: number, value: unknown): void;
+}
 export interface WasmApi {
   Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  Table: new (d: { element: 'anyfunc'; initial: number; maximum?: number }) => WasmTable;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (m: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
   validate(bytes: Uint8Array): boolean;

@@ -340,6 +340,59 @@ test('a region with branches, a local call and its return, and byte loops matche
   }
 });
 
+test('wasm regions chain into the region at their exit, and never into code that changed or was remapped since', () => {
+  // 0x10000: mov ecx, 3000 (b9 b8 0b 00 00); loop: call 0x20000 (e8 rel32); dec ecx (ff c9); jnz loop (75 f7); jmp $ (eb fe)
+  // 0x20000: add eax, 1 (83 c0 01); ret (c3) — then its frame is swapped for one with add eax, 100.
+  const caller = [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(0x20000 - 0x1000a), 0xff, 0xc9, 0x75, 0xf7, 0xeb, 0xfe];
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x10000, caller);
+    p.poke(0x20000, [0x83, 0xc0, 0x01, 0xc3]);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    const state = cpu.wasm;
+    assert.ok(state !== undefined);
+    cpu.rip = 0x10000;
+    cpu.setReg64(RSP, 0x80000n);
+    // 1,000 iterations of five instructions: the regions settle, then chain.
+    assert.equal(cpu.run(1 + 5 * 1000), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RAX), 1000n);
+    const before = state.entries;
+    assert.equal(cpu.run(5 * 1000), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RAX), 2000n);
+    assert.ok(state.entries - before < 20, `1,000 calls and returns took ${state.entries - before} entries from the run loop`);
+    // Another frame at 0x20000; the TLB flush that makes it visible must also stop the chains into the old code.
+    const other = reserveWasm(p.memory as WasmMemory, PAGE_SIZE) as Uint8Array;
+    other.set([0x83, 0xc0, 0x64, 0xc3]);
+    p.pages.set(0x20, { bytes: other, view: new DataView(other.buffer, other.byteOffset, PAGE_SIZE), mmio: undefined, wasm: other.byteOffset });
+    cpu.flushTlb();
+    assert.equal(cpu.run(5 * 10), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RAX), 2000n + 10n * 100n, 'the new frame\'s code ran');
+    // A store into the callee (through the CPU, from outside the regions): add eax, 7.
+    cpu.write8(0x20002, 7);
+    assert.equal(cpu.run(5 * 10), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RAX), 3000n + 70n, 'the rewritten code ran');
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+});
+
+test('calls between regions on two pages: chained wasm regions end where the interpreter does, at every budget', () => {
+  // 0x10000: mov ecx, 200; loop: call 0x11000; add ebx, eax; dec ecx; jnz loop; jmp $   0x11000: lea eax, [rcx + rcx*2]; ret
+  const code = new Array<number>(0x1010).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0x00, [0xb9, 0xc8, 0, 0, 0, 0xe8, ...le32(0x1000 - 0x0a), 0x01, 0xc3, 0xff, 0xc9, 0x75, 0xf5, 0xeb, 0xfe]);
+  put(0x1000, [0x8d, 0x04, 0x49, 0xc3]);
+  const total = 1 + 200 * 6 + 10;
+  for (const chunk of [1, 7, 50, 2048]) {
+    const a = runWith(false, code, [], total, chunk);
+    assert.equal(a.regs[1], 3n * (200n * 201n) / 2n);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+});
+
 test('SETcc and CMOVcc of every condition after each flag-setting form: compiled code agrees with the interpreter', () => {
   const forms: [string, number[]][] = [
     ['cmp eax, ebx', [0x39, 0xd8]], ['cmp rax, rbx', [0x48, 0x39, 0xd8]], ['cmp al, bl', [0x38, 0xd8]], ['test eax, ebx', [0x85, 0xd8]],

@@ -116,6 +116,35 @@ test('memory imports (plain and shared), loads and stores at their natural align
   }
 });
 
+test('table imports, call_indirect and return_call_indirect: a million tail calls across two modules run in constant stack', () => {
+  const table = new wasmApi.Table({ element: 'anyfunc', initial: 4 });
+  const types = [{ params: [I32, I32], results: [I32] }] as const;
+  const tableImport = { module: 'e', name: 't', kind: 'table', min: 1 } as const;
+  // down(n, other): n = 0 → 0; else a tail call of the function at slot `other` with (n - 1, own slot).
+  const down = (own: number, tail: boolean): ((n: number, other: number) => number) => {
+    const code = new Code(2);
+    code.get(0).op(Op.i32Eqz).open(Op.if, 'zero').i32(own).op(Op.return).close('zero');
+    code.get(0).i32(1).op(Op.i32Sub).i32(own).get(1).callIndirect(0, 0, tail);
+    const bytes = encodeModule({ types, imports: [tableImport], functions: [{ type: 0, code }], exports: [{ name: 'f', func: 0 }] });
+    assert.ok(wasmApi.validate(bytes));
+    return new wasmApi.Instance(new wasmApi.Module(bytes), { e: { t: table } }).exports.f as (n: number, other: number) => number;
+  };
+  table.set(0, down(0, true));
+  table.set(1, down(1, true));
+  const a = table.get(0) as (n: number, other: number) => number;
+  // Each returns its own slot when n reaches 0: the one reached by an even or odd number of hops.
+  assert.equal(a(1_000_000, 1), 0);
+  assert.equal(a(999_999, 1), 1);
+  // Plain call_indirect nests frames: the same depth overflows the stack.
+  table.set(2, down(2, false));
+  table.set(3, down(3, false));
+  assert.equal((table.get(2) as (n: number, o: number) => number)(10, 3), 2);
+  assert.throws(() => (table.get(2) as (n: number, o: number) => number)(1_000_000, 3), RangeError);
+  // An empty slot traps.
+  table.grow(1);
+  assert.throws(() => a(1, 4), /null|uninitialized|element/i);
+});
+
 test('emitter mistakes are refused with a reason', () => {
   const c = new Code(0);
   assert.throws(() => c.br('nowhere'), EncodeError);

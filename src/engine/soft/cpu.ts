@@ -99,8 +99,16 @@ class TlbSet {
   wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
 }
 
-/** Bytes of one privilege level's TLB arrays placed in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff. */
-const TLB_PLACED_BYTES = TLB_SIZE * (8 + 8 + 4 + 4);
+/**
+ * Entries of one privilege level's chain cache (wasm/region.ts): linear
+ * address → compiled region, 16 bytes each (f64 address, i32 table slot,
+ * i32 generation), right after the level's placed TLB arrays.
+ */
+export const CHAIN_ENTRIES = 1024;
+/** Where the chain cache starts in a privilege level's placed block. */
+export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4);
+/** Bytes of one privilege level's block in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff, the chain cache. */
+const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_ENTRIES * 16;
 /** What Cpu.placeTlb needs: both privilege levels. */
 export const TLB_AREA_BYTES = 2 * TLB_PLACED_BYTES;
 /** Marks a block start not worth compiling: its instructions run one at a time. */
@@ -130,6 +138,14 @@ export class Cpu extends CpuState {
    * RAM (engine.ts placeInWasm): regions then compile to WebAssembly.
    */
   wasm: WasmState | undefined = undefined;
+  /**
+   * The code generation (element 0): whatever may change which code a
+   * linear address runs — a TLB flush, dropped decoded code, a new decoding
+   * mode — moves it on, which empties the chain caches (their entries carry
+   * the generation they were made in). placeInWasm puts it beside the
+   * registers; never 0, which marks an empty entry.
+   */
+  codeGeneration: Int32Array<ArrayBufferLike> = new Int32Array([1]);
   /** Set by HLT; the machine clears it when it delivers an interrupt or a SIPI. */
   halted = false;
   /** Reports an unimplemented instruction form (once per form). */
@@ -196,6 +212,13 @@ export class Cpu extends CpuState {
     this.code = cache.pages[this.mode] as Map<PageFrame, CodePage>;
     this.xTag.fill(NaN);
     this.other.xTag.fill(NaN);
+    this.newCodeGeneration();
+  }
+
+  /** Moves the code generation on (skipping 0). */
+  newCodeGeneration(): void {
+    const g = this.codeGeneration;
+    g[0] = ((g[0] as number) + 1) | 0 || 1;
   }
 
   /** Drops write-TLB entries of `bytes`, both privilege levels', so writes to it take the slow path (SMC detection). */
@@ -210,6 +233,7 @@ export class Cpu extends CpuState {
   private forgetCode(): void {
     this.xTag.fill(NaN);
     this.other.xTag.fill(NaN);
+    this.newCodeGeneration();
     this.codeDropped();
   }
 
@@ -218,7 +242,8 @@ export class Cpu extends CpuState {
    * `area` (TLB_AREA_BYTES, 8-byte aligned), keeping their entries: the soft
    * engine puts them in the machine's WebAssembly.Memory, beside the RAM the
    * offsets point into. Layout per level (current level first): rTag and
-   * wTag (f64 × TLB_SIZE each), then rOff and wOff (i32 × TLB_SIZE each).
+   * wTag (f64 × TLB_SIZE each), then rOff and wOff (i32 × TLB_SIZE each),
+   * then the level's chain cache (TLB_CHAIN_AT), which the wasm tier keeps.
    */
   placeTlb(area: Uint8Array): void {
     if (area.byteLength < TLB_AREA_BYTES || area.byteOffset % 8 !== 0) throw new RangeError(`a TLB area is ${TLB_AREA_BYTES} bytes, 8-byte aligned`);
@@ -566,6 +591,7 @@ export class Cpu extends CpuState {
     o.rTag.fill(NaN);
     o.wTag.fill(NaN);
     o.xTag.fill(NaN);
+    this.newCodeGeneration();
     this.codeDropped();
   }
 

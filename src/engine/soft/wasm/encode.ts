@@ -20,7 +20,7 @@ export const VOID = 0x40;
 /** Opcodes (core spec 5.4), by the spec's names in camel case. */
 export const Op = {
   unreachable: 0x00, nop: 0x01, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b,
-  br: 0x0c, brIf: 0x0d, brTable: 0x0e, return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b,
+  br: 0x0c, brIf: 0x0d, brTable: 0x0e, return: 0x0f, call: 0x10, callIndirect: 0x11, returnCallIndirect: 0x13, drop: 0x1a, select: 0x1b,
   localGet: 0x20, localSet: 0x21, localTee: 0x22,
   i32Load: 0x28, i64Load: 0x29, f64Load: 0x2b, i32Load8S: 0x2c, i32Load8U: 0x2d, i32Load16S: 0x2e, i32Load16U: 0x2f,
   i64Load8S: 0x30, i64Load8U: 0x31, i64Load16S: 0x32, i64Load16U: 0x33, i64Load32S: 0x34, i64Load32U: 0x35,
@@ -197,6 +197,16 @@ export class Code {
     return this;
   }
 
+  /**
+   * Calls the function at the table index on top of the stack, which must
+   * have type `type` (checked when it runs); `tail` replaces the caller's
+   * frame (return_call_indirect, the tail-call proposal).
+   */
+  callIndirect(type: number, table: number, tail = false): this {
+    this.bytes.byte(tail ? Op.returnCallIndirect : Op.callIndirect).u32(type).u32(table);
+    return this;
+  }
+
   /** Opens a block, loop or if (kind) named `label`, without results unless `type` says so. */
   open(kind: typeof Op.block | typeof Op.loop | typeof Op.if, label: string, type: number = VOID): this {
     this.bytes.byte(kind).byte(type);
@@ -267,7 +277,8 @@ export interface FuncType {
 
 export type Import =
   | { module: string; name: string; kind: 'func'; type: number }
-  | { module: string; name: string; kind: 'memory'; min: number; max?: number; shared?: boolean };
+  | { module: string; name: string; kind: 'memory'; min: number; max?: number; shared?: boolean }
+  | { module: string; name: string; kind: 'table'; min: number; max?: number };
 
 export interface ModuleSpec {
   types: readonly FuncType[];
@@ -300,7 +311,11 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
       name(imports, i.module);
       name(imports, i.name);
       if (i.kind === 'func') imports.byte(0x00).u32(i.type);
-      else {
+      else if (i.kind === 'table') {
+        // funcref elements; limits as for a memory.
+        imports.byte(0x01).byte(0x70).byte(i.max !== undefined ? 1 : 0).u32(i.min);
+        if (i.max !== undefined) imports.u32(i.max);
+      } else {
         if (i.shared === true && i.max === undefined) throw new EncodeError('a shared memory needs a maximum');
         imports.byte(0x02).byte((i.max !== undefined ? 1 : 0) | (i.shared === true ? 2 : 0)).u32(i.min);
         if (i.max !== undefined) imports.u32(i.max);

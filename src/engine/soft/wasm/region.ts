@@ -25,17 +25,27 @@
  * is computed directly. Anything else that reads flags — a handler, a
  * condition with no known producer — first copies the record into the Cpu
  * (`pullFlags`), as does every exit.
+ *
+ * Chaining: every region has a slot in one function table per machine
+ * memory. Entering a region from the run loop records (linear address,
+ * slot, code generation) in the current privilege level's chain cache; a
+ * region leaving for an address the cache holds in the current generation
+ * tail-calls that region (return_call_indirect) with the instructions
+ * retired so far, so control stays in wasm until the budget runs out, a
+ * handler ends the region, or the cache misses. Whatever could change the
+ * code behind an address (TLB flushes, dropped code, a decoding mode)
+ * moves the Cpu's code generation on, which empties every cache at once.
  */
 import { BASE_RIP, HANDLER_NAMES, MODE_64, OP_GPR, OP_IMM, OP_MEM, OP_REL } from '../decode/index.js';
 import { SEG_FS, SEG_GS } from '../state.js';
-import { type Cpu, TLB_AREA_BYTES } from '../cpu.js';
+import { CHAIN_ENTRIES, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { type Block, type BlockFn, jit, plain64 } from '../block.js';
 import { cond } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
 import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
-import { reserveWasm, wasmApi, type WasmMemory } from '../../../memory/index.js';
+import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, I64, Op as W, type ValType } from './encode.js';
 
 /** Bytes of the register file at the start of a vCPU's state block. */
@@ -51,6 +61,8 @@ const S_RETIRED = S + 20; // i32: instructions retired before it
 const S_DIRTY = S + 24; // i32: the flag record below is newer than the Cpu's
 const S_LF = S + 28; // 9 × i32: lfOp, lfSize, lfDst, lfDstHi, lfSrc, lfSrcHi, lfRes, lfResHi, lfAux
 const S_VALUE = S + 64; // i64: a value read through the engine
+const S_BASE = S + 72; // f64: page base of the region running (regions chain into one another)
+const S_GEN = S + 80; // i32: the Cpu's code generation (Cpu.codeGeneration)
 /** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64), rOff, wOff (i32). */
 const T_RTAG = 0, T_WTAG = TLB_SIZE * 8, T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20;
 
@@ -58,11 +70,32 @@ const ALU: Readonly<Record<string, 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' 
   alu_add: 'add', alu_sub: 'sub', alu_cmp: 'cmp', alu_and: 'and', alu_or: 'or', alu_xor: 'xor', alu_test: 'test',
 };
 
-/** The views of the machine's memory a wrapper reads and writes (one per Cpu). */
+/**
+ * The regions of one machine's memory that others can chain into: a slot
+ * each in one function table, which every region module imports. When the
+ * table is full it is emptied (stale regions must not live on through it)
+ * and every CPU's chain cache with it; regions still in use take a new
+ * slot at their next entry from the run loop.
+ */
+interface ChainTable {
+  readonly table: WasmTable;
+  next: number;
+  epoch: number;
+  readonly cpus: Cpu[];
+}
+
+/** Slots of a chain table before it is emptied. */
+const CHAIN_SLOTS = 16384;
+const chainTables = new WeakMap<WasmMemory, ChainTable>();
+
+/** The views of the machine's memory a wrapper reads and writes, and its chain table (one per Cpu). */
 export interface WasmState {
   readonly memory: WasmMemory;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
+  readonly chains: ChainTable;
+  /** Entries into compiled regions from the run loop (the others chained). */
+  entries: number;
 }
 
 /**
@@ -75,14 +108,46 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
   if (area === undefined) return false;
   cpu.placeRegisters(new Int32Array(area.buffer, area.byteOffset, 32));
   cpu.placeTlb(area.subarray(REGISTER_BYTES + SCRATCH_BYTES));
-  cpu.wasm = { memory, i32: new Int32Array(area.buffer), f64: new Float64Array(area.buffer) };
+  const generation = new Int32Array(area.buffer, area.byteOffset + S_GEN, 1);
+  generation[0] = cpu.codeGeneration[0] as number;
+  cpu.codeGeneration = generation;
+  let chains = chainTables.get(memory);
+  if (chains === undefined) {
+    chains = { table: new wasmApi.Table({ element: 'anyfunc', initial: 0, maximum: CHAIN_SLOTS }), next: 0, epoch: 0, cpus: [] };
+    chainTables.set(memory, chains);
+  }
+  chains.cpus.push(cpu);
+  cpu.wasm = { memory, i32: new Int32Array(area.buffer), f64: new Float64Array(area.buffer), chains, entries: 0 };
   return true;
 }
 
-/** Shared by every region's imports: the Cpu and page base of the region running. */
-const ctx: { c: Cpu | undefined; base: number; st: number; i32: Int32Array } = {
-  c: undefined, base: 0, st: 0, i32: new Int32Array(0),
+/** Gives `run` a slot in the chain table (emptying the table first when it is full); returns the slot. */
+function register(chains: ChainTable, run: unknown): number {
+  if (chains.next === CHAIN_SLOTS) {
+    for (let k = 0; k < chains.table.length; k++) chains.table.set(k, null);
+    chains.next = 0;
+    chains.epoch++;
+    for (const c of chains.cpus) c.newCodeGeneration();
+  }
+  if (chains.next === chains.table.length) chains.table.grow(Math.min(1024, CHAIN_SLOTS - chains.table.length));
+  chains.table.set(chains.next, run);
+  return chains.next++;
+}
+
+/** The chain cache entry of linear address `a` (low 32 bits as int32 `x`): its byte offset from the cache's start. */
+function chainEntry(x: number): number {
+  return ((x ^ (x >>> 10)) & (CHAIN_ENTRIES - 1)) << 4;
+}
+
+/** Shared by every region's imports: the Cpu running and its state block. */
+const ctx: { c: Cpu | undefined; st: number; i32: Int32Array; f64: Float64Array } = {
+  c: undefined, st: 0, i32: new Int32Array(0), f64: new Float64Array(0),
 };
+
+/** Page base of the region running (chained regions each store theirs on entry). */
+function runningBase(): number {
+  return ctx.f64[(ctx.st + S_BASE) >> 3] as number;
+}
 
 /** Copies the flag record a region left in the scratch block into the Cpu, if it is newer. */
 function pullFlags(c: Cpu, i32: Int32Array, st: number): void {
@@ -133,7 +198,7 @@ function importWrite(size: number, a: number, lo: number, hi: number): number {
 /** A branch target whose high half is not canonical: #GP at the branch (offset `s`). */
 function importNonCanonical(s: number, hi: number): void {
   const c = ctx.c as Cpu;
-  c.rip = ctx.base + s;
+  c.rip = runningBase() + s;
   checkCanonicalTarget(c, hi);
 }
 
@@ -151,10 +216,12 @@ interface Known {
 }
 
 class Emitter {
-  readonly c = new Code(5);
+  readonly c = new Code(6);
   // Parameters.
-  readonly OFF = 0; readonly BUDGET = 1; readonly BASE = 2; readonly ST = 3; readonly TLB = 4;
+  readonly OFF = 0; readonly BUDGET = 1; readonly BASE = 2; readonly ST = 3; readonly TLB = 4; readonly DONE = 5;
   readonly PC: number; readonly N: number; readonly STOP: number;
+  /** Where a chained exit goes (i64 linear address): the code after the `chain` block. */
+  readonly TARGET: number;
   readonly EA: number; readonly VPN: number; readonly T: number; readonly MO: number; readonly FA: number;
   readonly A: number; readonly B: number; readonly X: number;
   readonly D8: number; readonly S8: number; readonly R8: number; readonly D4: number; readonly S4: number; readonly R4: number;
@@ -171,6 +238,7 @@ class Emitter {
     this.A = l(I64); this.B = l(I64); this.X = l(I64);
     this.D8 = l(I64); this.S8 = l(I64); this.R8 = l(I64); this.D4 = l(I32); this.S4 = l(I32); this.R4 = l(I32);
     this.V32 = l(I32);
+    this.TARGET = l(I64);
   }
 
   reg(r: number): void {
@@ -190,13 +258,49 @@ class Emitter {
     this.c.mem(W.i32Store, offset);
   }
 
-  /** Leaves the region with RIP = base + `target` after `retired` (a local expression) instructions. */
-  exitTo(target: number, retired: () => void): void {
+  /**
+   * Leaves the region with RIP = base + `target` after `retired` (a local
+   * expression) instructions; with `chain`, into the region compiled there
+   * if the chain cache knows one (the `chain` tail). Not for leaving at a
+   * block the budget cannot fit, which would only come back.
+   */
+  exitTo(target: number, retired: () => void, chain: boolean): void {
     const c = this.c;
+    if (chain) {
+      retired();
+      c.set(this.N);
+      c.get(this.BASE).f64(target).op(W.f64Add).op(W.i64TruncF64S).set(this.TARGET).br('chain');
+      return;
+    }
     c.get(this.ST).get(this.BASE).f64(target).op(W.f64Add).mem(W.f64Store, S_TARGET);
     this.scratchI32(S_EXIT_KIND, () => c.i32(0));
     retired();
     c.op(W.return);
+  }
+
+  /**
+   * The tail every chained exit branches to, N and TARGET set: a tail call
+   * of the region the chain cache holds for TARGET, if it was made in the
+   * current code generation and the engine did not ask to stop; else back
+   * to the run loop with RIP = TARGET.
+   */
+  chainTail(): void {
+    const c = this.c;
+    c.get(this.TARGET).op(W.i32WrapI64).tee(this.T).get(this.T).i32(10).op(W.i32ShrU).op(W.i32Xor);
+    c.i32(CHAIN_ENTRIES - 1).op(W.i32And).i32(4).op(W.i32Shl).get(this.TLB).op(W.i32Add).set(this.FA);
+    c.get(this.FA).mem(W.f64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.f64ConvertI64S).op(W.f64Eq);
+    c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 12).get(this.ST).mem(W.i32Load, S_GEN).op(W.i32Eq).op(W.i32And);
+    c.get(this.STOP).op(W.i32Eqz).op(W.i32And);
+    c.open(W.if, 'chained');
+    c.get(this.T).i32(PAGE_SIZE - 1).op(W.i32And).get(this.BUDGET);
+    c.get(this.TARGET).i64n(-PAGE_SIZE).op(W.i64And).op(W.f64ConvertI64S);
+    c.get(this.ST).get(this.TLB).get(this.N);
+    c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 8);
+    c.callIndirect(TYPE_RUN, 0, true);
+    c.close('chained');
+    c.get(this.ST).get(this.TARGET).op(W.f64ConvertI64S).mem(W.f64Store, S_TARGET);
+    this.scratchI32(S_EXIT_KIND, () => c.i32(0));
+    c.get(this.N);
   }
 
   /**
@@ -210,12 +314,12 @@ class Emitter {
       retired();
       c.set(this.N);
       if (k !== fallInto) c.i32(k).set(this.PC).br('top');
-    } else this.exitTo(t, retired);
+    } else this.exitTo(t, retired, true);
   }
 
   /**
    * Goes to the linear address in i64 local `target`: a block of the region
-   * when it lies in this page (the entry dispatch), else out.
+   * when it lies in this page (the entry dispatch), else out (chaining).
    */
   dynamicGoto(target: number, retired: () => void): void {
     const c = this.c;
@@ -226,9 +330,7 @@ class Emitter {
     c.get(this.VPN).i64(PAGE_SIZE, 0).op(W.i64LtU).get(this.STOP).op(W.i32Eqz).op(W.i32And).open(W.if, 'here');
     c.get(this.VPN).op(W.i32WrapI64).set(this.OFF).br('entry');
     c.close('here');
-    c.get(this.ST).get(target).op(W.f64ConvertI64S).mem(W.f64Store, S_TARGET);
-    this.scratchI32(S_EXIT_KIND, () => c.i32(0));
-    c.get(this.N).op(W.return);
+    c.get(target).set(this.TARGET).br('chain');
   }
 
   /** Effective address of a plainMem operand into EA; `e` is the page offset after the instruction (RIP-relative). */
@@ -300,7 +402,7 @@ class Emitter {
   stopCheck(e: number, k: number): void {
     const c = this.c;
     c.get(this.STOP).open(W.if, 'stop');
-    this.exitTo(e, () => c.get(this.N).i32(k + 1).op(W.i32Add));
+    this.exitTo(e, () => c.get(this.N).i32(k + 1).op(W.i32Add), false);
     c.close('stop');
   }
 
@@ -389,8 +491,9 @@ const TYPES = [
   { params: [I32, F64], results: [I32] }, // read(size, address) -> stop
   { params: [I32, F64, I32, I32], results: [I32] }, // write(size, address, lo, hi) -> stop
   { params: [I32, I32], results: [] }, // nonCanonical(s, hi)
-  { params: [I32, I32, F64, I32, I32], results: [I32] }, // run(off, budget, base, st, tlb) -> retired
+  { params: [I32, I32, F64, I32, I32, I32], results: [I32] }, // run(off, budget, base, st, tlb, done) -> retired, done included
 ] as const;
+const TYPE_RUN = 5;
 
 /**
  * Lowers one instruction; returns the flag record it leaves known, 'keep'
@@ -720,6 +823,9 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   const m = new Emitter(index);
   const c = m.c;
   const nb = r.blocks.length;
+  c.get(m.ST).get(m.BASE).mem(W.f64Store, S_BASE);
+  c.get(m.DONE).set(m.N);
+  c.open(W.block, 'chain');
   // Dispatch on page offset OFF: at entry, and after a RET or an indirect branch (dynamicGoto). Not a block: leave.
   c.open(W.loop, 'entry');
   c.i32(-1).set(m.PC);
@@ -738,7 +844,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
     const n = b.ops.length;
     // The whole basic block must fit the budget, else leave at its start.
     c.get(m.N).i32(n).op(W.i32Add).get(m.BUDGET).op(W.i32GtS).open(W.if, 'full');
-    m.exitTo(b.start, () => c.get(m.N));
+    m.exitTo(b.start, () => c.get(m.N), false);
     c.close('full');
     let known: Known | undefined;
     let ended = false;
@@ -774,7 +880,9 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   });
   c.close('top');
   c.close('entry');
-  c.i32(0);
+  c.op(W.unreachable);
+  c.close('chain');
+  m.chainTail();
   // A region that would mostly call handlers runs faster as JS, where V8 inlines them: leave it to block.ts.
   const total = r.blocks.reduce((a, b) => a + b.ops.length, 0);
   if (m.calls.length > total * jit.wasmCallShare) return undefined;
@@ -787,6 +895,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       { module: 'e', name: 'wr', kind: 'func', type: 3 },
       { module: 'e', name: 'nc', kind: 'func', type: 4 },
       { module: 'e', name: 'mem', kind: 'memory', min: 0, max: 65536, shared: true },
+      { module: 'e', name: 'chain', kind: 'table', min: 0 },
     ],
     functions: [{ type: 5, code: c }],
     exports: [{ name: 'run', func: 5 }],
@@ -794,7 +903,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   const calls = m.calls;
   const handler = (k: number, s: number, e: number): number => {
     const cpu = ctx.c as Cpu;
-    const base = ctx.base;
+    const base = runningBase();
     pullFlags(cpu, ctx.i32, ctx.st);
     const op = calls[k] as Op;
     cpu.rip = base + s;
@@ -807,20 +916,32 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
     return 0;
   };
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
-    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, mem: state.memory },
+    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, mem: state.memory, chain: state.chains.table },
   });
-  const run = instance.exports.run as (off: number, budget: number, base: number, st: number, tlb: number) => number;
-  const { i32, f64 } = state;
+  const run = instance.exports.run as (off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
+  const { i32, f64, chains } = state;
+  let slot = register(chains, run), epoch = chains.epoch;
   return (cpu: Cpu, budget: number, base: number): number => {
     const st = cpu.gpr.byteOffset;
-    ctx.c = cpu; ctx.base = base; ctx.st = st; ctx.i32 = i32;
+    ctx.c = cpu; ctx.st = st; ctx.i32 = i32; ctx.f64 = f64;
+    const rip = cpu.rip, tlb = cpu.rTag.byteOffset;
+    state.entries++;
+    // Chained exits to this address may enter here directly from now on.
+    if (epoch !== chains.epoch) {
+      slot = register(chains, run);
+      epoch = chains.epoch;
+    }
+    const p = tlb + TLB_CHAIN_AT + chainEntry(rip | 0);
+    f64[p >> 3] = rip;
+    i32[(p + 8) >> 2] = slot;
+    i32[(p + 12) >> 2] = i32[(st + S_GEN) >> 2] as number;
     let n: number;
     try {
-      n = run(cpu.rip - base, budget, base, st, cpu.rTag.byteOffset);
+      n = run(rip - base, budget, base, st, tlb, 0);
     } catch (e) {
       pullFlags(cpu, i32, st);
       const at = i32[(st + S_AT) >> 2] as number;
-      if (at >= 0) cpu.rip = base + at;
+      if (at >= 0) cpu.rip = (f64[(st + S_BASE) >> 3] as number) + at;
       cpu.retiredInBlock = i32[(st + S_RETIRED) >> 2] as number;
       throw e;
     }
