@@ -13,7 +13,7 @@ import { jit } from '../../src/engine/soft/block.js';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
 import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_PF } from '../../src/engine/soft/mmu.js';
-import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP } from '../../src/engine/soft/state.js';
+import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP, SEG_FS, SEG_GS } from '../../src/engine/soft/state.js';
 import { placeInWasm } from '../../src/engine/soft/wasm/region.js';
 import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
 
@@ -69,15 +69,15 @@ interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; f
  * after = 0 a region holds only the block where it starts (no other block
  * has run yet); larger values let it take in the blocks that ran before.
  */
-function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total, what = ''): Outcome {
-  const js = runOn(after, false, code, regs, total, chunk);
+function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total, what = '', setup?: (cpu: Cpu) => void): Outcome {
+  const js = runOn(after, false, code, regs, total, chunk, setup);
   if (after === false) return js;
   // The same regions compiled to WebAssembly must end exactly where the JS ones do.
-  assert.deepEqual(runOn(after, true, code, regs, total, chunk), js, `regions compiled to WebAssembly ${what}`);
+  assert.deepEqual(runOn(after, true, code, regs, total, chunk, setup), js, `regions compiled to WebAssembly ${what}`);
   return js;
 }
 
-function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [number, bigint][], total: number, chunk: number): Outcome {
+function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [number, bigint][], total: number, chunk: number, setup?: (cpu: Cpu) => void): Outcome {
   const saved = jit.after, savedWasm = jit.wasm, savedShare = jit.wasmCallShare;
   jit.after = after === false ? Infinity : after === true ? 0 : after;
   jit.wasm = wasm;
@@ -92,6 +92,7 @@ function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [nu
     cpu.rip = 0x10000;
     cpu.setReg64(RSP, 0x80000n);
     for (const [r, v] of regs) cpu.setReg64(r, v);
+    setup?.(cpu);
     let exit = EXIT_LIMIT;
     for (let done = 0; done < total && exit === EXIT_LIMIT; done += chunk) exit = cpu.run(Math.min(chunk, total - done));
     return {
@@ -285,6 +286,27 @@ const FLAG_FORMS: [string, number[]][] = [
   ['cmp ax, bx; inc eax', [0x66, 0x39, 0xd8, 0xff, 0xc0]], ['add eax, ebx; adc rax, 0', [0x01, 0xd8, 0x48, 0x83, 0xd0, 0x00]],
   ['cmp rax, rbx; mov ecx, 5; dec rax', [0x48, 0x39, 0xd8, 0xb9, 0x05, 0x00, 0x00, 0x00, 0x48, 0xff, 0xc8]],
   ['stc; sbb rax, rbx', [0xf9, 0x48, 0x19, 0xd8]], ['stc; adc rax, rbx', [0xf9, 0x48, 0x11, 0xd8]],
+  // Rotates after no known record, and after each kind of record a region knows (their AF kept, CF and OF replaced).
+  ['rol eax, 5', [0xc1, 0xc0, 0x05]], ['ror eax, 31', [0xc1, 0xc8, 0x1f]], ['rol rax, 1', [0x48, 0xd1, 0xc0]],
+  ['ror rax, 63', [0x48, 0xc1, 0xc8, 0x3f]], ['ror rax, 32', [0x48, 0xc1, 0xc8, 0x20]], ['rol eax, 32 (no count)', [0xc1, 0xc0, 0x20]],
+  ['xor eax, ebx; ror eax, 7', [0x31, 0xd8, 0xc1, 0xc8, 0x07]], ['add rax, rbx; rol rax, 13', [0x48, 0x01, 0xd8, 0x48, 0xc1, 0xc0, 0x0d]],
+  ['sub eax, ebx; ror rax, 1', [0x29, 0xd8, 0x48, 0xd1, 0xc8]], ['shl eax, 3; ror eax, 2', [0xc1, 0xe0, 0x03, 0xc1, 0xc8, 0x02]],
+  ['inc eax; rol eax, 1', [0xff, 0xc0, 0xd1, 0xc0]], ['cmp al, bl; ror eax, 9', [0x38, 0xd8, 0xc1, 0xc8, 0x09]],
+  ['ror eax, 3; ror eax, 5', [0xc1, 0xc8, 0x03, 0xc1, 0xc8, 0x05]], ['adc rax, rbx; rol rax, 7', [0x48, 0x11, 0xd8, 0x48, 0xc1, 0xc0, 0x07]],
+  ['xor eax, ebx; rol eax, 4; mov ecx, eax', [0x31, 0xd8, 0xc1, 0xc0, 0x04, 0x89, 0xc1]],
+  // LAHF after the rotate: AF (kept from the record before) lands in AH.
+  ['add rax, rbx; rol rax, 13; lahf', [0x48, 0x01, 0xd8, 0x48, 0xc1, 0xc0, 0x0d, 0x9f]], ['inc eax; ror eax, 1; lahf', [0xff, 0xc0, 0xd1, 0xc8, 0x9f]],
+  ['sub al, bl; ror rax, 3; lahf', [0x28, 0xd8, 0x48, 0xc1, 0xc8, 0x03, 0x9f]], ['rol eax, 3; lahf', [0xc1, 0xc0, 0x03, 0x9f]],
+  // NOT and BSWAP keep flags; NEG sets them as 0 - x.
+  ['cmp rax, rbx; not eax', [0x48, 0x39, 0xd8, 0xf7, 0xd0]], ['cmp eax, ebx; not rax', [0x39, 0xd8, 0x48, 0xf7, 0xd0]],
+  ['neg eax', [0xf7, 0xd8]], ['neg rax', [0x48, 0xf7, 0xd8]], ['neg rbx', [0x48, 0xf7, 0xdb]],
+  ['cmp rax, rbx; bswap eax', [0x48, 0x39, 0xd8, 0x0f, 0xc8]], ['cmp eax, ebx; bswap rax', [0x39, 0xd8, 0x48, 0x0f, 0xc8]],
+  // Read-modify-write on memory ([rsi] holds AL in its low byte), read back into ECX or RCX.
+  ['add [rsi], ebx', [0x01, 0x1e, 0x8b, 0x0e]], ['sub [rsi], rbx', [0x48, 0x29, 0x1e, 0x48, 0x8b, 0x0e]],
+  ['and dword [rsi], 0x7f', [0x83, 0x26, 0x7f, 0x8b, 0x0e]], ['or [rsi], rax', [0x48, 0x09, 0x06, 0x48, 0x8b, 0x0e]],
+  ['xor dword [rsi], -1', [0x83, 0x36, 0xff, 0x8b, 0x0e]], ['add qword [rsi], 0x7fffffff', [0x48, 0x81, 0x06, 0xff, 0xff, 0xff, 0x7f, 0x48, 0x8b, 0x0e]],
+  ['inc dword [rsi]', [0xff, 0x06, 0x8b, 0x0e]], ['dec qword [rsi]', [0x48, 0xff, 0x0e, 0x48, 0x8b, 0x0e]],
+  ['stc; inc qword [rsi]', [0xf9, 0x48, 0xff, 0x06, 0x48, 0x8b, 0x0e]], ['cmp eax, ebx; dec dword [rsi]', [0x39, 0xd8, 0xff, 0x0e, 0x8b, 0x0e]],
 ];
 
 const PAIRS: [bigint, bigint][] = [
@@ -390,6 +412,30 @@ test('calls between regions on two pages: chained wasm regions end where the int
     const a = runWith(false, code, [], total, chunk);
     assert.equal(a.regs[1], 3n * (200n * 201n) / 2n);
     for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+});
+
+test('FS- and GS-relative operands add the segment base in compiled code, and see it change between runs', () => {
+  // loop: mov rax, fs:[rbx + 8] (64 48 8b 43 08); add rcx, gs:[rbx] (65 48 03 0b); mov gs:[rbx + 16], ecx (65 89 4b 10);
+  // add dword fs:[rbx], 3 (64 83 03 03); lea rdx, fs:[rbx + 4] (64 48 8d 53 04: no base); dec esi (ff ce); jnz loop (75 e6); jmp $ (eb fe)
+  const code = [0x64, 0x48, 0x8b, 0x43, 0x08, 0x65, 0x48, 0x03, 0x0b, 0x65, 0x89, 0x4b, 0x10, 0x64, 0x83, 0x03, 0x03,
+    0x64, 0x48, 0x8d, 0x53, 0x04, 0xff, 0xce, 0x75, 0xe6, 0xeb, 0xfe];
+  const regs: [number, bigint][] = [[RBX, 0x100n], [RSI, 50n]];
+  // Different values at the two bases: which segment an access used shows in RAX and RCX.
+  const bases = (fs: number, gs: number) => (cpu: Cpu): void => {
+    cpu.segBase[SEG_FS] = fs; cpu.segBase[SEG_GS] = gs;
+    for (const [a, v] of [[0x30108, 0x1111], [0x38108, 0x2222], [0x30100, 0x10], [0x38100, 0x20]] as const) cpu.write64(a, v, 0);
+  };
+  for (const [fs, gs] of [[0x30000, 0x38000], [0x38000, 0x30000], [0x30000, 0x30000]] as const) {
+    for (const chunk of [3, 100]) {
+      const a = runWith(false, code, regs, 360, chunk, '', bases(fs, gs));
+      assert.equal(a.vector, undefined);
+      assert.equal(a.regs[3], 0x104n, 'LEA ignores the FS base');
+      assert.equal(a.regs[0], fs === 0x30000 ? 0x1111n : 0x2222n, 'RAX: fs:[0x108]');
+      // RCX sums gs:[0x100] over 50 passes; FS's ADD of 3 to the same dword shows when the bases are equal.
+      assert.equal(a.regs[2], fs === gs ? 50n * 0x10n + 3n * (49n * 50n) / 2n : gs === 0x30000 ? 50n * 0x10n : 50n * 0x20n);
+      for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, 360, chunk, `fs ${fs.toString(16)}, after ${after}`, bases(fs, gs)), a);
+    }
   }
 });
 

@@ -120,8 +120,12 @@ export class CpuState {
   lfAux = 0;
 
   readonly segSel = new Uint16Array(6);
-  /** Segment bases; in 64-bit mode only FS and GS are non-zero (SDM Vol. 1, 3.4.2.1). */
-  readonly segBase = new Float64Array(6);
+  /**
+   * Segment bases; in 64-bit mode only FS and GS are non-zero (SDM Vol. 1,
+   * 3.4.2.1). `placeSegmentBases` may move them into shared memory (never
+   * while running).
+   */
+  segBase: Float64Array<ArrayBufferLike> = new Float64Array(6);
   kernelGsBase = 0;
 
   cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
@@ -169,6 +173,13 @@ export class CpuState {
     if (to.length !== 32 || to.byteOffset % 8 !== 0) throw new RangeError('a register file is 32 int32s, 8-byte aligned');
     to.set(this.gpr);
     this.gpr = to;
+  }
+
+  /** Moves the segment bases into `to` (6 float64s), keeping their values (as placeRegisters). */
+  placeSegmentBases(to: Float64Array): void {
+    if (to.length !== 6) throw new RangeError('segment bases are 6 float64s');
+    to.set(this.segBase);
+    this.segBase = to;
   }
 
   snapshot(): CpuStateSnapshot {

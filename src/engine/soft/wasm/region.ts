@@ -41,17 +41,17 @@ import { SEG_FS, SEG_GS } from '../state.js';
 import { CHAIN_ENTRIES, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { type Block, type BlockFn, jit, plain64 } from '../block.js';
-import { cond } from '../flags.js';
+import { cond, setCarryOverflow } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
-import { FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
+import { FLAG_AF, FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, I64, Op as W, type ValType } from './encode.js';
 
 /** Bytes of the register file at the start of a vCPU's state block. */
 export const REGISTER_BYTES = 128;
 /** Bytes of the scratch block after it. */
-export const SCRATCH_BYTES = 128;
+export const SCRATCH_BYTES = 192;
 // Scratch layout, from st + REGISTER_BYTES.
 const S = REGISTER_BYTES;
 const S_EXIT_KIND = S + 0; // i32: 0 target at S_TARGET, 1 the engine set RIP
@@ -63,6 +63,7 @@ const S_LF = S + 28; // 9 × i32: lfOp, lfSize, lfDst, lfDstHi, lfSrc, lfSrcHi, 
 const S_VALUE = S + 64; // i64: a value read through the engine
 const S_BASE = S + 72; // f64: page base of the region running (regions chain into one another)
 const S_GEN = S + 80; // i32: the Cpu's code generation (Cpu.codeGeneration)
+const S_SEG = S + 128; // 6 × f64: the segment bases (CpuState.segBase)
 /** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64), rOff, wOff (i32). */
 const T_RTAG = 0, T_WTAG = TLB_SIZE * 8, T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20;
 
@@ -107,6 +108,7 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
   const area = reserveWasm(memory, REGISTER_BYTES + SCRATCH_BYTES + TLB_AREA_BYTES);
   if (area === undefined) return false;
   cpu.placeRegisters(new Int32Array(area.buffer, area.byteOffset, 32));
+  cpu.placeSegmentBases(new Float64Array(area.buffer, area.byteOffset + S_SEG, 6));
   cpu.placeTlb(area.subarray(REGISTER_BYTES + SCRATCH_BYTES));
   const generation = new Int32Array(area.buffer, area.byteOffset + S_GEN, 1);
   generation[0] = cpu.codeGeneration[0] as number;
@@ -195,6 +197,13 @@ function importWrite(size: number, a: number, lo: number, hi: number): number {
   return c.stopRequested !== 0 ? 1 : 0;
 }
 
+/** A rotate's CF and OF (bit 11) into a flag record only the Cpu knows. */
+function importCarryOverflow(bits: number): void {
+  const c = ctx.c as Cpu;
+  pullFlags(c, ctx.i32, ctx.st);
+  setCarryOverflow(c, FLAG_CF | FLAG_OF, bits);
+}
+
 /** A branch target whose high half is not canonical: #GP at the branch (offset `s`). */
 function importNonCanonical(s: number, hi: number): void {
   const c = ctx.c as Cpu;
@@ -202,9 +211,9 @@ function importNonCanonical(s: number, hi: number): void {
   checkCanonicalTarget(c, hi);
 }
 
-/** A memory operand with 64-bit addressing and no FS/GS base. */
+/** A memory operand with 64-bit addressing (an FS or GS base is added; other segments have none in 64-bit mode). */
 function plainMem(op: Op): boolean {
-  return op.asize === 8 && op.base >= -1 && op.base <= BASE_RIP && op.index <= 15 && op.segment !== SEG_FS && op.segment !== SEG_GS;
+  return op.asize === 8 && op.base >= -1 && op.base <= BASE_RIP && op.index <= 15;
 }
 
 /** A flag record a lowered ALU form left in locals, for the conditions after it in the same basic block. */
@@ -213,6 +222,8 @@ interface Known {
   kind: 'add' | 'sub' | 'logic' | 'result';
   /** Sizes 1 and 2 keep their operands in the 32-bit locals shifted up to bit 31 (lowerSmall). */
   size: 1 | 2 | 4 | 8;
+  /** The stored record is LF_CO: CF, AF and OF are in its aux (shifts, IMUL, rotates). */
+  co?: boolean;
 }
 
 class Emitter {
@@ -333,8 +344,15 @@ class Emitter {
     c.get(target).set(this.TARGET).br('chain');
   }
 
-  /** Effective address of a plainMem operand into EA; `e` is the page offset after the instruction (RIP-relative). */
+  /** Linear address of a plainMem operand into EA; `e` is the page offset after the instruction (RIP-relative). */
   ea(op: Op, e: number): void {
+    this.address(op, e);
+    if (op.segment === SEG_FS || op.segment === SEG_GS) this.c.get(this.ST).mem(W.f64Load, S_SEG + 8 * op.segment).op(W.i64TruncF64S).op(W.i64Add);
+    this.c.set(this.EA);
+  }
+
+  /** The effective address (no segment base) of a plainMem operand, as an i64 on the stack. */
+  address(op: Op, e: number): void {
     const c = this.c;
     c.i64n(op.dispVal);
     if (op.base === BASE_RIP) c.get(this.BASE).f64(e).op(W.f64Add).op(W.i64TruncF64S).op(W.i64Add);
@@ -344,7 +362,6 @@ class Emitter {
       if (op.scale !== 0) c.i64(op.scale, 0).op(W.i64Shl);
       c.op(W.i64Add);
     }
-    c.set(this.EA);
   }
 
   /**
@@ -484,23 +501,24 @@ const W8 = { eqz: W.i64Eqz, ltS: W.i64LtS, ltU: W.i64LtU, leS: W.i64LeS, leU: W.
 const W4 = { eqz: W.i32Eqz, ltS: W.i32LtS, ltU: W.i32LtU, leS: W.i32LeS, leU: W.i32LeU, xor: W.i32Xor, and: W.i32And } as const;
 
 // Imported functions, by index.
-const IMPORT_HANDLER = 0, IMPORT_COND = 1, IMPORT_READ = 2, IMPORT_WRITE = 3, IMPORT_NONCANON = 4;
+const IMPORT_HANDLER = 0, IMPORT_COND = 1, IMPORT_READ = 2, IMPORT_WRITE = 3, IMPORT_NONCANON = 4, IMPORT_CARRY_OVERFLOW = 5;
 const TYPES = [
   { params: [I32, I32, I32], results: [I32] }, // handler(k, s, e) -> leave
   { params: [I32], results: [I32] }, // cond(cc)
   { params: [I32, F64], results: [I32] }, // read(size, address) -> stop
   { params: [I32, F64, I32, I32], results: [I32] }, // write(size, address, lo, hi) -> stop
   { params: [I32, I32], results: [] }, // nonCanonical(s, hi)
+  { params: [I32], results: [] }, // carryOverflow(bits): CF and OF (bit 11) merged into the Cpu's flags
   { params: [I32, I32, F64, I32, I32, I32], results: [I32] }, // run(off, budget, base, st, tlb, done) -> retired, done included
 ] as const;
-const TYPE_RUN = 5;
+const TYPE_RUN = 6;
 
 /**
  * Lowers one instruction; returns the flag record it leaves known, 'keep'
  * when it leaves flags as they were, or undefined when it is not lowered
  * (the caller calls its handler).
  */
-function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known | undefined, next: number): Known | 'keep' | 'branch' | undefined {
+function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known | undefined, next: number): Known | 'keep' | 'forget' | 'branch' | undefined {
   if (!plain64(op)) return undefined;
   const c = m.c;
   const name = HANDLER_NAMES[op.handler] ?? '';
@@ -581,6 +599,8 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
     m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64n(-256).op(W.i64And).get(m.T).op(W.i64ExtendI32U).op(W.i64Or); });
     return 'keep';
   }
+  const more = lowerMore(m, op, name, s, e, k, known);
+  if (more !== undefined) return more;
   if (op.nops !== 2) return undefined;
   const size = op.size0;
   if (size === 1 || size === 2) return lowerSmall(m, op, name, size, s, e, k);
@@ -640,7 +660,7 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
       m.setReg(op.reg0, () => c.get(m.R4).op(W.i64ExtendI32U));
       m.recordOf(LF_CO, 4, -1, -1, m.R4, () => c.get(m.T).get(m.FA).i32(11).op(W.i32Shl).op(W.i32Or));
     }
-    return { kind: 'result', size };
+    return { kind: 'result', size, co: true };
   }
   if (name === 'mul_imul2' && size === 8 && op.kind0 === OP_GPR && op.reg0 < 16 && op.kind1 === OP_GPR && op.reg1 < 16) {
     m.reg(op.reg0); c.set(m.A); m.reg(op.reg1); c.set(m.B);
@@ -654,7 +674,7 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
     c.close('m1').close('zero').set(m.T);
     m.setReg(op.reg0, () => c.get(m.R8));
     m.recordOf(LF_CO, 8, -1, -1, m.R8, () => c.get(m.T).i32(FLAG_CF | FLAG_OF).op(W.i32Mul));
-    return { kind: 'result', size };
+    return { kind: 'result', size, co: true };
   }
   const from = op.size1;
   if ((name === 'mov_movzx' || name === 'mov_movsx' || name === 'mov_movsxd') && op.kind0 === OP_GPR && op.reg0 < 16 &&
@@ -691,9 +711,8 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
   const zext = (): void => { if (size === 4) c.i64(-1, 0).op(W.i64And); };
   if (name === 'mov_lea') {
     if (k0 !== OP_GPR || op.reg0 >= 16 || k1 !== OP_MEM || op.asize !== 8 || op.base < -1 || op.base > BASE_RIP || op.index > 15) return undefined;
-    // LEA ignores segments (ea adds no base): the address alone.
-    m.ea(op, e);
-    m.setReg(op.reg0, () => { c.get(m.EA); zext(); });
+    // LEA ignores segments: the effective address alone.
+    m.setReg(op.reg0, () => { m.address(op, e); zext(); });
     return 'keep';
   }
   if (name === 'mov_mov') {
@@ -752,6 +771,121 @@ function lower(m: Emitter, op: Op, s: number, e: number, k: number, known: Known
   }
   m.record(kind, size);
   if (memory) m.stopCheck(e, k);
+  return { kind, size };
+}
+
+/**
+ * Rotates by an immediate, NOT, NEG and BSWAP of a register, and
+ * read-modify-write ALU forms on memory (ADD/SUB/AND/OR/XOR [m], r/imm;
+ * INC/DEC [m]), at 32 and 64 bits. 'forget': lowered, but the flag record
+ * is now the Cpu's (a rotate merged its CF and OF into a record not known
+ * here).
+ */
+function lowerMore(m: Emitter, op: Op, name: string, s: number, e: number, k: number, known: Known | undefined): Known | 'keep' | 'forget' | undefined {
+  const c = m.c;
+  const size = op.size0;
+  if (size !== 4 && size !== 8) return undefined;
+  const w = size === 8;
+  const reg0 = op.kind0 === OP_GPR && op.reg0 < 16;
+  const toReg = (): void => { if (!w) c.op(W.i64ExtendI32U); };
+  if ((name === 'shift_rol' || name === 'shift_ror') && reg0 && op.kind1 === OP_IMM) {
+    const n = op.imm & (size * 8 - 1);
+    // A count of 0 leaves flags alone (and still clears a 32-bit register's upper half): the handler's case.
+    if (n === 0) return undefined;
+    const rol = name === 'shift_rol';
+    // The result in A (zero-extended for 32 bits); CF and OF (bit 11) into T.
+    m.reg(op.reg0);
+    if (w) c.i64(n, 0).op(rol ? W.i64Rotl : W.i64Rotr).set(m.A);
+    else c.op(W.i32WrapI64).i32(n).op(rol ? W.i32Rotl : W.i32Rotr).op(W.i64ExtendI32U).set(m.A);
+    const bit = (b: number): void => { c.get(m.A).i64(b, 0).op(W.i64ShrU).op(W.i32WrapI64).i32(1).op(W.i32And); };
+    const msb = size * 8 - 1;
+    // ROL: CF = bit 0, OF = msb ^ CF; ROR: CF = msb, OF = msb ^ the bit below it.
+    if (rol) { bit(0); c.tee(m.T); bit(msb); c.op(W.i32Xor); } else { bit(msb); c.tee(m.T); bit(msb - 1); c.op(W.i32Xor); }
+    c.i32(11).op(W.i32Shl).get(m.T).op(W.i32Or).set(m.T);
+    m.setReg(op.reg0, () => c.get(m.A));
+    if (known === undefined) {
+      c.get(m.T).call(IMPORT_CARRY_OVERFLOW);
+      return 'forget';
+    }
+    // The stored record becomes LF_CO: ZF, SF and PF still from its result; AF kept; CF and OF the rotate's.
+    const aux = S_LF + 32;
+    if (known.co === true) c.get(m.ST).mem(W.i32Load, aux).i32(~(FLAG_CF | FLAG_OF)).op(W.i32And);
+    else if (known.kind === 'logic') c.i32(0);
+    else {
+      const f = (x: number): void => { c.get(m.ST).mem(W.i32Load, S_LF + 4 * x); };
+      f(2); f(4); c.op(W.i32Xor); f(6); c.op(W.i32Xor);
+      c.i32(FLAG_AF).op(W.i32And);
+    }
+    c.get(m.T).op(W.i32Or).set(m.T);
+    m.scratchI32(aux, () => c.get(m.T));
+    m.scratchI32(S_LF, () => c.i32(LF_CO));
+    return { kind: 'result', size: known.size, co: true };
+  }
+  if (name === 'alu_not' && reg0 && op.nops === 1) {
+    m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64(-1, -1).op(W.i64Xor); if (!w) c.i64(-1, 0).op(W.i64And); });
+    return 'keep';
+  }
+  if (name === 'mov_bswap' && reg0) {
+    // Bytes of each 32-bit half reversed; for 64 bits the halves swap too.
+    const swap32 = (): void => {
+      c.tee(m.V32).i32(24).op(W.i32Shl);
+      c.get(m.V32).i32(8).op(W.i32Shl).i32(0xff0000).op(W.i32And).op(W.i32Or);
+      c.get(m.V32).i32(8).op(W.i32ShrU).i32(0xff00).op(W.i32And).op(W.i32Or);
+      c.get(m.V32).i32(24).op(W.i32ShrU).op(W.i32Or);
+      c.op(W.i64ExtendI32U);
+    };
+    m.reg(op.reg0); c.set(m.A);
+    m.setReg(op.reg0, () => {
+      c.get(m.A).op(W.i32WrapI64); swap32();
+      if (w) { c.i64(32, 0).op(W.i64Shl); c.get(m.A).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64); swap32(); c.op(W.i64Or); }
+    });
+    return 'keep';
+  }
+  const [d, sr, r] = w ? [m.D8, m.S8, m.R8] : [m.D4, m.S4, m.R4];
+  /** D, S and R of `size` from A and B with `o64`/`o32` (R = D op S). */
+  const compute = (o64: number, o32: number): void => {
+    if (w) c.get(m.A).tee(m.D8).get(m.B).tee(m.S8).op(o64).set(m.R8);
+    else c.get(m.A).op(W.i32WrapI64).tee(m.D4).get(m.B).op(W.i32WrapI64).tee(m.S4).op(o32).set(m.R4);
+  };
+  if (name === 'alu_neg' && reg0 && op.nops === 1) {
+    // 0 - x, recorded as that subtraction.
+    c.i64(0, 0).set(m.A);
+    m.reg(op.reg0); c.set(m.B);
+    compute(W.i64Sub, W.i32Sub);
+    m.setReg(op.reg0, () => { c.get(r); toReg(); });
+    m.record('sub', size);
+    return { kind: 'sub', size };
+  }
+  if (op.kind0 !== OP_MEM || !plainMem(op)) return undefined;
+  if ((name === 'alu_inc' || name === 'alu_dec') && op.nops === 1) {
+    const dec = name === 'alu_dec';
+    // CF is kept (V32: the memory access uses the other temporaries).
+    m.test(known, 2);
+    c.set(m.V32);
+    m.ea(op, e);
+    m.load(size, s, k); c.set(m.A);
+    c.i64(1, 0).set(m.B);
+    compute(dec ? W.i64Sub : W.i64Add, dec ? W.i32Sub : W.i32Add);
+    m.store(size, s, k, () => { c.get(r); toReg(); });
+    m.recordOf(dec ? LF_DEC : LF_INC, size, d, sr, r, () => c.get(m.V32));
+    m.stopCheck(e, k);
+    return { kind: 'result', size };
+  }
+  const alu = ALU[name];
+  if (alu === undefined || alu === 'cmp' || alu === 'test' || op.nops !== 2) return undefined;
+  if (!((op.kind1 === OP_GPR && op.reg1 < 16) || op.kind1 === OP_IMM)) return undefined;
+  if (op.kind1 === OP_GPR) m.reg(op.reg1); else c.i64(op.imm | 0, op.immHi | 0);
+  c.set(m.B);
+  m.ea(op, e);
+  m.load(size, s, k); c.set(m.A);
+  const kind = alu === 'add' ? 'add' : alu === 'sub' ? 'sub' : 'logic';
+  compute(
+    alu === 'add' ? W.i64Add : alu === 'sub' ? W.i64Sub : alu === 'and' ? W.i64And : alu === 'or' ? W.i64Or : W.i64Xor,
+    alu === 'add' ? W.i32Add : alu === 'sub' ? W.i32Sub : alu === 'and' ? W.i32And : alu === 'or' ? W.i32Or : W.i32Xor);
+  // The record only once the store has not faulted.
+  m.store(size, s, k, () => { c.get(r); toReg(); });
+  m.record(kind, size);
+  m.stopCheck(e, k);
   return { kind, size };
 }
 
@@ -854,6 +988,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       const got = lower(m, op, s, e, k, known, bk + 1);
       if (got === 'branch') { ended = true; break; }
       if (got === 'keep') continue;
+      if (got === 'forget') { known = undefined; continue; }
       if (got !== undefined) { known = got; continue; }
       // The handler, with RIP and the next RIP set and the flag record pulled (the import does both).
       known = undefined;
@@ -894,11 +1029,12 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       { module: 'e', name: 'rd', kind: 'func', type: 2 },
       { module: 'e', name: 'wr', kind: 'func', type: 3 },
       { module: 'e', name: 'nc', kind: 'func', type: 4 },
+      { module: 'e', name: 'co', kind: 'func', type: 5 },
       { module: 'e', name: 'mem', kind: 'memory', min: 0, max: 65536, shared: true },
       { module: 'e', name: 'chain', kind: 'table', min: 0 },
     ],
-    functions: [{ type: 5, code: c }],
-    exports: [{ name: 'run', func: 5 }],
+    functions: [{ type: TYPE_RUN, code: c }],
+    exports: [{ name: 'run', func: 6 }],
   });
   const calls = m.calls;
   const handler = (k: number, s: number, e: number): number => {
@@ -916,7 +1052,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
     return 0;
   };
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
-    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, mem: state.memory, chain: state.chains.table },
+    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, mem: state.memory, chain: state.chains.table },
   });
   const run = instance.exports.run as (off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
   const { i32, f64, chains } = state;
