@@ -91,6 +91,8 @@ export function endsBlock(op: Op): boolean {
 
 /** Arrivals at a block start before its region is compiled, default. */
 export const JIT_AFTER_DEFAULT = 65000;
+/** Default of `jit.wasmAfter` (measured: README, the WebAssembly tier). */
+export const WASM_AFTER_DEFAULT = 4000;
 /** Upper bound of TYPEVISOR_SOFT_JIT_AFTER (the documented range; heat was a 16-bit counter when it was set). */
 const JIT_AFTER_MAX = 65534;
 
@@ -109,13 +111,20 @@ export const jit = {
   wasm: process.env.TYPEVISOR_SOFT_WASM === 'on',
   /** A region whose instructions call their handler more often than this share stays JS (wasm/region.ts). */
   wasmCallShare: Number(process.env.TYPEVISOR_SOFT_WASM_CALLS ?? 0.1),
+  /**
+   * Arrivals before a region compiles to WebAssembly, when it does
+   * (TYPEVISOR_SOFT_WASM_AFTER, same range as `after`): a wasm region
+   * compiles in about a millisecond, so it pays off far sooner than a JS
+   * one. A region that would stay JS waits for `after`.
+   */
+  wasmAfter: jitAfterFromEnv(process.env.TYPEVISOR_SOFT_WASM_AFTER, WASM_AFTER_DEFAULT),
 };
 
-function jitAfterFromEnv(v: string | undefined): number {
-  if (v === undefined || v === '') return JIT_AFTER_DEFAULT;
+function jitAfterFromEnv(v: string | undefined, fallback = JIT_AFTER_DEFAULT): number {
+  if (v === undefined || v === '') return fallback;
   if (v === 'off') return Infinity;
   const n = Number(v);
-  return Number.isInteger(n) && n >= 0 ? Math.min(n, JIT_AFTER_MAX) : JIT_AFTER_DEFAULT;
+  return Number.isInteger(n) && n >= 0 ? Math.min(n, JIT_AFTER_MAX) : fallback;
 }
 
 /**

@@ -111,6 +111,8 @@ export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4);
 const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_ENTRIES * 16;
 /** What Cpu.placeTlb needs: both privilege levels. */
 export const TLB_AREA_BYTES = 2 * TLB_PLACED_BYTES;
+/** Block starts whose region stays JS, waiting for jit.after arrivals (they reached jit.wasmAfter first). */
+const heldBack = new WeakSet<Op>();
 /** Marks a block start not worth compiling: its instructions run one at a time. */
 const NO_BLOCK = new Block([]);
 
@@ -328,7 +330,8 @@ export class Cpu extends CpuState {
      * one without the page lookup.
      */
     let prev: Op | undefined;
-    const jitAfter = jit.after;
+    // Regions compile at the sooner of the two thresholds; promote() holds back those that stay JS.
+    const jitAfter = this.wasm !== undefined && jit.wasm ? Math.min(jit.after, jit.wasmAfter) : jit.after;
     try {
       while (n < limit) {
         const rip = this.rip;
@@ -423,7 +426,18 @@ export class Cpu extends CpuState {
       const op = ops[off];
       return op !== undefined && (op.heat > 0 || op.block !== undefined);
     }));
-    region.fn = (this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined) ?? compileRegion(region);
+    region.fn = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined;
+    if (region.fn === undefined) {
+      // Not for WebAssembly: a JS region only once the block is as hot as jit.after asks (h - 1 arrivals counted so far).
+      const h = first.heat;
+      if (h <= jit.after && !heldBack.has(first)) {
+        heldBack.add(first);
+        first.heat = 2 * h - jit.after - 1;
+        return;
+      }
+      heldBack.delete(first);
+      region.fn = compileRegion(region);
+    }
     if (region.fn === undefined) {
       first.block = NO_BLOCK;
       return;
