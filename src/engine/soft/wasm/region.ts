@@ -11,10 +11,12 @@
  * lazy-flag record, a value from the engine), and the current privilege
  * level's TLB (tags and frame offsets at `tlb`, cpu.ts placeTlb).
  *
- * Lowered forms: MOV between registers, immediates and memory (32/64
- * bits), ADD/SUB/CMP/AND/OR/XOR/TEST with register, immediate and memory
- * operands (32/64 bits), LEA, PUSH/POP r64, Jcc, JMP rel, CALL rel, RET,
- * NOP. The rest calls its handler through one imported function, exactly
+ * Lowered forms: MOV between registers, immediates and memory, ADD/SUB/
+ * CMP/AND/OR/XOR/TEST with register, immediate and memory operands
+ * (8/16/32/64 bits; read-modify-write on memory at 32/64), ADC/SBB,
+ * INC/DEC, shifts and rotates by an immediate, NOT/NEG/BSWAP, IMUL r64,
+ * MOVZX/MOVSX/MOVSXD, SETcc, CMOVcc, LEA, PUSH/POP r64, Jcc, JMP rel, CALL
+ * rel, RET, NOP; memory operands may be FS/GS-relative. The rest calls its handler through one imported function, exactly
  * as a JS region does. Memory: the TLB hit path inline; a miss, a page
  * crossing or MMIO goes to the Cpu accessors through an import (which fill
  * the TLB, fault or reach the device).
