@@ -11,105 +11,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { jit } from '../../src/engine/soft/block.js';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
-import { getRflags } from '../../src/engine/soft/flags.js';
-import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_PF } from '../../src/engine/soft/mmu.js';
+import { PAGE_SIZE, VEC_PF } from '../../src/engine/soft/mmu.js';
 import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP, SEG_FS, SEG_GS } from '../../src/engine/soft/state.js';
 import { placeInWasm } from '../../src/engine/soft/wasm/region.js';
 import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
-
-/**
- * Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB;
- * page 0x81 is read-only. With `memory`, frames come from that
- * WebAssembly.Memory and know their offset in it (as a machine's RAM does),
- * so regions compile to WebAssembly.
- */
-class FlatPlatform implements SoftPlatform {
-  readonly pages = new Map<number, PageFrame>();
-  private chunk: Uint8Array | undefined;
-  private used = 0;
-  constructor(readonly memory?: WasmMemory) {}
-  translate(vpn: number, access: number): PageFrame {
-    if ((vpn < 1 || vpn >= 0x100) && (vpn < 0xffff0 || vpn >= 0x100010)) throw pageFault(vpn * PAGE_SIZE, access, false);
-    if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
-    let f = this.pages.get(vpn);
-    if (!f) {
-      if (this.memory !== undefined) {
-        if (this.chunk === undefined || this.used === this.chunk.length) {
-          this.chunk = reserveWasm(this.memory, 16 * PAGE_SIZE) as Uint8Array;
-          this.used = 0;
-        }
-        const bytes = this.chunk.subarray(this.used, this.used + PAGE_SIZE);
-        this.used += PAGE_SIZE;
-        f = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE), mmio: undefined, wasm: bytes.byteOffset };
-      } else {
-        const buf = new ArrayBuffer(PAGE_SIZE);
-        f = { bytes: new Uint8Array(buf), view: new DataView(buf) };
-      }
-      this.pages.set(vpn, f);
-    }
-    return f;
-  }
-  poke(addr: number, bytes: number[]): void {
-    bytes.forEach((b, k) => { const a = addr + k; (this.translate(Math.floor(a / PAGE_SIZE), 1).bytes)[a % PAGE_SIZE] = b; });
-  }
-  syscall(): void {
-    throw new Error('no system calls here');
-  }
-}
-
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
-const le64 = (v: bigint): number[] => Array.from({ length: 8 }, (_, k) => Number((v >> BigInt(8 * k)) & 0xffn));
-
-interface Outcome { exit: number; rip: number; icount: number; regs: bigint[]; flags: number; vector: number | undefined }
-
-/**
- * Runs `code` at 0x10000 with `regs`, in run() calls of `chunk` instructions
- * up to `total`, compiling a region once control arrived at its start more
- * than `after` times (`false`: never, `true`: at the first arrival). With
- * after = 0 a region holds only the block where it starts (no other block
- * has run yet); larger values let it take in the blocks that ran before.
- */
-function runWith(after: boolean | number, code: number[], regs: [number, bigint][], total: number, chunk = total, what = '', setup?: (cpu: Cpu) => void): Outcome {
-  const js = runOn(after, false, code, regs, total, chunk, setup);
-  if (after === false) return js;
-  // The same regions compiled to WebAssembly must end exactly where the JS ones do.
-  assert.deepEqual(runOn(after, true, code, regs, total, chunk, setup), js, `regions compiled to WebAssembly ${what}`);
-  return js;
-}
-
-function runOn(after: boolean | number, wasm: boolean, code: number[], regs: [number, bigint][], total: number, chunk: number, setup?: (cpu: Cpu) => void): Outcome {
-  const saved = jit.after, savedWasm = jit.wasm, savedShare = jit.wasmCallShare;
-  jit.after = after === false ? Infinity : after === true ? 0 : after;
-  jit.wasm = wasm;
-  // Every region to WebAssembly, however many of its forms call handlers.
-  jit.wasmCallShare = Infinity;
-  try {
-    const p = new FlatPlatform(wasm ? new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }) : undefined);
-    p.poke(0x10000, code);
-    const cpu = new Cpu(p);
-    if (p.memory !== undefined) assert.ok(placeInWasm(cpu, p.memory));
-    cpu.log = () => undefined;
-    cpu.rip = 0x10000;
-    cpu.setReg64(RSP, 0x80000n);
-    for (const [r, v] of regs) cpu.setReg64(r, v);
-    setup?.(cpu);
-    let exit = EXIT_LIMIT;
-    for (let done = 0; done < total && exit === EXIT_LIMIT; done += chunk) exit = cpu.run(Math.min(chunk, total - done));
-    return {
-      exit, rip: cpu.rip, icount: cpu.icount, regs: [RAX, RBX, RCX, RDX, RSP].map((r) => cpu.reg64(r)), flags: getRflags(cpu),
-      vector: cpu.exception?.vector,
-    };
-  } finally {
-    jit.after = saved;
-    jit.wasm = savedWasm;
-    jit.wasmCallShare = savedShare;
-  }
-}
+import { AFTERS, FlatPlatform, le32, le64, runWith } from './region-harness.js';
 
 // loop: add eax, ebx (01 d8); lea rdx, [rdx + rax*2 + 5] (48 8d 54 42 05); mov [rsp - 8], rdx (48 89 54 24 f8);
 // cmp qword [rsp - 8], 0 (48 83 7c 24 f8 00); mov rbx, [rsp - 8] (48 8b 5c 24 f8); dec ecx (ff c9); jnz loop (75 e5)
-/** The thresholds the compiled runs use: single-block regions, and regions that take in the blocks that already ran. */
-const AFTERS = [0, 1, 3];
 
 const LOOP = [0x01, 0xd8, 0x48, 0x8d, 0x54, 0x42, 0x05, 0x48, 0x89, 0x54, 0x24, 0xf8, 0x48, 0x83, 0x7c, 0x24, 0xf8, 0x00,
   0x48, 0x8b, 0x5c, 0x24, 0xf8, 0xff, 0xc9, 0x75, 0xe5];
@@ -461,5 +370,79 @@ test('SETcc and CMOVcc of every condition after each flag-setting form: compiled
       assert.equal(a.rip, 0x10000 + code.length - 2, `${name}: ends at the final jmp $`);
       for (const after of [0, 1]) assert.deepEqual(runWith(after, code, [], 1000), a, `${name} with ${x.toString(16)}, ${y.toString(16)}; after ${after}`);
     }
+  }
+});
+
+test('CALL through a register and through memory: chained or not, they end where the interpreter does; bad targets fault first', () => {
+  // 0x10000: mov ecx, 20 (b9 14 00 00 00)
+  // loop: mov eax, 0x11000 (b8 00 10 01 00); call rax (ff d0); call [r8] (41 ff 10); dec ecx (ff c9); jnz loop (75 f2); jmp $ (eb fe)
+  // 0x11000: add rbx, rcx (48 01 cb); ret (c3). 0x11010: lea rbx, [rbx*2 + 1] (48 8d 1c 5d 01 00 00 00); ret (c3)
+  const code = new Array<number>(0x1020).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0, [0xb9, 0x14, 0, 0, 0, 0xb8, 0x00, 0x10, 0x01, 0x00, 0xff, 0xd0, 0x41, 0xff, 0x10, 0xff, 0xc9, 0x75, 0xf2, 0xeb, 0xfe]);
+  put(0x800, le64(0x11010n));
+  put(0x1000, [0x48, 0x01, 0xcb, 0xc3]);
+  put(0x1010, [0x48, 0x8d, 0x1c, 0x5d, 0x01, 0, 0, 0, 0xc3]);
+  const total = 1 + 20 * 9;
+  for (const chunk of [1, 4, 1000]) {
+    const a = runWith(false, code, [[R8, 0x10800n]], total, chunk);
+    assert.equal(a.rip, 0x10013, 'ends at the final jmp $');
+    assert.equal(a.regs[4], 0x80000n, 'every call returned');
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, [[R8, 0x10800n]], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+  // The pointer unmapped (R8 past the mapped pages): #PF at the CALL [r8] with RSP as it was.
+  const pf = runWith(false, code, [[R8, 0x200000n]], total);
+  assert.deepEqual([pf.vector, pf.rip, pf.regs[4]], [VEC_PF, 0x1000c, 0x80000n]);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, [[R8, 0x200000n]], total), pf, `unmapped pointer, after ${after}`);
+  // Lowered, not left to the handler (which ends the region): once compiled, the calls and returns chain.
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    code[1] = 0xe8; code[2] = 0x07; // mov ecx, 2024
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x10000, code);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = 0x10000;
+    cpu.setReg64(RSP, 0x80000n);
+    cpu.setReg64(R8, 0x10800n);
+    assert.equal(cpu.run(1 + 9 * 1000), EXIT_LIMIT);
+    const before = cpu.wasm?.entries ?? 0;
+    assert.equal(cpu.run(9 * 1000), EXIT_LIMIT);
+    const entries = (cpu.wasm?.entries ?? 0) - before;
+    assert.ok(entries < 20, `1,000 passes of CALL rax and CALL [r8] took ${entries} entries from the run loop`);
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+  // A non-canonical target: #GP at the CALL with nothing pushed. mov rax, 0x800000000000 (48 b8 ...); call rax (ff d0)
+  const bad = [0x48, 0xb8, ...le64(0x800000000000n), 0xff, 0xd0];
+  const gp = runWith(false, bad, [], 10);
+  assert.deepEqual([gp.vector, gp.rip, gp.regs[4], gp.icount], [13, 0x1000a, 0x80000n, 1]);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, bad, [], 10), gp, `non-canonical, after ${after}`);
+});
+
+test('a branch from a wasm region to another region of its own page chains into it', () => {
+  // 0x11000: mov ecx, 3000 (b9 b8 0b 00 00); loop: call 0x10800 (e8 rel32); dec ecx (ff c9); jnz loop (75 f7); jmp $ (eb fe)
+  // 0x10800: mov eax, 0x10900 (b8 00 09 01 00); jmp rax (ff e0) — an indirect target, never part of this region
+  // 0x10900: add ebx, 1 (83 c3 01); ret (c3)
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x11000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(0x10800 - 0x1100a), 0xff, 0xc9, 0x75, 0xf7, 0xeb, 0xfe]);
+    p.poke(0x10800, [0xb8, 0x00, 0x09, 0x01, 0x00, 0xff, 0xe0]);
+    p.poke(0x10900, [0x83, 0xc3, 0x01, 0xc3]);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = 0x11000;
+    cpu.setReg64(RSP, 0x80000n);
+    assert.equal(cpu.run(1 + 7 * 1000), EXIT_LIMIT);
+    const before = cpu.wasm?.entries ?? 0;
+    assert.equal(cpu.run(7 * 1000), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RBX), 2000n);
+    const entries = (cpu.wasm?.entries ?? 0) - before;
+    assert.ok(entries < 20, `1,000 passes took ${entries} entries from the run loop`);
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
   }
 });

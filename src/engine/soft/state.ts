@@ -12,6 +12,9 @@
  */
 
 /** GPR numbers (SDM Vol. 2A, Table 2-2 "32-Bit Addressing Forms", REX.B/R/X extend to 15). */
+/** XMM0-15 and two scratch registers, four int32 lanes each (CpuState.xmm). */
+export const XMM_LANES = 18 * 4;
+
 export const RAX = 0;
 export const RCX = 1;
 export const RDX = 2;
@@ -152,16 +155,17 @@ export class CpuState {
    * XMM0-15, four int32 lanes each, lane 0 least significant, then two
    * scratch registers (16, 17) where SSE handlers load memory operands so
    * that every operand is a register index. Float and byte views share the
-   * buffer (little-endian hosts: x86-64 and arm64).
+   * buffer (little-endian hosts: x86-64 and arm64). `placeXmm` may move
+   * them into shared memory (never while running).
    */
-  readonly xmm = new Int32Array(18 * 4);
-  readonly xmmF32 = new Float32Array(this.xmm.buffer);
-  readonly xmmF64 = new Float64Array(this.xmm.buffer);
-  readonly xmmU8 = new Uint8Array(this.xmm.buffer);
-  readonly xmmI8 = new Int8Array(this.xmm.buffer);
-  readonly xmmU16 = new Uint16Array(this.xmm.buffer);
-  readonly xmmI16 = new Int16Array(this.xmm.buffer);
-  readonly xmmU32 = new Uint32Array(this.xmm.buffer);
+  xmm: Int32Array<ArrayBufferLike> = new Int32Array(XMM_LANES);
+  xmmF32: Float32Array<ArrayBufferLike> = new Float32Array(this.xmm.buffer);
+  xmmF64: Float64Array<ArrayBufferLike> = new Float64Array(this.xmm.buffer);
+  xmmU8: Uint8Array<ArrayBufferLike> = new Uint8Array(this.xmm.buffer);
+  xmmI8: Int8Array<ArrayBufferLike> = new Int8Array(this.xmm.buffer);
+  xmmU16: Uint16Array<ArrayBufferLike> = new Uint16Array(this.xmm.buffer);
+  xmmI16: Int16Array<ArrayBufferLike> = new Int16Array(this.xmm.buffer);
+  xmmU32: Uint32Array<ArrayBufferLike> = new Uint32Array(this.xmm.buffer);
   mxcsr = MXCSR_DEFAULT;
 
   /**
@@ -173,6 +177,21 @@ export class CpuState {
     if (to.length !== 32 || to.byteOffset % 8 !== 0) throw new RangeError('a register file is 32 int32s, 8-byte aligned');
     to.set(this.gpr);
     this.gpr = to;
+  }
+
+  /** Moves XMM0-15 and the scratch registers into `to` (XMM_LANES int32s, 16-byte aligned), keeping their values; every view follows. */
+  placeXmm(to: Int32Array): void {
+    if (to.length !== XMM_LANES || to.byteOffset % 16 !== 0) throw new RangeError(`the XMM file is ${XMM_LANES} int32s, 16-byte aligned`);
+    to.set(this.xmm);
+    const b = to.buffer, o = to.byteOffset, bytes = XMM_LANES * 4;
+    this.xmm = to;
+    this.xmmF32 = new Float32Array(b, o, bytes / 4);
+    this.xmmF64 = new Float64Array(b, o, bytes / 8);
+    this.xmmU8 = new Uint8Array(b, o, bytes);
+    this.xmmI8 = new Int8Array(b, o, bytes);
+    this.xmmU16 = new Uint16Array(b, o, bytes / 2);
+    this.xmmI16 = new Int16Array(b, o, bytes / 2);
+    this.xmmU32 = new Uint32Array(b, o, bytes / 4);
   }
 
   /** Moves the segment bases into `to` (6 float64s), keeping their values (as placeRegisters). */

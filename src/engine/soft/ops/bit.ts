@@ -16,6 +16,7 @@ import { ea, rd, T32, writeBack, writeReg } from '../operands.js';
 import { FLAG_CF, FLAG_OF, FLAG_PF, FLAG_SF, FLAG_ZF, FLAG_AF } from '../state.js';
 import type { HandlerMap } from './types.js';
 import { ADVERTISED } from '../cpuid.js';
+import { setLogic } from './alu.js';
 
 const BT = 0, BTS = 1, BTR = 2, BTC = 3;
 
@@ -67,15 +68,16 @@ function scan(c: Cpu, i: Op, reverse: boolean): void {
   const size = i.size0;
   const s = rd(c, i, 1, size);
   const sh = size === 8 ? c.hi : 0;
+  // The flags as a logic result of 1 (found) or 0 (ZF and PF set): CF, OF, SF and AF clear (the compiled tiers record the same).
   if ((s | sh) === 0) {
-    setStatus(c, FLAG_ZF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF | FLAG_PF, FLAG_ZF);
+    setLogic(c, 4, 0, 0);
     return;
   }
   let r: number;
   if (reverse) r = size === 8 ? 63 - clz64(s, sh) : 31 - Math.clz32(s);
   else r = s !== 0 ? ctz32(s) : 32 + ctz32(sh);
   writeReg(c, i.reg0, size, r, 0);
-  setStatus(c, FLAG_ZF | FLAG_CF | FLAG_OF | FLAG_SF | FLAG_AF | FLAG_PF, 0);
+  setLogic(c, 4, 1, 0);
 }
 
 function popcount32(x: number): number {

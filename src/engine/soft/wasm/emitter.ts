@@ -11,8 +11,8 @@ import { BASE_RIP } from '../decode/index.js';
 import { CHAIN_ENTRIES, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
-import { LF_ADD, LF_LOGIC, LF_SUB, SEG_FS, SEG_GS } from '../state.js';
-import { Code, F64, I32, I64, Op as W, type ValType } from './encode.js';
+import { LF_ADD, LF_LOGIC, LF_SUB, SEG_FS, SEG_GS, XMM_LANES } from '../state.js';
+import { Code, F64, I32, I64, Op as W, Simd, V128, type ValType } from './encode.js';
 
 /** Bytes of the register file at the start of a vCPU's state block. */
 export const REGISTER_BYTES = 128;
@@ -30,6 +30,11 @@ export const S_VALUE = S + 64; // i64: a value read through the engine
 export const S_BASE = S + 72; // f64: page base of the region running (regions chain into one another)
 export const S_GEN = S + 80; // i32: the Cpu's code generation (Cpu.codeGeneration)
 export const S_SEG = S + 128; // 6 × f64: the segment bases (CpuState.segBase)
+/** The XMM file after the scratch block (CpuState.placeXmm): register r at st + X + 16r, 16-byte aligned. */
+export const X = REGISTER_BYTES + SCRATCH_BYTES;
+export const XMM_BYTES = XMM_LANES * 4;
+/** The XMM register a 16-byte load the TLB could not serve lands in (sse.ts's scratch register). */
+export const XMM_SCRATCH = 16;
 /** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64), rOff, wOff (i32). */
 export const T_RTAG = 0, T_WTAG = TLB_SIZE * 8, T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20;
 
@@ -72,6 +77,10 @@ export class Emitter {
   readonly D8: number; readonly S8: number; readonly R8: number; readonly D4: number; readonly S4: number; readonly R4: number;
   /** An i32 temporary no flag record uses. */
   readonly V32: number;
+  /** Set when the entry dispatch runs for a branch inside the region (not at entry): a miss then chains. */
+  readonly DYN: number;
+  /** A v128 temporary (an SSE source operand). */
+  readonly V: number;
   /** Handler calls: the ops, by the index the import receives. */
   readonly calls: Op[] = [];
 
@@ -84,6 +93,8 @@ export class Emitter {
     this.D8 = l(I64); this.S8 = l(I64); this.R8 = l(I64); this.D4 = l(I32); this.S4 = l(I32); this.R4 = l(I32);
     this.V32 = l(I32);
     this.TARGET = l(I64);
+    this.DYN = l(I32);
+    this.V = l(V128);
   }
 
   reg(r: number): void {
@@ -173,7 +184,7 @@ export class Emitter {
     c.get(target).get(this.BASE).op(W.i64TruncF64S).op(W.i64Sub).set(this.VPN);
     // (Not when the engine asked to stop, during the branch's own memory access.)
     c.get(this.VPN).i64(PAGE_SIZE, 0).op(W.i64LtU).get(this.STOP).op(W.i32Eqz).op(W.i32And).open(W.if, 'here');
-    c.get(this.VPN).op(W.i32WrapI64).set(this.OFF).br('entry');
+    c.get(this.VPN).op(W.i32WrapI64).set(this.OFF).i32(1).set(this.DYN).br('entry');
     c.close('here');
     c.get(target).set(this.TARGET).br('chain');
   }
@@ -246,6 +257,37 @@ export class Emitter {
       c.set(this.X);
       c.i32(size).get(this.EA).op(W.f64ConvertI64S).get(this.X).op(W.i32WrapI64).get(this.X).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64);
       c.call(IMPORT_WRITE).set(this.STOP);
+    });
+  }
+
+  /** XMM register r as a v128 on the stack. */
+  xmm(r: number): void {
+    this.c.get(this.ST).simdMem(Simd.v128Load, X + 16 * r);
+  }
+
+  /** Stores the v128 that `value` leaves on the stack into XMM register r. */
+  setXmm(r: number, value: () => void): void {
+    this.c.get(this.ST);
+    value();
+    this.c.simdMem(Simd.v128Store, X + 16 * r);
+  }
+
+  /** Loads the 16 bytes at EA as a v128; a miss loads them through the engine into the scratch XMM register, all or nothing. */
+  load128(s: number, k: number): void {
+    const c = this.c;
+    this.tlb(16, false, V128, () => { c.simdMem(Simd.v128Load, 0); }, () => {
+      this.faultPoint(s, k);
+      c.get(this.EA).op(W.f64ConvertI64S).i32(XMM_SCRATCH).call(IMPORT_LOAD128).set(this.STOP);
+      this.xmm(XMM_SCRATCH);
+    });
+  }
+
+  /** Stores XMM register r at EA (16 bytes); a miss stores through the engine, which checks both pages first. */
+  store128(r: number, s: number, k: number): void {
+    const c = this.c;
+    this.tlb(16, true, 0x40, () => { this.xmm(r); c.simdMem(Simd.v128Store, 0); }, () => {
+      this.faultPoint(s, k);
+      c.get(this.EA).op(W.f64ConvertI64S).i32(r).call(IMPORT_STORE128).set(this.STOP);
     });
   }
 
@@ -341,8 +383,9 @@ export class Emitter {
 export const W8 = { eqz: W.i64Eqz, ltS: W.i64LtS, ltU: W.i64LtU, leS: W.i64LeS, leU: W.i64LeU, xor: W.i64Xor, and: W.i64And } as const;
 export const W4 = { eqz: W.i32Eqz, ltS: W.i32LtS, ltU: W.i32LtU, leS: W.i32LeS, leU: W.i32LeU, xor: W.i32Xor, and: W.i32And } as const;
 
-// Imported functions, by index.
+// Imported functions, by index; the region's own function follows them.
 export const IMPORT_HANDLER = 0, IMPORT_COND = 1, IMPORT_READ = 2, IMPORT_WRITE = 3, IMPORT_NONCANON = 4, IMPORT_CARRY_OVERFLOW = 5;
+export const IMPORT_LOAD128 = 6, IMPORT_STORE128 = 7, IMPORTED_FUNCTIONS = 8;
 export const TYPES = [
   { params: [I32, I32, I32], results: [I32] }, // handler(k, s, e) -> leave
   { params: [I32], results: [I32] }, // cond(cc)
@@ -351,5 +394,6 @@ export const TYPES = [
   { params: [I32, I32], results: [] }, // nonCanonical(s, hi)
   { params: [I32], results: [] }, // carryOverflow(bits): CF and OF (bit 11) merged into the Cpu's flags
   { params: [I32, I32, F64, I32, I32, I32], results: [I32] }, // run(off, budget, base, st, tlb, done) -> retired, done included
+  { params: [F64, I32], results: [I32] }, // load128(address, xmm) / store128(address, xmm) -> stop
 ] as const;
 export const TYPE_RUN = 6;

@@ -1,7 +1,8 @@
 /**
  * A small WebAssembly binary encoder: what a back end that turns guest code
  * into wasm functions needs, and nothing else (core spec 1.0 plus
- * sign-extension and shared memory imports).
+ * sign-extension, shared memory imports, tail calls and the fixed-width
+ * SIMD instructions).
  *
  * Written by hand: the npm encoders are either assemblers of the text
  * format (wabt: a 3 MB build, parses text) or general IR toolkits
@@ -13,7 +14,8 @@
 export const I32 = 0x7f;
 export const I64 = 0x7e;
 export const F64 = 0x7c;
-export type ValType = typeof I32 | typeof I64 | typeof F64;
+export const V128 = 0x7b;
+export type ValType = typeof I32 | typeof I64 | typeof F64 | typeof V128;
 /** Block type of a block without results. */
 export const VOID = 0x40;
 
@@ -36,6 +38,32 @@ export const Op = {
   f64Add: 0xa0, i32WrapI64: 0xa7, i64TruncF64S: 0xb0, i64ExtendI32S: 0xac, i64ExtendI32U: 0xad, f64ConvertI32S: 0xb7, f64ConvertI64S: 0xb9,
   i32Extend8S: 0xc0, i32Extend16S: 0xc1, i64Extend8S: 0xc2, i64Extend16S: 0xc3, i64Extend32S: 0xc4,
 } as const;
+
+/**
+ * SIMD opcodes (the 0xfd prefix, then this number as a u32), by the spec's
+ * names in camel case; the integer forms an x86 SSE2 lowering uses.
+ */
+export const Simd = {
+  v128Load: 0x00, v128Store: 0x0b, v128Const: 0x0c, i8x16Shuffle: 0x0d, i8x16Swizzle: 0x0e,
+  i8x16Splat: 0x0f, i16x8Splat: 0x10, i32x4Splat: 0x11, i64x2Splat: 0x12,
+  i32x4ExtractLane: 0x1b, i32x4ReplaceLane: 0x1c, i64x2ExtractLane: 0x1d, i64x2ReplaceLane: 0x1e,
+  i8x16Eq: 0x23, i8x16GtS: 0x27, i16x8Eq: 0x2d, i16x8GtS: 0x31, i32x4Eq: 0x37, i32x4GtS: 0x3b,
+  v128Not: 0x4d, v128And: 0x4e, v128AndNot: 0x4f, v128Or: 0x50, v128Xor: 0x51, v128AnyTrue: 0x53,
+  v128Load32Zero: 0x5c, v128Load64Zero: 0x5d,
+  i8x16Bitmask: 0x64, i8x16Add: 0x6e, i8x16AddSatS: 0x6f, i8x16AddSatU: 0x70, i8x16Sub: 0x71, i8x16SubSatS: 0x72, i8x16SubSatU: 0x73,
+  i8x16MinU: 0x77, i8x16MaxU: 0x79, i8x16AvgrU: 0x7b,
+  i16x8Shl: 0x8b, i16x8ShrS: 0x8c, i16x8ShrU: 0x8d, i16x8Add: 0x8e, i16x8AddSatS: 0x8f, i16x8AddSatU: 0x90,
+  i16x8Sub: 0x91, i16x8SubSatS: 0x92, i16x8SubSatU: 0x93, i16x8Mul: 0x95, i16x8MinS: 0x96, i16x8MaxS: 0x98, i16x8AvgrU: 0x9b,
+  i32x4Bitmask: 0xa4, i32x4Shl: 0xab, i32x4ShrS: 0xac, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
+  i64x2Bitmask: 0xc4, i64x2Shl: 0xcb, i64x2ShrU: 0xcd, i64x2Add: 0xce, i64x2Sub: 0xd1,
+} as const;
+/** The SIMD loads and stores, with their natural alignment (log2 bytes). */
+const SIMD_ALIGN: Readonly<Record<number, number>> = { [Simd.v128Load]: 4, [Simd.v128Store]: 4, [Simd.v128Load32Zero]: 2, [Simd.v128Load64Zero]: 3 };
+/** The lane operators, with their lane count. */
+const SIMD_LANES: Readonly<Record<number, number>> = {
+  [Simd.i32x4ExtractLane]: 4, [Simd.i32x4ReplaceLane]: 4, [Simd.i64x2ExtractLane]: 2, [Simd.i64x2ReplaceLane]: 2,
+};
+const SIMD_PREFIX = 0xfd;
 
 /** Natural alignment (log2 bytes) of each load and store, for its memarg. */
 const ALIGN: Readonly<Record<number, number>> = {
@@ -189,6 +217,44 @@ export class Code {
     const align = ALIGN[o];
     if (align === undefined) throw new EncodeError(`0x${o.toString(16)} is not a load or store`);
     this.bytes.byte(o).u32(align).u32(offset);
+    return this;
+  }
+
+  /** A SIMD operator without immediates. */
+  simd(o: number): this {
+    if (SIMD_ALIGN[o] !== undefined || SIMD_LANES[o] !== undefined || o === Simd.v128Const || o === Simd.i8x16Shuffle) throw new EncodeError(`SIMD 0x${o.toString(16)} takes immediates`);
+    this.bytes.byte(SIMD_PREFIX).u32(o);
+    return this;
+  }
+
+  /** A SIMD load or store with its natural alignment and a constant offset. */
+  simdMem(o: number, offset: number): this {
+    const align = SIMD_ALIGN[o];
+    if (align === undefined) throw new EncodeError(`SIMD 0x${o.toString(16)} is not a load or store`);
+    this.bytes.byte(SIMD_PREFIX).u32(o).u32(align).u32(offset);
+    return this;
+  }
+
+  /** A SIMD extract or replace of lane `lane`. */
+  simdLane(o: number, lane: number): this {
+    const n = SIMD_LANES[o];
+    if (n === undefined) throw new EncodeError(`SIMD 0x${o.toString(16)} is not a lane operator`);
+    if (!Number.isInteger(lane) || lane < 0 || lane >= n) throw new EncodeError(`lane ${lane} of ${n}`);
+    this.bytes.byte(SIMD_PREFIX).u32(o).byte(lane);
+    return this;
+  }
+
+  /** v128.const of 16 bytes (lane 0 first). */
+  v128(bytes: readonly number[]): this {
+    if (bytes.length !== 16) throw new EncodeError(`v128.const takes 16 bytes, not ${bytes.length}`);
+    this.bytes.byte(SIMD_PREFIX).u32(Simd.v128Const).append(bytes.map((b) => b & 0xff));
+    return this;
+  }
+
+  /** i8x16.shuffle: result byte k is byte lanes[k] of the two operands (0-15 the first, 16-31 the second). */
+  shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16 || lanes.some((l) => !Number.isInteger(l) || l < 0 || l > 31)) throw new EncodeError(`a shuffle takes 16 lanes in 0-31: ${lanes.join(',')}`);
+    this.bytes.byte(SIMD_PREFIX).u32(Simd.i8x16Shuffle).append(lanes);
     return this;
   }
 

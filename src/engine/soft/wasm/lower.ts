@@ -8,6 +8,7 @@ import type { Op } from '../op.js';
 import { plain64 } from '../block.js';
 import { FLAG_AF, FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 import { I32, Op as W } from './encode.js';
+import { lowerSse } from './lower-sse.js';
 import { ALU, type Emitter, IMPORT_CARRY_OVERFLOW, IMPORT_NONCANON, type Known, plainMem, S_LF } from './emitter.js';
 
 /**
@@ -48,11 +49,30 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
     m.load(8, s, k);
     c.set(m.A);
     // A non-canonical return address faults with RSP unchanged.
-    c.get(m.A).i64(16, 0).op(W.i64Shl).i64(16, 0).op(W.i64ShrS).get(m.A).op(W.i64Ne).open(W.if, 'bad');
-    m.faultPoint(s, k);
-    c.i32(s).get(m.A).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64).call(IMPORT_NONCANON);
-    c.close('bad');
+    canonical(m, s, k);
     m.setReg(4, () => c.get(m.EA).i64(8, 0).op(W.i64Add));
+    m.dynamicGoto(m.A, retiredHere);
+    return 'branch';
+  }
+  // JMP and CALL through a register or memory (PLT stubs, switch tables, function pointers).
+  if ((name === 'flow_jmp' || name === 'flow_call') && op.nops === 1 && op.osize === 8 &&
+    ((op.kind0 === OP_GPR && op.reg0 < 16) || (op.kind0 === OP_MEM && plainMem(op)))) {
+    if (op.kind0 === OP_GPR) m.reg(op.reg0);
+    else {
+      m.ea(op, e);
+      m.load(8, s, k);
+    }
+    c.set(m.A);
+    // The target is checked before anything is pushed: #GP leaves RSP as it was.
+    canonical(m, s, k);
+    if (name === 'flow_call') {
+      // A stop the target's read asked for outlives the push's own access.
+      c.get(m.STOP).set(m.V32);
+      c.get(m.ST).mem(W.i64Load, 8 * 4).i64(8, 0).op(W.i64Sub).set(m.EA);
+      m.store(8, s, k, () => { c.get(m.BASE).f64(e).op(W.f64Add).op(W.i64TruncF64S); });
+      c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+      m.setReg(4, () => c.get(m.EA));
+    }
     m.dynamicGoto(m.A, retiredHere);
     return 'branch';
   }
@@ -98,6 +118,8 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
   }
   const more = lowerMore(m, op, name, s, e, k, known);
   if (more !== undefined) return more;
+  const sse = lowerSse(m, op, name, s, e, k);
+  if (sse !== undefined) return sse;
   if (op.nops !== 2) return undefined;
   const size = op.size0;
   if (size === 1 || size === 2) return lowerSmall(m, op, name, size, s, e, k);
@@ -259,6 +281,15 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
   m.record(kind, size);
   if (memory) m.stopCheck(e, k);
   return { kind, size };
+}
+
+/** #GP at the branch at offset `s` when the target in A is not canonical (bits 63-47 differ). */
+function canonical(m: Emitter, s: number, k: number): void {
+  const c = m.c;
+  c.get(m.A).i64(16, 0).op(W.i64Shl).i64(16, 0).op(W.i64ShrS).get(m.A).op(W.i64Ne).open(W.if, 'bad');
+  m.faultPoint(s, k);
+  c.i32(s).get(m.A).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64).call(IMPORT_NONCANON);
+  c.close('bad');
 }
 
 /**

@@ -44,10 +44,11 @@ import type { Op } from '../op.js';
 import { type Block, type BlockFn, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
+import { load128, store128 } from '../ops/sse.js';
 import { FLAG_CF, FLAG_OF } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { encodeModule, Op as W } from './encode.js';
-import { Emitter, IMPORT_HANDLER, type Known, REGISTER_BYTES, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF, S_RETIRED, S_SEG, S_TARGET, S_VALUE, SCRATCH_BYTES, TYPE_RUN, TYPES } from './emitter.js';
+import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
 
 export { REGISTER_BYTES, SCRATCH_BYTES } from './emitter.js';
@@ -86,11 +87,12 @@ export interface WasmState {
  * false, leaving the CPU as it was, when the memory is full.
  */
 export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
-  const area = reserveWasm(memory, REGISTER_BYTES + SCRATCH_BYTES + TLB_AREA_BYTES);
+  const area = reserveWasm(memory, X + XMM_BYTES + TLB_AREA_BYTES);
   if (area === undefined) return false;
   cpu.placeRegisters(new Int32Array(area.buffer, area.byteOffset, 32));
   cpu.placeSegmentBases(new Float64Array(area.buffer, area.byteOffset + S_SEG, 6));
-  cpu.placeTlb(area.subarray(REGISTER_BYTES + SCRATCH_BYTES));
+  cpu.placeXmm(new Int32Array(area.buffer, area.byteOffset + X, XMM_BYTES / 4));
+  cpu.placeTlb(area.subarray(X + XMM_BYTES));
   const generation = new Int32Array(area.buffer, area.byteOffset + S_GEN, 1);
   generation[0] = cpu.codeGeneration[0] as number;
   cpu.codeGeneration = generation;
@@ -178,6 +180,20 @@ function importWrite(size: number, a: number, lo: number, hi: number): number {
   return c.stopRequested !== 0 ? 1 : 0;
 }
 
+/** A 16-byte load the TLB could not serve, into XMM register r; returns 1 if the engine asked to stop. */
+function importLoad128(a: number, r: number): number {
+  const c = ctx.c as Cpu;
+  load128(c, a, r);
+  return c.stopRequested !== 0 ? 1 : 0;
+}
+
+/** A 16-byte store of XMM register r the TLB could not serve (both pages checked before either is written). */
+function importStore128(a: number, r: number): number {
+  const c = ctx.c as Cpu;
+  store128(c, a, r);
+  return c.stopRequested !== 0 ? 1 : 0;
+}
+
 /** A rotate's CF and OF (bit 11) into a flag record only the Cpu knows. */
 function importCarryOverflow(bits: number): void {
   const c = ctx.c as Cpu;
@@ -212,6 +228,10 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   c.i32(-1).set(m.PC);
   r.blocks.forEach((b, k) => { c.get(m.OFF).i32(b.start).op(W.i32Eq).open(W.if, 'is').i32(k).set(m.PC).close('is'); });
   c.get(m.PC).i32(0).op(W.i32LtS).open(W.if, 'none');
+  // A branch to this page outside the region: another region may start there. (Never at entry, which would come back here.)
+  c.get(m.DYN).open(W.if, 'dyn');
+  c.get(m.BASE).get(m.OFF).op(W.f64ConvertI32S).op(W.f64Add).op(W.i64TruncF64S).set(m.TARGET).br('chain');
+  c.close('dyn');
   c.get(m.ST).get(m.BASE).get(m.OFF).op(W.f64ConvertI32S).op(W.f64Add).mem(W.f64Store, S_TARGET);
   m.scratchI32(S_EXIT_KIND, () => c.i32(0));
   c.get(m.N).op(W.return);
@@ -277,11 +297,13 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       { module: 'e', name: 'wr', kind: 'func', type: 3 },
       { module: 'e', name: 'nc', kind: 'func', type: 4 },
       { module: 'e', name: 'co', kind: 'func', type: 5 },
+      { module: 'e', name: 'l16', kind: 'func', type: 7 },
+      { module: 'e', name: 's16', kind: 'func', type: 7 },
       { module: 'e', name: 'mem', kind: 'memory', min: 0, max: 65536, shared: true },
       { module: 'e', name: 'chain', kind: 'table', min: 0 },
     ],
     functions: [{ type: TYPE_RUN, code: c }],
-    exports: [{ name: 'run', func: 6 }],
+    exports: [{ name: 'run', func: IMPORTED_FUNCTIONS }],
   });
   const calls = m.calls;
   const handler = (k: number, s: number, e: number): number => {
@@ -299,7 +321,7 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
     return 0;
   };
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
-    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, mem: state.memory, chain: state.chains.table },
+    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
   const run = instance.exports.run as (off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
   const { i32, f64, chains } = state;
