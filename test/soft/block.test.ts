@@ -13,7 +13,7 @@ import { jit } from '../../src/engine/soft/block.js';
 import { Cpu, EXIT_EXCEPTION, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import { PAGE_SIZE, VEC_PF } from '../../src/engine/soft/mmu.js';
 import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP, SEG_FS, SEG_GS } from '../../src/engine/soft/state.js';
-import { placeInWasm } from '../../src/engine/soft/wasm/region.js';
+import { chainSet, placeInWasm } from '../../src/engine/soft/wasm/region.js';
 import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
 import { AFTERS, FlatPlatform, le32, le64, runWith } from './region-harness.js';
 
@@ -442,6 +442,34 @@ test('a branch from a wasm region to another region of its own page chains into 
     assert.equal(cpu.reg64(RBX), 2000n);
     const entries = (cpu.wasm?.entries ?? 0) - before;
     assert.ok(entries < 20, `1,000 passes took ${entries} entries from the run loop`);
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+});
+
+test('two targets in the same chain-cache set both stay chained', () => {
+  // 0x10000: mov ecx, 3000 (b9 b8 0b 00 00); loop: call A (e8); call B (e8); dec ecx (ff c9); jnz loop (75 f2); jmp $ (eb fe)
+  // A = 0x20000: add eax, 1 (83 c0 01); ret (c3). B: the first address on page 0x21000 in A's set: add ebx, 1 (83 c3 01); ret (c3)
+  const a = 0x20000;
+  let b = 0x21000;
+  while (chainSet(b) !== chainSet(a)) b++;
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x10000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(a - 0x1000a), 0xe8, ...le32(b - 0x1000f), 0xff, 0xc9, 0x75, 0xf2, 0xeb, 0xfe]);
+    p.poke(a, [0x83, 0xc0, 0x01, 0xc3]);
+    p.poke(b, [0x83, 0xc3, 0x01, 0xc3]);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = 0x10000;
+    cpu.setReg64(RSP, 0x80000n);
+    assert.equal(cpu.run(1 + 8 * 1000), EXIT_LIMIT);
+    const before = cpu.wasm?.entries ?? 0;
+    assert.equal(cpu.run(8 * 1000), EXIT_LIMIT);
+    assert.deepEqual([cpu.reg64(RAX), cpu.reg64(RBX)], [2000n, 2000n]);
+    const entries = (cpu.wasm?.entries ?? 0) - before;
+    assert.ok(entries < 20, `1,000 passes calling 0x${a.toString(16)} and 0x${b.toString(16)} took ${entries} entries from the run loop`);
   } finally {
     jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
   }

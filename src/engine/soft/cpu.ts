@@ -100,15 +100,17 @@ class TlbSet {
 }
 
 /**
- * Entries of one privilege level's chain cache (wasm/region.ts): linear
- * address → compiled region, 16 bytes each (f64 address, i32 table slot,
- * i32 generation), right after the level's placed TLB arrays.
+ * Sets of one privilege level's chain cache (wasm/region.ts): linear
+ * address → compiled region, two ways of 16 bytes each (f64 address, i32
+ * table slot, i32 generation), right after the level's placed TLB arrays.
+ * A loop through a few hundred functions thrashed a direct-mapped cache of
+ * 1,024 entries (pairs of targets evicting each other on every pass).
  */
-export const CHAIN_ENTRIES = 1024;
+export const CHAIN_SETS = 2048;
 /** Where the chain cache starts in a privilege level's placed block. */
 export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4);
 /** Bytes of one privilege level's block in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff, the chain cache. */
-const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_ENTRIES * 16;
+const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_SETS * 32;
 /** What Cpu.placeTlb needs: both privilege levels. */
 export const TLB_AREA_BYTES = 2 * TLB_PLACED_BYTES;
 /** Block starts whose region stays JS, waiting for jit.after arrivals (they reached jit.wasmAfter first). */

@@ -8,7 +8,7 @@
  * chained into the next one).
  */
 import { BASE_RIP } from '../decode/index.js';
-import { CHAIN_ENTRIES, TLB_CHAIN_AT } from '../cpu.js';
+import { CHAIN_SETS, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
 import { LF_ADD, LF_LOGIC, LF_SUB, SEG_FS, SEG_GS, XMM_LANES } from '../state.js';
@@ -142,8 +142,11 @@ export class Emitter {
    */
   chainTail(): void {
     const c = this.c;
-    c.get(this.TARGET).op(W.i32WrapI64).tee(this.T).get(this.T).i32(10).op(W.i32ShrU).op(W.i32Xor);
-    c.i32(CHAIN_ENTRIES - 1).op(W.i32And).i32(4).op(W.i32Shl).get(this.TLB).op(W.i32Add).set(this.FA);
+    // The set (region.ts chainSet); its second way when the first does not hold TARGET.
+    c.get(this.TARGET).op(W.i32WrapI64).tee(this.T).get(this.T).i32(11).op(W.i32ShrU).op(W.i32Xor);
+    c.i32(CHAIN_SETS - 1).op(W.i32And).i32(5).op(W.i32Shl).get(this.TLB).op(W.i32Add).set(this.FA);
+    c.get(this.FA).mem(W.f64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.f64ConvertI64S).op(W.f64Ne);
+    c.open(W.if, 'way').get(this.FA).i32(16).op(W.i32Add).set(this.FA).close('way');
     c.get(this.FA).mem(W.f64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.f64ConvertI64S).op(W.f64Eq);
     c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 12).get(this.ST).mem(W.i32Load, S_GEN).op(W.i32Eq).op(W.i32And);
     c.get(this.STOP).op(W.i32Eqz).op(W.i32And);

@@ -30,7 +30,8 @@
  *
  * Chaining: every region has a slot in one function table per machine
  * memory. Entering a region from the run loop records (linear address,
- * slot, code generation) in the current privilege level's chain cache; a
+ * slot, code generation) in the current privilege level's chain cache
+ * (2,048 sets of two ways, the newest address first); a
  * region leaving for an address the cache holds in the current generation
  * tail-calls that region (return_call_indirect) with the instructions
  * retired so far, so control stays in wasm until the budget runs out, a
@@ -39,7 +40,7 @@
  * moves the Cpu's code generation on, which empties every cache at once.
  */
 import { MODE_64 } from '../decode/index.js';
-import { CHAIN_ENTRIES, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
+import { CHAIN_SETS, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { type Block, type BlockFn, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
@@ -119,9 +120,9 @@ function register(chains: ChainTable, run: unknown): number {
   return chains.next++;
 }
 
-/** The chain cache entry of linear address `a` (low 32 bits as int32 `x`): its byte offset from the cache's start. */
-function chainEntry(x: number): number {
-  return ((x ^ (x >>> 10)) & (CHAIN_ENTRIES - 1)) << 4;
+/** The chain cache set of a linear address whose low 32 bits are int32 `x`: its byte offset from the cache's start. */
+export function chainSet(x: number): number {
+  return ((x ^ (x >>> 11)) & (CHAIN_SETS - 1)) << 5;
 }
 
 /** Shared by every region's imports: the Cpu running and its state block. */
@@ -336,8 +337,14 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       slot = register(chains, run);
       epoch = chains.epoch;
     }
-    const p = tlb + TLB_CHAIN_AT + chainEntry(rip | 0);
-    f64[p >> 3] = rip;
+    // Into the set's first way; what it held (another address) moves to the second.
+    const p = tlb + TLB_CHAIN_AT + chainSet(rip | 0);
+    if (f64[p >> 3] !== rip) {
+      f64[(p + 16) >> 3] = f64[p >> 3] as number;
+      i32[(p + 24) >> 2] = i32[(p + 8) >> 2] as number;
+      i32[(p + 28) >> 2] = i32[(p + 12) >> 2] as number;
+      f64[p >> 3] = rip;
+    }
     i32[(p + 8) >> 2] = slot;
     i32[(p + 12) >> 2] = i32[(st + S_GEN) >> 2] as number;
     let n: number;
