@@ -474,3 +474,34 @@ test('two targets in the same chain-cache set both stay chained', () => {
     jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
   }
 });
+
+test('the code after an instruction that straddles two pages starts a block, and compiles', () => {
+  // 0x10000: mov ecx, 2000 (b9 d0 07 00 00); jmp 0x10ffd (e9 rel32)
+  // 0x10ffd: mov eax, 0x01020304 (b8 04 03 02 01, ending at 0x11002)
+  // 0x11002: add ebx, eax (01 c3); add edx, ebx (01 da); dec ecx (ff c9); jnz 0x10ffd (0f 85 rel32); jmp $ (eb fe)
+  const code = new Array<number>(0x1020).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0, [0xb9, 0xd0, 0x07, 0, 0, 0xe9, ...le32(0xffd - 0xa)]);
+  put(0xffd, [0xb8, 0x04, 0x03, 0x02, 0x01, 0x01, 0xc3, 0x01, 0xda, 0xff, 0xc9, 0x0f, 0x85, ...le32(0xffd - 0x100e), 0xeb, 0xfe]);
+  const total = 2 + 2000 * 5 + 1;
+  const a = runWith(false, code, [], total);
+  assert.equal(a.rip, 0x1100e);
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, 333), a, `after ${after}`);
+  // Compiled: the block at 0x11002 is entered from the run loop on every pass once it is hot.
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x10000, code);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = 0x10000;
+    cpu.setReg64(RSP, 0x80000n);
+    assert.equal(cpu.run(2 + 5 * 1000), EXIT_LIMIT);
+    const before = cpu.wasm?.entries ?? 0;
+    assert.equal(cpu.run(5 * 1000), EXIT_LIMIT);
+    assert.equal((cpu.wasm?.entries ?? 0) - before, 1000, 'one region entry per pass');
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+});

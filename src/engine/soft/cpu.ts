@@ -525,6 +525,8 @@ export class Cpu extends CpuState {
       page.tailOp = op;
       page.tailOff = off;
       page.tailPage = next;
+      // No region holds it (regions are one page's code): the instruction after it starts a block, which can be compiled.
+      op.endsBlock = true;
     }
     return op;
   }
