@@ -505,3 +505,64 @@ test('the code after an instruction that straddles two pages starts a block, and
     jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
   }
 });
+
+test('memory outside the wasm memory is reached through the engine from compiled code, never through a stale offset', () => {
+  // RBX alternates between a page in the wasm memory (0x30000) and one outside it (0x90000), sharing a TLB slot's low bits.
+  // loop: mov rax, [rbx] (48 8b 03); add rax, rcx (48 01 c8); mov [rbx + 8], rax (48 89 43 08); movdqu xmm0, [rbx] (f3 0f 6f 03);
+  //   movdqu [rbx + 16], xmm0 (f3 0f 7f 43 10); xor rbx, rdx (48 31 d3); dec ecx (ff c9); jnz loop (75 e5); jmp $ (eb fe)
+  const code = [0x48, 0x8b, 0x03, 0x48, 0x01, 0xc8, 0x48, 0x89, 0x43, 0x08, 0xf3, 0x0f, 0x6f, 0x03, 0xf3, 0x0f, 0x7f, 0x43, 0x10,
+    0x48, 0x31, 0xd3, 0xff, 0xc9, 0x75, 0xe6, 0xeb, 0xfe];
+  const regs: [number, bigint][] = [[RBX, 0x30ff0n], [RDX, 0x30ff0n ^ 0x90ff0n], [RCX, 300n]];
+  const a = runWith(false, code, regs, 300 * 8 + 1);
+  assert.equal(a.rip, 0x1001a);
+  for (const after of AFTERS) for (const chunk of [5, 5000]) assert.deepEqual(runWith(after, code, regs, 300 * 8 + 1, chunk), a, `after ${after}, chunk ${chunk}`);
+});
+
+test('a compiled store into code that was decoded after the store\'s page entered the TLB is seen (the wasm tags follow)', () => {
+  // 0x10000: mov ecx, 200 (b9 c8 00 00 00); mov rdi, 0x20002 (48 c7 c7 02 00 02 00)
+  // loop: mov [rdi], cl (88 0f) — the immediate of the callee's ADD —; call 0x20000 (e8 rel32); dec ecx (ff c9); jnz loop (75 f5); jmp $ (eb fe)
+  // 0x20000: add eax, 1 (83 c0 01); ret (c3)
+  const code = new Array<number>(0x1010).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0, [0xb9, 0xc8, 0, 0, 0, 0x48, 0xc7, 0xc7, 0x02, 0x00, 0x02, 0x00, 0x88, 0x0f, 0xe8, ...le32(0x20000 - 0x10013), 0xff, 0xc9, 0x75, 0xf5, 0xeb, 0xfe]);
+  const callee = (cpu: Cpu): void => { for (const [k, b] of [0x83, 0xc0, 0x01, 0xc3].entries()) cpu.write8(0x20000 + k, b); };
+  const a = runWith(false, code, [], 2 + 200 * 6 + 1, 2 + 200 * 6 + 1, '', callee);
+  // ADD EAX, imm8 sign-extends: passes 200..128 add cl - 256.
+  const sum = Array.from({ length: 200 }, (_, k) => k + 1).reduce((n, c) => n + (c < 128 ? c : c - 256), 0);
+  assert.equal(a.regs[0], BigInt(sum >>> 0), 'EAX: the sum of the values stored into the ADD');
+  for (const after of AFTERS) for (const chunk of [7, 5000]) assert.deepEqual(runWith(after, code, [], 2 + 200 * 6 + 1, chunk, '', callee), a, `after ${after}, chunk ${chunk}`);
+});
+
+test('compiled loads see a data page remapped after a TLB flush or an INVLPG of it', () => {
+  // loop: mov rax, [rbx] (48 8b 03); add rcx, rax (48 01 c1); dec esi (ff ce); jnz loop (75 f6); jmp $ (eb fe)
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    p.poke(0x10000, [0x48, 0x8b, 0x03, 0x48, 0x01, 0xc1, 0xff, 0xce, 0x75, 0xf6, 0xeb, 0xfe]);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = 0x10000;
+    cpu.setReg64(RBX, 0x40000n);
+    cpu.setReg64(RSI, 1000000n);
+    cpu.write64(0x40000, 1, 0);
+    // A fresh frame for page 0x40 holding `value`.
+    const remap = (value: number): void => {
+      const bytes = reserveWasm(p.memory as WasmMemory, PAGE_SIZE) as Uint8Array;
+      new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE).setUint32(0, value, true);
+      p.pages.set(0x40, { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE), mmio: undefined, wasm: bytes.byteOffset });
+    };
+    assert.equal(cpu.run(4 * 100), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RCX), 100n);
+    remap(1000);
+    cpu.flushTlb();
+    assert.equal(cpu.run(4 * 100), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RCX), 100n + 100n * 1000n, 'the new frame after a flush');
+    remap(7);
+    cpu.invalidatePage(0x40);
+    assert.equal(cpu.run(4 * 100), EXIT_LIMIT);
+    assert.equal(cpu.reg64(RCX), 100100n + 700n, 'the new frame after INVLPG');
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+});

@@ -16,7 +16,9 @@ import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src
  * Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB;
  * page 0x81 is read-only. With `memory`, frames come from that
  * WebAssembly.Memory and know their offset in it (as a machine's RAM does),
- * so regions compile to WebAssembly.
+ * so regions compile to WebAssembly — except pages 0x90-0x9f, which stay
+ * outside it (as RAM past wasm32's 4 GiB does) and must be reached through
+ * the engine.
  */
 export class FlatPlatform implements SoftPlatform {
   readonly pages = new Map<number, PageFrame>();
@@ -28,7 +30,7 @@ export class FlatPlatform implements SoftPlatform {
     if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
     let f = this.pages.get(vpn);
     if (!f) {
-      if (this.memory !== undefined) {
+      if (this.memory !== undefined && (vpn < 0x90 || vpn > 0x9f)) {
         if (this.chunk === undefined || this.used === this.chunk.length) {
           this.chunk = reserveWasm(this.memory, 16 * PAGE_SIZE) as Uint8Array;
           this.used = 0;

@@ -85,6 +85,22 @@ export class CodeCache {
 const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
 const NO_CODE = new CodePage(NO_FRAME);
 
+/**
+ * High half of a wasm tag that matches no page: virtual page numbers of
+ * canonical addresses lie within ±2^35, so their high halves within ±8.
+ */
+const NO_TAG_HI = 0x7fffffff;
+
+/** The wasm tag of entry t: `vpn` as a little-endian i64 (two int32s), or none when the frame is not in wasm memory. */
+function tagW(a: Int32Array, t: number, vpn: number, wasm: number | undefined): void {
+  if (wasm === undefined) {
+    a[2 * t + 1] = NO_TAG_HI;
+    return;
+  }
+  a[2 * t] = vpn | 0;
+  a[2 * t + 1] = Math.floor(vpn / 4294967296) | 0;
+}
+
 /** One privilege level's read, write and fetch TLBs, while the other level's are in use (Cpu.switchPrivilege). */
 class TlbSet {
   rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
@@ -97,18 +113,20 @@ class TlbSet {
   xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
   rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
   wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
+  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
+  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
 }
 
 /**
  * Sets of one privilege level's chain cache (wasm/region.ts): linear
- * address → compiled region, two ways of 16 bytes each (f64 address, i32
+ * address → compiled region, two ways of 16 bytes each (i64 address, i32
  * table slot, i32 generation), right after the level's placed TLB arrays.
  * A loop through a few hundred functions thrashed a direct-mapped cache of
  * 1,024 entries (pairs of targets evicting each other on every pass).
  */
 export const CHAIN_SETS = 2048;
 /** Where the chain cache starts in a privilege level's placed block. */
-export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4);
+export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4 + 8 + 8);
 /** Bytes of one privilege level's block in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff, the chain cache. */
 const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_SETS * 32;
 /** What Cpu.placeTlb needs: both privilege levels. */
@@ -180,6 +198,14 @@ export class Cpu extends CpuState {
    */
   rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
   wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
+  /**
+   * Per read/write entry, what compiled wasm compares: the tag as an i64, or
+   * one that matches nothing when the frame is not in the WebAssembly.Memory
+   * (so a hit needs no other check). Kept in step with rTag/wTag wherever
+   * those change.
+   */
+  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
+  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
   // The fetch TLB: tag and decoded code page.
   private xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
@@ -228,9 +254,9 @@ export class Cpu extends CpuState {
   /** Drops write-TLB entries of `bytes`, both privilege levels', so writes to it take the slow path (SMC detection). */
   private forgetWritable(bytes: Uint8Array): void {
     const wb = this.wBytes;
-    for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === bytes) this.wTag[k] = NaN;
+    for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === bytes) { this.wTag[k] = NaN; this.wTagW[2 * k + 1] = NO_TAG_HI; }
     const o = this.other;
-    for (let k = 0; k < TLB_SIZE; k++) if (o.wBytes[k] === bytes) o.wTag[k] = NaN;
+    for (let k = 0; k < TLB_SIZE; k++) if (o.wBytes[k] === bytes) { o.wTag[k] = NaN; o.wTagW[2 * k + 1] = NO_TAG_HI; }
   }
 
   /** Forgets the fetch TLBs (decoded code they point at was dropped). */
@@ -246,12 +272,13 @@ export class Cpu extends CpuState {
    * `area` (TLB_AREA_BYTES, 8-byte aligned), keeping their entries: the soft
    * engine puts them in the machine's WebAssembly.Memory, beside the RAM the
    * offsets point into. Layout per level (current level first): rTag and
-   * wTag (f64 × TLB_SIZE each), then rOff and wOff (i32 × TLB_SIZE each),
-   * then the level's chain cache (TLB_CHAIN_AT), which the wasm tier keeps.
+   * wTag (f64 × TLB_SIZE each), rOff and wOff (i32 × TLB_SIZE each), rTagW
+   * and wTagW (i64 × TLB_SIZE each), then the level's chain cache
+   * (TLB_CHAIN_AT), which the wasm tier keeps.
    */
   placeTlb(area: Uint8Array): void {
     if (area.byteLength < TLB_AREA_BYTES || area.byteOffset % 8 !== 0) throw new RangeError(`a TLB area is ${TLB_AREA_BYTES} bytes, 8-byte aligned`);
-    const place = (at: number, set: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array }): void => {
+    const place = (at: number, set: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array; rTagW: Int32Array; wTagW: Int32Array }): void => {
       const o = area.byteOffset + at, b = area.buffer;
       const f64 = (k: number, from: Float64Array): Float64Array => {
         const v = new Float64Array(b, o + k * TLB_SIZE * 8, TLB_SIZE);
@@ -263,10 +290,17 @@ export class Cpu extends CpuState {
         v.set(from);
         return v;
       };
+      const i64 = (k: number, from: Int32Array): Int32Array => {
+        const v = new Int32Array(b, o + 24 * TLB_SIZE + k * TLB_SIZE * 8, 2 * TLB_SIZE);
+        v.set(from);
+        return v;
+      };
       set.rTag = f64(0, set.rTag);
       set.wTag = f64(1, set.wTag);
       set.rOff = i32(0, set.rOff);
       set.wOff = i32(1, set.wOff);
+      set.rTagW = i64(0, set.rTagW);
+      set.wTagW = i64(1, set.wTagW);
     };
     place(0, this);
     place(TLB_PLACED_BYTES, this.other);
@@ -281,15 +315,15 @@ export class Cpu extends CpuState {
     const rTag = this.rTag, rView = this.rView, rBytes = this.rBytes;
     const wTag = this.wTag, wView = this.wView, wBytes = this.wBytes;
     const xTag = this.xTag, xCode = this.xCode;
-    const rOff = this.rOff, wOff = this.wOff;
+    const rOff = this.rOff, wOff = this.wOff, rTagW = this.rTagW, wTagW = this.wTagW;
     this.rTag = o.rTag; this.rView = o.rView; this.rBytes = o.rBytes;
     this.wTag = o.wTag; this.wView = o.wView; this.wBytes = o.wBytes;
     this.xTag = o.xTag; this.xCode = o.xCode;
-    this.rOff = o.rOff; this.wOff = o.wOff;
+    this.rOff = o.rOff; this.wOff = o.wOff; this.rTagW = o.rTagW; this.wTagW = o.wTagW;
     o.rTag = rTag; o.rView = rView; o.rBytes = rBytes;
     o.wTag = wTag; o.wView = wView; o.wBytes = wBytes;
     o.xTag = xTag; o.xCode = xCode;
-    o.rOff = rOff; o.wOff = wOff;
+    o.rOff = rOff; o.wOff = wOff; o.rTagW = rTagW; o.wTagW = wTagW;
     this.codeDropped();
   }
 
@@ -570,12 +604,12 @@ export class Cpu extends CpuState {
   /** Forgets the translations and decoded code of page `vpn`. */
   invalidatePage(vpn: number): void {
     const t = vpn & TLB_MASK;
-    if (this.rTag[t] === vpn) this.rTag[t] = NaN;
-    if (this.wTag[t] === vpn) this.wTag[t] = NaN;
+    if (this.rTag[t] === vpn) { this.rTag[t] = NaN; this.rTagW[2 * t + 1] = NO_TAG_HI; }
+    if (this.wTag[t] === vpn) { this.wTag[t] = NaN; this.wTagW[2 * t + 1] = NO_TAG_HI; }
     if (this.xTag[t] === vpn) this.xTag[t] = NaN;
     const o = this.other;
-    if (o.rTag[t] === vpn) o.rTag[t] = NaN;
-    if (o.wTag[t] === vpn) o.wTag[t] = NaN;
+    if (o.rTag[t] === vpn) { o.rTag[t] = NaN; o.rTagW[2 * t + 1] = NO_TAG_HI; }
+    if (o.wTag[t] === vpn) { o.wTag[t] = NaN; o.wTagW[2 * t + 1] = NO_TAG_HI; }
     if (o.xTag[t] === vpn) o.xTag[t] = NaN;
     const frame = this.codeFrameOf.get(vpn);
     if (frame !== undefined) {
@@ -602,15 +636,21 @@ export class Cpu extends CpuState {
    * INVLPG-wide flushes, CR3 writes, paging-mode changes.
    */
   flushTlb(): void {
-    this.rTag.fill(NaN);
-    this.wTag.fill(NaN);
+    this.forgetTranslations();
     this.xTag.fill(NaN);
-    const o = this.other;
-    o.rTag.fill(NaN);
-    o.wTag.fill(NaN);
-    o.xTag.fill(NaN);
+    this.other.xTag.fill(NaN);
     this.newCodeGeneration();
     this.codeDropped();
+  }
+
+  /** Empties both privilege levels' read and write TLBs. */
+  private forgetTranslations(): void {
+    for (const set of [this, this.other]) {
+      set.rTag.fill(NaN);
+      set.wTag.fill(NaN);
+      set.rTagW.fill(NO_TAG_HI);
+      set.wTagW.fill(NO_TAG_HI);
+    }
   }
 
   /** Changes the decoding mode: code is looked up among the new mode's pages. */
@@ -624,10 +664,7 @@ export class Cpu extends CpuState {
 
   /** Forgets every translation and all decoded code (execve). */
   flushAll(): void {
-    this.rTag.fill(NaN);
-    this.wTag.fill(NaN);
-    this.other.rTag.fill(NaN);
-    this.other.wTag.fill(NaN);
+    this.forgetTranslations();
     for (const pages of this.codeCache.pages) {
       for (const ops of pages.values()) ops.clear();
       pages.clear();
@@ -649,6 +686,7 @@ export class Cpu extends CpuState {
     this.rView[t] = f.view;
     this.rBytes[t] = f.bytes;
     this.rOff[t] = f.wasm ?? -1;
+    tagW(this.rTagW, t, vpn, f.wasm);
     return t;
   }
 
@@ -664,6 +702,7 @@ export class Cpu extends CpuState {
     this.wView[t] = f.view;
     this.wBytes[t] = f.bytes;
     this.wOff[t] = f.wasm ?? -1;
+    tagW(this.wTagW, t, vpn, f.wasm);
     return t;
   }
 

@@ -35,8 +35,8 @@ export const X = REGISTER_BYTES + SCRATCH_BYTES;
 export const XMM_BYTES = XMM_LANES * 4;
 /** The XMM register a 16-byte load the TLB could not serve lands in (sse.ts's scratch register). */
 export const XMM_SCRATCH = 16;
-/** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64), rOff, wOff (i32). */
-export const T_RTAG = 0, T_WTAG = TLB_SIZE * 8, T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20;
+/** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64, the engine's), rOff, wOff (i32), rTagW, wTagW (i64, compared here). */
+export const T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20, T_RTAGW = TLB_SIZE * 24, T_WTAGW = TLB_SIZE * 32;
 
 /** A two-operand ALU form: the record it leaves, whether it writes its destination, its wasm operators. */
 export interface AluForm { kind: 'add' | 'sub' | 'logic'; writes: boolean; o64: number; o32: number }
@@ -72,7 +72,7 @@ export class Emitter {
   readonly PC: number; readonly N: number; readonly STOP: number;
   /** Where a chained exit goes (i64 linear address): the code after the `chain` block. */
   readonly TARGET: number;
-  readonly EA: number; readonly VPN: number; readonly T: number; readonly MO: number; readonly FA: number;
+  readonly EA: number; readonly VPN: number; readonly T: number; readonly FA: number;
   readonly A: number; readonly B: number; readonly X: number;
   readonly D8: number; readonly S8: number; readonly R8: number; readonly D4: number; readonly S4: number; readonly R4: number;
   /** An i32 temporary no flag record uses. */
@@ -88,7 +88,7 @@ export class Emitter {
     const c = this.c;
     const l = (t: ValType): number => c.local(t);
     this.PC = l(I32); this.N = l(I32); this.STOP = l(I32);
-    this.EA = l(I64); this.VPN = l(I64); this.T = l(I32); this.MO = l(I32); this.FA = l(I32);
+    this.EA = l(I64); this.VPN = l(I64); this.T = l(I32); this.FA = l(I32);
     this.A = l(I64); this.B = l(I64); this.X = l(I64);
     this.D8 = l(I64); this.S8 = l(I64); this.R8 = l(I64); this.D4 = l(I32); this.S4 = l(I32); this.R4 = l(I32);
     this.V32 = l(I32);
@@ -145,9 +145,9 @@ export class Emitter {
     // The set (region.ts chainSet); its second way when the first does not hold TARGET.
     c.get(this.TARGET).op(W.i32WrapI64).tee(this.T).get(this.T).i32(11).op(W.i32ShrU).op(W.i32Xor);
     c.i32(CHAIN_SETS - 1).op(W.i32And).i32(5).op(W.i32Shl).get(this.TLB).op(W.i32Add).set(this.FA);
-    c.get(this.FA).mem(W.f64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.f64ConvertI64S).op(W.f64Ne);
+    c.get(this.FA).mem(W.i64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.i64Ne);
     c.open(W.if, 'way').get(this.FA).i32(16).op(W.i32Add).set(this.FA).close('way');
-    c.get(this.FA).mem(W.f64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.f64ConvertI64S).op(W.f64Eq);
+    c.get(this.FA).mem(W.i64Load, TLB_CHAIN_AT).get(this.TARGET).op(W.i64Eq);
     c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 12).get(this.ST).mem(W.i32Load, S_GEN).op(W.i32Eq).op(W.i32And);
     c.get(this.STOP).op(W.i32Eqz).op(W.i32And);
     c.open(W.if, 'chained');
@@ -215,18 +215,21 @@ export class Emitter {
   /**
    * Leaves on the stack the frame address (i32) of EA for an access of
    * `size` bytes, or runs `miss` (which leaves what the hit path would,
-   * `result` typed) when the TLB cannot serve it.
+   * `result` typed) when the TLB cannot serve it. One comparison: the entry
+   * of EA's page against the page of the access's last byte, which differs
+   * when the access crosses into the next page; a frame outside the wasm
+   * memory has a tag that matches nothing (cpu.ts tagW).
    */
   private tlb(size: number, write: boolean, result: number, hit: () => void, miss: () => void): void {
     const c = this.c;
-    c.get(this.EA).i64(12, 0).op(W.i64ShrS).set(this.VPN);
-    c.get(this.VPN).op(W.i32WrapI64).i32(TLB_SIZE - 1).op(W.i32And).set(this.T);
-    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.f64Load, write ? T_WTAG : T_RTAG);
-    c.get(this.VPN).op(W.f64ConvertI64S).op(W.f64Eq);
-    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, write ? T_WOFF : T_ROFF).tee(this.FA).i32(0).op(W.i32GeS).op(W.i32And);
-    c.get(this.EA).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).tee(this.MO).i32(PAGE_SIZE - size).op(W.i32LeU).op(W.i32And);
+    c.get(this.EA).i64(12, 0).op(W.i64ShrS).op(W.i32WrapI64).i32(TLB_SIZE - 1).op(W.i32And).set(this.T);
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, write ? T_WTAGW : T_RTAGW);
+    c.get(this.EA);
+    if (size > 1) c.i64(size - 1, 0).op(W.i64Add);
+    c.i64(12, 0).op(W.i64ShrS).op(W.i64Eq);
     c.open(W.if, 'hit', result);
-    c.get(this.FA).get(this.MO).op(W.i32Add);
+    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, write ? T_WOFF : T_ROFF);
+    c.get(this.EA).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).op(W.i32Add);
     hit();
     c.else('hit');
     miss();

@@ -338,15 +338,15 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
       epoch = chains.epoch;
     }
     // Into the set's first way; what it held (another address) moves to the second.
-    const p = tlb + TLB_CHAIN_AT + chainSet(rip | 0);
-    if (f64[p >> 3] !== rip) {
-      f64[(p + 16) >> 3] = f64[p >> 3] as number;
-      i32[(p + 24) >> 2] = i32[(p + 8) >> 2] as number;
-      i32[(p + 28) >> 2] = i32[(p + 12) >> 2] as number;
-      f64[p >> 3] = rip;
+    const p = (tlb + TLB_CHAIN_AT + chainSet(rip | 0)) >> 2;
+    const lo = rip | 0, hi = Math.floor(rip / 4294967296) | 0;
+    if (i32[p] !== lo || i32[p + 1] !== hi) {
+      for (let k = 0; k < 4; k++) i32[p + 4 + k] = i32[p + k] as number;
+      i32[p] = lo;
+      i32[p + 1] = hi;
     }
-    i32[(p + 8) >> 2] = slot;
-    i32[(p + 12) >> 2] = i32[(st + S_GEN) >> 2] as number;
+    i32[p + 2] = slot;
+    i32[p + 3] = i32[(st + S_GEN) >> 2] as number;
     let n: number;
     try {
       n = run(rip - base, budget, base, st, tlb, 0);
