@@ -25,7 +25,14 @@ export const S_TARGET = S + 8; // f64: where control goes after the region
 export const S_AT = S + 16; // i32: page offset of the instruction at a fault point, or -1 (a handler keeps RIP)
 export const S_RETIRED = S + 20; // i32: instructions retired before it
 export const S_DIRTY = S + 24; // i32: the flag record below is newer than the Cpu's
-export const S_LF = S + 28; // 9 × i32: lfOp, lfSize, lfDst, lfDstHi, lfSrc, lfSrcHi, lfRes, lfResHi, lfAux
+// The lazy-flag record (state.ts), laid out so that a record takes few stores: dirty and lfOp share an i64, as do
+// lfSize and lfAux; dst, src and result are little-endian i64s (lo, hi).
+export const S_LF_OP = S + 28; // i32
+export const S_LF_SIZE = S + 32; // i32
+export const S_LF_AUX = S + 36; // i32
+export const S_LF_DST = S + 40; // i64
+export const S_LF_SRC = S + 48; // i64
+export const S_LF_RES = S + 56; // i64
 export const S_VALUE = S + 64; // i64: a value read through the engine
 export const S_BASE = S + 72; // f64: page base of the region running (regions chain into one another)
 export const S_GEN = S + 80; // i32: the Cpu's code generation (Cpu.codeGeneration)
@@ -316,25 +323,31 @@ export class Emitter {
   record(kind: 'add' | 'sub' | 'logic', size: 4 | 8): void {
     const [d, s, r] = size === 8 ? [this.D8, this.S8, this.R8] : [this.D4, this.S4, this.R4];
     const lf = kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC;
-    this.recordOf(lf, size, kind === 'logic' ? -1 : d, kind === 'logic' ? -1 : s, r, () => this.c.i32(0));
+    this.recordOf(lf, size, kind === 'logic' ? -1 : d, kind === 'logic' ? -1 : s, r, 0);
   }
 
   /**
-   * Stores a lazy-flag record (state.ts format) in the scratch block:
-   * `lf`, `size`, dst/src/result from locals of the size's type (-1: not
-   * written), aux from `aux` (an i32 expression).
+   * Stores a lazy-flag record (state.ts format) in the scratch block, marked
+   * newer than the Cpu's: `lf`, `size`, dst/src/result from locals of the
+   * size's type (-1: not written), aux a constant or an i32 expression.
+   * Five stores at most.
    */
-  recordOf(lf: number, size: 1 | 2 | 4 | 8, d: number, s: number, r: number, aux: () => void): void {
+  recordOf(lf: number, size: 1 | 2 | 4 | 8, d: number, s: number, r: number, aux: number | (() => void)): void {
     const c = this.c;
-    const put = (i: number, v: () => void): void => this.scratchI32(S_LF + 4 * i, v);
-    const lo = (l: number): (() => void) => () => (size === 8 ? c.get(l).op(W.i32WrapI64) : c.get(l));
-    const hi = (l: number): (() => void) => () => (size === 8 ? c.get(l).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64) : c.i32(0));
-    put(0, () => c.i32(lf));
-    put(1, () => c.i32(size));
-    if (d >= 0) { put(2, lo(d)); put(3, hi(d)); }
-    if (s >= 0) { put(4, lo(s)); put(5, hi(s)); }
-    put(6, lo(r)); put(7, hi(r)); put(8, aux);
-    this.scratchI32(S_DIRTY, () => c.i32(1));
+    const put64 = (offset: number, l: number): void => {
+      c.get(this.ST).get(l);
+      if (size !== 8) c.op(W.i64ExtendI32U);
+      c.mem(W.i64Store, offset);
+    };
+    c.get(this.ST).i64(1, lf).mem(W.i64Store, S_DIRTY);
+    if (typeof aux === 'number') c.get(this.ST).i64(size, aux).mem(W.i64Store, S_LF_SIZE);
+    else {
+      this.scratchI32(S_LF_SIZE, () => c.i32(size));
+      this.scratchI32(S_LF_AUX, aux);
+    }
+    if (d >= 0) put64(S_LF_DST, d);
+    if (s >= 0) put64(S_LF_SRC, s);
+    put64(S_LF_RES, r);
   }
 
   /** Condition cc as an i32: from a known record where it can, else from the engine (which reads the stored record). */

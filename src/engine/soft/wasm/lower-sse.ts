@@ -222,7 +222,7 @@ function bitScan(m: Emitter, op: Op, reverse: boolean, s: number, e: number, k: 
     else { c.i64(size * 8 - 1, 0); c.get(m.A); if (size === 4) c.i64(32, 0).op(W.i64Shl); c.op(W.i64Clz).op(W.i64Sub); }
   });
   c.close('found');
-  m.recordOf(LF_LOGIC, 4, -1, -1, m.R4, () => c.i32(0));
+  m.recordOf(LF_LOGIC, 4, -1, -1, m.R4, 0);
   if (memory) m.stopCheck(e, k);
   return { kind: 'logic', size: 4 };
 }

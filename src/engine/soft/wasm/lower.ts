@@ -9,7 +9,7 @@ import { plain64 } from '../block.js';
 import { FLAG_AF, FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 import { I32, Op as W } from './encode.js';
 import { lowerSse } from './lower-sse.js';
-import { ALU, type Emitter, IMPORT_CARRY_OVERFLOW, IMPORT_NONCANON, type Known, plainMem, S_LF } from './emitter.js';
+import { ALU, type Emitter, IMPORT_CARRY_OVERFLOW, IMPORT_NONCANON, type Known, plainMem, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SRC } from './emitter.js';
 
 /**
  * Lowers one instruction; returns the flag record it leaves known, 'keep'
@@ -326,17 +326,16 @@ function lowerMore(m: Emitter, op: Op, name: string, s: number, e: number, k: nu
       return 'forget';
     }
     // The stored record becomes LF_CO: ZF, SF and PF still from its result; AF kept; CF and OF the rotate's.
-    const aux = S_LF + 32;
-    if (known.co === true) c.get(m.ST).mem(W.i32Load, aux).i32(~(FLAG_CF | FLAG_OF)).op(W.i32And);
+    if (known.co === true) c.get(m.ST).mem(W.i32Load, S_LF_AUX).i32(~(FLAG_CF | FLAG_OF)).op(W.i32And);
     else if (known.kind === 'logic') c.i32(0);
     else {
-      const f = (x: number): void => { c.get(m.ST).mem(W.i32Load, S_LF + 4 * x); };
-      f(2); f(4); c.op(W.i32Xor); f(6); c.op(W.i32Xor);
+      const f = (at: number): void => { c.get(m.ST).mem(W.i32Load, at); };
+      f(S_LF_DST); f(S_LF_SRC); c.op(W.i32Xor); f(S_LF_RES); c.op(W.i32Xor);
       c.i32(FLAG_AF).op(W.i32And);
     }
     c.get(m.T).op(W.i32Or).set(m.T);
-    m.scratchI32(aux, () => c.get(m.T));
-    m.scratchI32(S_LF, () => c.i32(LF_CO));
+    m.scratchI32(S_LF_AUX, () => c.get(m.T));
+    m.scratchI32(S_LF_OP, () => c.i32(LF_CO));
     return { kind: 'result', size: known.size, co: true };
   }
   if (name === 'alu_not' && reg0 && op.nops === 1) {
@@ -446,7 +445,7 @@ function lowerSmall(m: Emitter, op: Op, name: string, size: 1 | 2, s: number, e:
   value(1); c.set(m.S4);
   c.get(m.D4).get(m.S4).op(alu.o32).i32(mask).op(W.i32And).set(m.R4);
   if (writes) writeReg(op.reg0, () => c.get(m.R4));
-  m.recordOf(kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC, size, kind === 'logic' ? -1 : m.D4, kind === 'logic' ? -1 : m.S4, m.R4, () => c.i32(0));
+  m.recordOf(kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC, size, kind === 'logic' ? -1 : m.D4, kind === 'logic' ? -1 : m.S4, m.R4, 0);
   // Conditions read the operands shifted up so the size's sign bit is bit 31 (the i32 comparisons then hold).
   const sh = 32 - 8 * size;
   for (const l of [m.D4, m.S4, m.R4]) c.get(l).i32(sh).op(W.i32Shl).set(l);

@@ -49,7 +49,7 @@ import { load128, store128 } from '../ops/sse.js';
 import { FLAG_CF, FLAG_OF } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { encodeModule, Op as W } from './encode.js';
-import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
+import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
 
 export { REGISTER_BYTES, SCRATCH_BYTES } from './emitter.js';
@@ -140,16 +140,16 @@ function pullFlags(c: Cpu, i32: Int32Array, st: number): void {
   const k = (st + S_DIRTY) >> 2;
   if (i32[k] === 0) return;
   i32[k] = 0;
-  const f = (st + S_LF) >> 2;
-  c.lfOp = i32[f] as number;
-  c.lfSize = i32[f + 1] as number;
-  c.lfDst = i32[f + 2] as number;
-  c.lfDstHi = i32[f + 3] as number;
-  c.lfSrc = i32[f + 4] as number;
-  c.lfSrcHi = i32[f + 5] as number;
-  c.lfRes = i32[f + 6] as number;
-  c.lfResHi = i32[f + 7] as number;
-  c.lfAux = i32[f + 8] as number;
+  const f = st >> 2;
+  c.lfOp = i32[f + (S_LF_OP >> 2)] as number;
+  c.lfSize = i32[f + (S_LF_SIZE >> 2)] as number;
+  c.lfAux = i32[f + (S_LF_AUX >> 2)] as number;
+  c.lfDst = i32[f + (S_LF_DST >> 2)] as number;
+  c.lfDstHi = i32[f + (S_LF_DST >> 2) + 1] as number;
+  c.lfSrc = i32[f + (S_LF_SRC >> 2)] as number;
+  c.lfSrcHi = i32[f + (S_LF_SRC >> 2) + 1] as number;
+  c.lfRes = i32[f + (S_LF_RES >> 2)] as number;
+  c.lfResHi = i32[f + (S_LF_RES >> 2) + 1] as number;
 }
 
 function importCond(cc: number): number {
