@@ -148,20 +148,32 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
     return { kind: 'result', size };
   }
   const shiftKind = name === 'shift_shl' ? 0 : name === 'shift_shr' ? 1 : name === 'shift_sar' ? 2 : -1;
-  if (shiftKind >= 0 && op.kind0 === OP_GPR && op.reg0 < 16 && op.kind1 === OP_IMM) {
+  const byCl = op.kind1 === OP_GPR && op.reg1 === 1 && op.size1 === 1;
+  if (shiftKind >= 0 && op.kind0 === OP_GPR && op.reg0 < 16 && (op.kind1 === OP_IMM || byCl)) {
     const bits = size * 8;
-    const n = op.imm & (bits - 1);
-    if (n === 0) {
-      // No count: flags unchanged; a 32-bit destination still loses its upper half.
-      if (size === 4) m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64(-1, 0).op(W.i64And); });
-      return 'keep';
+    const n = byCl ? -1 : op.imm & (bits - 1);
+    // No count: flags unchanged; a 32-bit destination still loses its upper half.
+    const none = (): void => { if (size === 4) m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64(-1, 0).op(W.i64And); }); };
+    if (n === 0) { none(); return 'keep'; }
+    if (byCl) {
+      // The count from CL, masked, in V32; a count of 0 is known only when the code runs.
+      m.reg(1); c.op(W.i32WrapI64).i32(bits - 1).op(W.i32And).tee(m.V32).op(W.i32Eqz).open(W.if, 'none');
+      none();
+      c.else('none');
     }
+    /** The shift's amount (`cf` false) or the position of the last bit out (true), as an i32. */
+    const amount = (cf: boolean): void => {
+      if (!byCl) c.i32(!cf ? n : shiftKind === 0 ? bits - n : n - 1);
+      else if (!cf) c.get(m.V32);
+      else if (shiftKind === 0) c.i32(bits).get(m.V32).op(W.i32Sub);
+      else c.get(m.V32).i32(1).op(W.i32Sub);
+    };
     if (size === 8) {
-      const sh = (v: number): void => { c.i64(v, 0); };
+      const sh = (cf: boolean): void => { amount(cf); c.op(W.i64ExtendI32U); };
       m.reg(op.reg0); c.set(m.A);
-      c.get(m.A); sh(n); c.op(shiftKind === 0 ? W.i64Shl : shiftKind === 1 ? W.i64ShrU : W.i64ShrS).set(m.R8);
+      c.get(m.A); sh(false); c.op(shiftKind === 0 ? W.i64Shl : shiftKind === 1 ? W.i64ShrU : W.i64ShrS).set(m.R8);
       // CF: the last bit shifted out; OF: SHL msb(result) ^ CF, SHR msb(source), SAR 0.
-      c.get(m.A); sh(shiftKind === 0 ? 64 - n : n - 1); c.op(W.i64ShrU).op(W.i32WrapI64).i32(1).op(W.i32And).set(m.T);
+      c.get(m.A); sh(true); c.op(W.i64ShrU).op(W.i32WrapI64).i32(1).op(W.i32And).set(m.T);
       if (shiftKind === 0) c.get(m.R8).i64(63, 0).op(W.i64ShrU).op(W.i32WrapI64).get(m.T).op(W.i32Xor);
       else if (shiftKind === 1) c.get(m.A).i64(63, 0).op(W.i64ShrU).op(W.i32WrapI64);
       else c.i32(0);
@@ -170,8 +182,8 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
       m.recordOf(LF_CO, 8, -1, -1, m.R8, () => c.get(m.T).get(m.FA).i32(11).op(W.i32Shl).op(W.i32Or));
     } else {
       m.reg(op.reg0); c.op(W.i32WrapI64).set(m.D4);
-      c.get(m.D4).i32(n).op(shiftKind === 0 ? W.i32Shl : shiftKind === 1 ? W.i32ShrU : W.i32ShrS).set(m.R4);
-      c.get(m.D4).i32(shiftKind === 0 ? 32 - n : n - 1).op(W.i32ShrU).i32(1).op(W.i32And).set(m.T);
+      c.get(m.D4); amount(false); c.op(shiftKind === 0 ? W.i32Shl : shiftKind === 1 ? W.i32ShrU : W.i32ShrS).set(m.R4);
+      c.get(m.D4); amount(true); c.op(W.i32ShrU).i32(1).op(W.i32And).set(m.T);
       if (shiftKind === 0) c.get(m.R4).i32(31).op(W.i32ShrU).get(m.T).op(W.i32Xor);
       else if (shiftKind === 1) c.get(m.D4).i32(31).op(W.i32ShrU);
       else c.i32(0);
@@ -179,7 +191,10 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
       m.setReg(op.reg0, () => c.get(m.R4).op(W.i64ExtendI32U));
       m.recordOf(LF_CO, 4, -1, -1, m.R4, () => c.get(m.T).get(m.FA).i32(11).op(W.i32Shl).op(W.i32Or));
     }
-    return { kind: 'result', size, co: true };
+    if (!byCl) return { kind: 'result', size, co: true };
+    // Either way the stored record is the flags' state; the locals are not.
+    c.close('none');
+    return 'forget';
   }
   if (name === 'mul_imul2' && size === 8 && op.kind0 === OP_GPR && op.reg0 < 16 && op.kind1 === OP_GPR && op.reg1 < 16) {
     m.reg(op.reg0); c.set(m.A); m.reg(op.reg1); c.set(m.B);
