@@ -573,3 +573,31 @@ test('compiled loads see a data page remapped after a TLB flush or an INVLPG of 
     jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
   }
 });
+
+test('PUSH imm, PUSH [m] and LEAVE: compiled code agrees with the interpreter, and a fault changes no register', () => {
+  // 0x10000: mov ecx, 50 (b9 32 00 00 00); loop: call f (e8 rel32); add rdx, rax (48 01 c2); dec ecx (ff c9); jnz loop (75 f4); jmp $ (eb fe)
+  // f = 0x10100: push rbp (55); mov rbp, rsp (48 89 e5); push 0x12345678 (68 78 56 34 12); push -2 (6a fe); push qword [rbp - 8] (ff 75 f8);
+  //   pop rax (58); pop rbx (5b); add rax, rbx (48 01 d8); add rax, rcx (48 01 c8); leave (c9); ret (c3)
+  const code = new Array<number>(0x120).fill(0x90);
+  const put = (at: number, bytes: number[]): void => bytes.forEach((b, k) => { code[at + k] = b; });
+  put(0, [0xb9, 0x32, 0, 0, 0, 0xe8, ...le32(0x100 - 0x0a), 0x48, 0x01, 0xc2, 0xff, 0xc9, 0x75, 0xf4, 0xeb, 0xfe]);
+  put(0x100, [0x55, 0x48, 0x89, 0xe5, 0x68, 0x78, 0x56, 0x34, 0x12, 0x6a, 0xfe, 0xff, 0x75, 0xf8, 0x58, 0x5b, 0x48, 0x01, 0xd8, 0x48, 0x01, 0xc8, 0xc9, 0xc3]);
+  const total = 1 + 50 * 15 + 1;
+  for (const chunk of [1, 6, 1000]) {
+    const a = runWith(false, code, [], total, chunk);
+    assert.equal(a.rip, 0x10011);
+    assert.equal(a.regs[3], 50n * (0x12345678n - 2n) + (50n * 51n) / 2n, 'RDX: the pushed values popped back, plus RCX');
+    assert.equal(a.regs[4], 0x80000n);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, chunk), a, `chunk ${chunk}, after ${after}`);
+  }
+  // Faults: push qword [rax] with RAX unmapped (48 c7 c0 00 00 20 00; ff 30); leave with RBP unmapped (48 c7 c5 00 00 20 00; c9);
+  // push 0x12345678 onto a read-only page (RSP 0x82000: the slot is in page 0x81).
+  for (const [what, bad, regs] of [['push [unmapped]', [0x48, 0xc7, 0xc0, 0, 0, 0x20, 0, 0xff, 0x30], []],
+    ['leave, RBP unmapped', [0x48, 0xc7, 0xc5, 0, 0, 0x20, 0, 0xc9], []],
+    ['push imm, read-only stack', [0x90, 0x68, 0x78, 0x56, 0x34, 0x12], [[RSP, 0x82000n]]]] as [string, number[], [number, bigint][]][]) {
+    const f = runWith(false, bad, regs, 10);
+    assert.deepEqual([f.vector, f.icount], [VEC_PF, 1], what);
+    assert.equal(f.regs[4], regs.length > 0 ? 0x82000n : 0x80000n, `${what}: RSP unchanged`);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, bad, regs, 10), f, `${what}, after ${after}`);
+  }
+});

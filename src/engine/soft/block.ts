@@ -36,6 +36,7 @@ import { condSource, type FlagRecord, indirectTargetSource, inlineSource, type I
 import { load128, store128 } from './ops/sse.js';
 import { wrap64 } from './operands.js';
 import { PAGE_SIZE } from './mmu.js';
+import type { WasmRegion } from './wasm/region.js';
 
 /** Longest basic block: bounds the instructions between two looks at the budget. */
 export const MAX_BLOCK = 64;
@@ -61,6 +62,8 @@ export interface BasicBlock {
 
 export class Block {
   fn: BlockFn | undefined = undefined;
+  /** The region compiled to WebAssembly, when it is (`fn` then enters it through wasm/region.ts enterWasm). */
+  wasm: WasmRegion | undefined = undefined;
   /** By start offset. */
   private readonly byStart = new Map<number, BasicBlock>();
 

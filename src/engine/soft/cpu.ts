@@ -11,7 +11,7 @@ import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js';
 import { specialize } from './ops/fast.js';
-import { compileWasmRegion, type WasmState } from './wasm/region.js';
+import { compileWasmRegion, enterWasm, type WasmState } from './wasm/region.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_SIZE,
   VEC_GP, VEC_UD,
@@ -405,7 +405,8 @@ export class Cpu extends CpuState {
             if (h > jitAfter) this.promote(page, (rip - base) | 0);
           } else if (b.fn !== undefined) {
             inBlock = true;
-            const k = b.fn(this, limit - n, base);
+            const w = b.wasm;
+            const k = w !== undefined ? enterWasm(this, w, limit - n, base) : b.fn(this, limit - n, base);
             inBlock = false;
             // 0: its first basic block did not fit the budget; run one instruction at a time.
             if (k !== 0) {
@@ -462,8 +463,11 @@ export class Cpu extends CpuState {
       const op = ops[off];
       return op !== undefined && (op.heat > 0 || op.block !== undefined);
     }));
-    region.fn = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined;
-    if (region.fn === undefined) {
+    const w = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined;
+    if (w !== undefined) {
+      region.wasm = w;
+      region.fn = (c, budget, base) => enterWasm(c, w, budget, base);
+    } else {
       // Not for WebAssembly: a JS region only once the block is as hot as jit.after asks (h - 1 arrivals counted so far).
       const h = first.heat;
       if (h <= jit.after && !heldBack.has(first)) {

@@ -83,6 +83,32 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
     m.stopCheck(e, k);
     return 'keep';
   }
+  if (name === 'stack_push' && op.nops === 1 && op.osize === 8 && (op.kind0 === OP_IMM || (op.kind0 === OP_MEM && plainMem(op)))) {
+    // The value first (a memory operand's address uses RSP before the push); a stop its read asked for outlives the store's.
+    if (op.kind0 === OP_IMM) c.i64(op.imm | 0, op.immHi | 0).set(m.A);
+    else {
+      m.ea(op, e);
+      m.load(8, s, k);
+      c.set(m.A);
+    }
+    c.get(m.STOP).set(m.V32);
+    c.get(m.ST).mem(W.i64Load, 8 * 4).i64(8, 0).op(W.i64Sub).set(m.EA);
+    m.store(8, s, k, () => c.get(m.A));
+    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+    m.setReg(4, () => c.get(m.EA));
+    m.stopCheck(e, k);
+    return 'keep';
+  }
+  if (name === 'stack_leave' && op.osize === 8) {
+    // RSP = RBP + 8 and RBP = [RBP], both only once the read has not faulted.
+    m.reg(5); c.set(m.EA);
+    m.load(8, s, k);
+    c.set(m.A);
+    m.setReg(4, () => c.get(m.EA).i64(8, 0).op(W.i64Add));
+    m.setReg(5, () => c.get(m.A));
+    m.stopCheck(e, k);
+    return 'keep';
+  }
   if (name === 'stack_pop' && op.nops === 1 && op.osize === 8 && op.kind0 === OP_GPR && op.reg0 < 16) {
     // RSP moves first, then the register: POP RSP loads the value read.
     c.get(m.ST).mem(W.i64Load, 8 * 4).set(m.EA);

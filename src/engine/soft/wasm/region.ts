@@ -42,13 +42,13 @@
 import { MODE_64 } from '../decode/index.js';
 import { CHAIN_SETS, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
-import { type Block, type BlockFn, jit } from '../block.js';
+import { type Block, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { load128, store128 } from '../ops/sse.js';
 import { FLAG_CF, FLAG_OF } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
-import { encodeModule, Op as W } from './encode.js';
+import { Code, encodeModule, F64, I32, Op as W } from './encode.js';
 import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
 
@@ -66,6 +66,26 @@ interface ChainTable {
   next: number;
   epoch: number;
   readonly cpus: Cpu[];
+  /**
+   * Calls the region in a slot: every entry from the run loop goes through
+   * this one function, so the JS-to-wasm call is the same at every entry
+   * (V8 compiles it once, instead of one call site per region's export).
+   */
+  readonly dispatch: (slot: number, off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
+}
+
+/** A module whose one function tail-calls the region in a table slot with the rest of its arguments. */
+function dispatcher(table: WasmTable): ChainTable['dispatch'] {
+  const c = new Code(7);
+  for (let k = 1; k < 7; k++) c.get(k);
+  c.get(0).callIndirect(TYPE_RUN, 0, true);
+  const bytes = encodeModule({
+    types: [...TYPES, { params: [I32, I32, I32, F64, I32, I32, I32], results: [I32] }],
+    imports: [{ module: 'e', name: 'chain', kind: 'table', min: 0 }],
+    functions: [{ type: TYPES.length, code: c }],
+    exports: [{ name: 'd', func: 0 }],
+  });
+  return new wasmApi.Instance(new wasmApi.Module(bytes), { e: { chain: table } }).exports.d as ChainTable['dispatch'];
 }
 
 /** Slots of a chain table before it is emptied. */
@@ -99,7 +119,8 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
   cpu.codeGeneration = generation;
   let chains = chainTables.get(memory);
   if (chains === undefined) {
-    chains = { table: new wasmApi.Table({ element: 'anyfunc', initial: 0, maximum: CHAIN_SLOTS }), next: 0, epoch: 0, cpus: [] };
+    const table = new wasmApi.Table({ element: 'anyfunc', initial: 0, maximum: CHAIN_SLOTS });
+    chains = { table, next: 0, epoch: 0, cpus: [], dispatch: dispatcher(table) };
     chainTables.set(memory, chains);
   }
   chains.cpus.push(cpu);
@@ -211,10 +232,10 @@ function importNonCanonical(s: number, hi: number): void {
 
 /**
  * Compiles region `r` to a wasm function over `state`'s memory, or returns
- * undefined when it is not 64-bit code. The BlockFn it returns behaves as
- * block.ts compileRegion's.
+ * undefined when it is not 64-bit code or would mostly call handlers.
+ * `enterWasm` runs it.
  */
-export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefined {
+export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | undefined {
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
   const index = new Map<number, number>();
   r.blocks.forEach((b, k) => index.set(b.start, k));
@@ -324,42 +345,57 @@ export function compileWasmRegion(r: Block, state: WasmState): BlockFn | undefin
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
     e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
-  const run = instance.exports.run as (off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
-  const { i32, f64, chains } = state;
-  let slot = register(chains, run), epoch = chains.epoch;
-  return (cpu: Cpu, budget: number, base: number): number => {
-    const st = cpu.gpr.byteOffset;
-    ctx.c = cpu; ctx.st = st; ctx.i32 = i32; ctx.f64 = f64;
-    const rip = cpu.rip, tlb = cpu.rTag.byteOffset;
-    state.entries++;
-    // Chained exits to this address may enter here directly from now on.
-    if (epoch !== chains.epoch) {
-      slot = register(chains, run);
-      epoch = chains.epoch;
-    }
-    // Into the set's first way; what it held (another address) moves to the second.
-    const p = (tlb + TLB_CHAIN_AT + chainSet(rip | 0)) >> 2;
-    const lo = rip | 0, hi = Math.floor(rip / 4294967296) | 0;
-    if (i32[p] !== lo || i32[p + 1] !== hi) {
-      for (let k = 0; k < 4; k++) i32[p + 4 + k] = i32[p + k] as number;
-      i32[p] = lo;
-      i32[p + 1] = hi;
-    }
-    i32[p + 2] = slot;
-    i32[p + 3] = i32[(st + S_GEN) >> 2] as number;
-    let n: number;
-    try {
-      n = run(rip - base, budget, base, st, tlb, 0);
-    } catch (e) {
-      pullFlags(cpu, i32, st);
-      const at = i32[(st + S_AT) >> 2] as number;
-      if (at >= 0) cpu.rip = (f64[(st + S_BASE) >> 3] as number) + at;
-      cpu.retiredInBlock = i32[(st + S_RETIRED) >> 2] as number;
-      throw e;
-    }
-    pullFlags(cpu, i32, st);
-    if (i32[(st + S_EXIT_KIND) >> 2] === 0) cpu.rip = f64[(st + S_TARGET) >> 3] as number;
-    return n;
-  };
+  const run = instance.exports.run;
+  return new WasmRegion(run, register(state.chains, run), state);
 }
 
+/** A region compiled here: its function, its slot in the chain table (while `epoch` is the table's). */
+export class WasmRegion {
+  epoch: number;
+  constructor(readonly run: unknown, public slot: number, readonly state: WasmState) {
+    this.epoch = state.chains.epoch;
+  }
+}
+
+/**
+ * Runs compiled region `w` entered at `cpu.rip` (in the page at linear
+ * `base`) for at most `budget` instructions, chaining on as far as the
+ * chain cache allows; behaves as block.ts's BlockFn. One function for every
+ * region, so that V8 optimises it once.
+ */
+export function enterWasm(cpu: Cpu, w: WasmRegion, budget: number, base: number): number {
+  const state = w.state;
+  const { i32, f64, chains } = state;
+  const st = cpu.gpr.byteOffset;
+  ctx.c = cpu; ctx.st = st; ctx.i32 = i32; ctx.f64 = f64;
+  const rip = cpu.rip, tlb = cpu.rTag.byteOffset;
+  state.entries++;
+  // Chained exits to this address may enter here directly from now on.
+  if (w.epoch !== chains.epoch) {
+    w.slot = register(chains, w.run);
+    w.epoch = chains.epoch;
+  }
+  // Into the set's first way; what it held (another address) moves to the second.
+  const p = (tlb + TLB_CHAIN_AT + chainSet(rip | 0)) >> 2;
+  const lo = rip | 0, hi = Math.floor(rip / 4294967296) | 0;
+  if (i32[p] !== lo || i32[p + 1] !== hi) {
+    for (let k = 0; k < 4; k++) i32[p + 4 + k] = i32[p + k] as number;
+    i32[p] = lo;
+    i32[p + 1] = hi;
+  }
+  i32[p + 2] = w.slot;
+  i32[p + 3] = i32[(st + S_GEN) >> 2] as number;
+  let n: number;
+  try {
+    n = chains.dispatch(w.slot, rip - base, budget, base, st, tlb, 0);
+  } catch (e) {
+    pullFlags(cpu, i32, st);
+    const at = i32[(st + S_AT) >> 2] as number;
+    if (at >= 0) cpu.rip = (f64[(st + S_BASE) >> 3] as number) + at;
+    cpu.retiredInBlock = i32[(st + S_RETIRED) >> 2] as number;
+    throw e;
+  }
+  pullFlags(cpu, i32, st);
+  if (i32[(st + S_EXIT_KIND) >> 2] === 0) cpu.rip = f64[(st + S_TARGET) >> 3] as number;
+  return n;
+}
