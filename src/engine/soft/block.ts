@@ -14,7 +14,7 @@
  *
  * Exactness: before a basic block runs, the function checks that all of it
  * fits the instruction budget the run loop gives, else it stops there; so
- * `run(limit)`, the engine's 2,048-instruction chunks (interrupt latency) and
+ * `run(limit)`, the engine's 16,384-instruction chunks (interrupt latency) and
  * `--stats` stay exact to the instruction. A handler runs with `cpu.rip` at
  * its address and `cpu.nextRip` past it, as in the one-at-a-time loop; a
  * template that may fault records its page offset in a local instead, from
