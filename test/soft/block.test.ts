@@ -15,7 +15,7 @@ import { PAGE_SIZE, VEC_PF } from '../../src/engine/soft/mmu.js';
 import { R8, RAX, RBX, RCX, RDX, RDI, RSI, RSP, SEG_FS, SEG_GS } from '../../src/engine/soft/state.js';
 import { chainSet, placeInWasm } from '../../src/engine/soft/wasm/region.js';
 import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
-import { AFTERS, FlatPlatform, le32, le64, runWith } from './region-harness.js';
+import { AFTERS, entriesOver, FlatPlatform, le32, le64, onWasm, runWith } from './region-harness.js';
 
 // loop: add eax, ebx (01 d8); lea rdx, [rdx + rax*2 + 5] (48 8d 54 42 05); mov [rsp - 8], rdx (48 89 54 24 f8);
 // cmp qword [rsp - 8], 0 (48 83 7c 24 f8 00); mov rbx, [rsp - 8] (48 8b 5c 24 f8); dec ecx (ff c9); jnz loop (75 e5)
@@ -402,25 +402,13 @@ test('CALL through a register and through memory: chained or not, they end where
   assert.deepEqual([pf.vector, pf.rip, pf.regs[4]], [VEC_PF, 0x1000c, 0x80000n]);
   for (const after of AFTERS) assert.deepEqual(runWith(after, code, [[R8, 0x200000n]], total), pf, `unmapped pointer, after ${after}`);
   // Lowered, not left to the handler (which ends the region): once compiled, the calls and returns chain.
-  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
-  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
-  try {
-    code[1] = 0xe8; code[2] = 0x07; // mov ecx, 2024
-    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
-    p.poke(0x10000, code);
-    const cpu = new Cpu(p);
-    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
-    cpu.rip = 0x10000;
-    cpu.setReg64(RSP, 0x80000n);
+  code[1] = 0xe8; code[2] = 0x07; // mov ecx, 2024
+  onWasm([[0x10000, code]], (cpu) => {
     cpu.setReg64(R8, 0x10800n);
     assert.equal(cpu.run(1 + 9 * 1000), EXIT_LIMIT);
-    const before = cpu.wasm?.entries ?? 0;
-    assert.equal(cpu.run(9 * 1000), EXIT_LIMIT);
-    const entries = (cpu.wasm?.entries ?? 0) - before;
+    const entries = entriesOver(cpu, 9 * 1000);
     assert.ok(entries < 20, `1,000 passes of CALL rax and CALL [r8] took ${entries} entries from the run loop`);
-  } finally {
-    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
-  }
+  });
   // A non-canonical target: #GP at the CALL with nothing pushed. mov rax, 0x800000000000 (48 b8 ...); call rax (ff d0)
   const bad = [0x48, 0xb8, ...le64(0x800000000000n), 0xff, 0xd0];
   const gp = runWith(false, bad, [], 10);
@@ -432,26 +420,13 @@ test('a branch from a wasm region to another region of its own page chains into 
   // 0x11000: mov ecx, 3000 (b9 b8 0b 00 00); loop: call 0x10800 (e8 rel32); dec ecx (ff c9); jnz loop (75 f7); jmp $ (eb fe)
   // 0x10800: mov eax, 0x10900 (b8 00 09 01 00); jmp rax (ff e0) — an indirect target, never part of this region
   // 0x10900: add ebx, 1 (83 c3 01); ret (c3)
-  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
-  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
-  try {
-    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
-    p.poke(0x11000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(0x10800 - 0x1100a), 0xff, 0xc9, 0x75, 0xf7, 0xeb, 0xfe]);
-    p.poke(0x10800, [0xb8, 0x00, 0x09, 0x01, 0x00, 0xff, 0xe0]);
-    p.poke(0x10900, [0x83, 0xc3, 0x01, 0xc3]);
-    const cpu = new Cpu(p);
-    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
-    cpu.rip = 0x11000;
-    cpu.setReg64(RSP, 0x80000n);
+  onWasm([[0x11000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(0x10800 - 0x1100a), 0xff, 0xc9, 0x75, 0xf7, 0xeb, 0xfe]],
+    [0x10800, [0xb8, 0x00, 0x09, 0x01, 0x00, 0xff, 0xe0]], [0x10900, [0x83, 0xc3, 0x01, 0xc3]]], (cpu) => {
     assert.equal(cpu.run(1 + 7 * 1000), EXIT_LIMIT);
-    const before = cpu.wasm?.entries ?? 0;
-    assert.equal(cpu.run(7 * 1000), EXIT_LIMIT);
+    const entries = entriesOver(cpu, 7 * 1000);
     assert.equal(cpu.reg64(RBX), 2000n);
-    const entries = (cpu.wasm?.entries ?? 0) - before;
     assert.ok(entries < 20, `1,000 passes took ${entries} entries from the run loop`);
-  } finally {
-    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
-  }
+  });
 });
 
 test('two targets in the same chain-cache set both stay chained', () => {
@@ -460,26 +435,13 @@ test('two targets in the same chain-cache set both stay chained', () => {
   const a = 0x20000;
   let b = 0x21000;
   while (chainSet(b) !== chainSet(a)) b++;
-  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
-  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
-  try {
-    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
-    p.poke(0x10000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(a - 0x1000a), 0xe8, ...le32(b - 0x1000f), 0xff, 0xc9, 0x75, 0xf2, 0xeb, 0xfe]);
-    p.poke(a, [0x83, 0xc0, 0x01, 0xc3]);
-    p.poke(b, [0x83, 0xc3, 0x01, 0xc3]);
-    const cpu = new Cpu(p);
-    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
-    cpu.rip = 0x10000;
-    cpu.setReg64(RSP, 0x80000n);
+  onWasm([[0x10000, [0xb9, 0xb8, 0x0b, 0, 0, 0xe8, ...le32(a - 0x1000a), 0xe8, ...le32(b - 0x1000f), 0xff, 0xc9, 0x75, 0xf2, 0xeb, 0xfe]],
+    [a, [0x83, 0xc0, 0x01, 0xc3]], [b, [0x83, 0xc3, 0x01, 0xc3]]], (cpu) => {
     assert.equal(cpu.run(1 + 8 * 1000), EXIT_LIMIT);
-    const before = cpu.wasm?.entries ?? 0;
-    assert.equal(cpu.run(8 * 1000), EXIT_LIMIT);
+    const entries = entriesOver(cpu, 8 * 1000);
     assert.deepEqual([cpu.reg64(RAX), cpu.reg64(RBX)], [2000n, 2000n]);
-    const entries = (cpu.wasm?.entries ?? 0) - before;
     assert.ok(entries < 20, `1,000 passes calling 0x${a.toString(16)} and 0x${b.toString(16)} took ${entries} entries from the run loop`);
-  } finally {
-    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
-  }
+  });
 });
 
 test('the code after an instruction that straddles two pages starts a block, and compiles', () => {
@@ -495,22 +457,10 @@ test('the code after an instruction that straddles two pages starts a block, and
   assert.equal(a.rip, 0x1100e);
   for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], total, 333), a, `after ${after}`);
   // Compiled: the block at 0x11002 is entered from the run loop on every pass once it is hot.
-  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
-  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
-  try {
-    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
-    p.poke(0x10000, code);
-    const cpu = new Cpu(p);
-    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
-    cpu.rip = 0x10000;
-    cpu.setReg64(RSP, 0x80000n);
+  onWasm([[0x10000, code]], (cpu) => {
     assert.equal(cpu.run(2 + 5 * 1000), EXIT_LIMIT);
-    const before = cpu.wasm?.entries ?? 0;
-    assert.equal(cpu.run(5 * 1000), EXIT_LIMIT);
-    assert.equal((cpu.wasm?.entries ?? 0) - before, 1000, 'one region entry per pass');
-  } finally {
-    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
-  }
+    assert.equal(entriesOver(cpu, 5 * 1000), 1000, 'one region entry per pass');
+  });
 });
 
 test('memory outside the wasm memory is reached through the engine from compiled code, never through a stale offset', () => {
@@ -542,14 +492,7 @@ test('a compiled store into code that was decoded after the store\'s page entere
 
 test('compiled loads see a data page remapped after a TLB flush or an INVLPG of it', () => {
   // loop: mov rax, [rbx] (48 8b 03); add rcx, rax (48 01 c1); dec esi (ff ce); jnz loop (75 f6); jmp $ (eb fe)
-  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
-  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
-  try {
-    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
-    p.poke(0x10000, [0x48, 0x8b, 0x03, 0x48, 0x01, 0xc1, 0xff, 0xce, 0x75, 0xf6, 0xeb, 0xfe]);
-    const cpu = new Cpu(p);
-    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
-    cpu.rip = 0x10000;
+  onWasm([[0x10000, [0x48, 0x8b, 0x03, 0x48, 0x01, 0xc1, 0xff, 0xce, 0x75, 0xf6, 0xeb, 0xfe]]], (cpu, p) => {
     cpu.setReg64(RBX, 0x40000n);
     cpu.setReg64(RSI, 1000000n);
     cpu.write64(0x40000, 1, 0);
@@ -569,9 +512,7 @@ test('compiled loads see a data page remapped after a TLB flush or an INVLPG of 
     cpu.invalidatePage(0x40);
     assert.equal(cpu.run(4 * 100), EXIT_LIMIT);
     assert.equal(cpu.reg64(RCX), 100100n + 700n, 'the new frame after INVLPG');
-  } finally {
-    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
-  }
+  });
 });
 
 test('PUSH imm, PUSH [m] and LEAVE: compiled code agrees with the interpreter, and a fault changes no register', () => {

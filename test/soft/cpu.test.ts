@@ -10,35 +10,9 @@ import { CodeCache, Cpu, EXIT_EXCEPTION, EXIT_LIMIT, EXIT_STOP } from '../../src
 import { HANDLER_NAMES, MODE_16, MODE_64 } from '../../src/engine/soft/decode/index.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
 import { notYetReason, unboundHandlers } from '../../src/engine/soft/handlers.js';
-import {
-  ACCESS_EXEC, ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform, VEC_DE, VEC_GP, VEC_PF, VEC_UD,
-} from '../../src/engine/soft/mmu.js';
+import { ACCESS_EXEC, PAGE_SIZE, type PageFrame, VEC_DE, VEC_GP, VEC_PF, VEC_UD } from '../../src/engine/soft/mmu.js';
 import { RAX, RBX, RCX, RDX, RSP } from '../../src/engine/soft/state.js';
-
-/** A flat test platform: pages on demand in [0x1000, 0x100000), code writable, exec everywhere but page 0x80. */
-class FlatPlatform implements SoftPlatform {
-  readonly pages = new Map<number, PageFrame>();
-  syscalls = 0;
-  translate(vpn: number, access: number): PageFrame {
-    if (vpn < 1 || vpn >= 0x100) throw pageFault(vpn * PAGE_SIZE, access, false);
-    if (vpn === 0x80 && access === ACCESS_EXEC) throw pageFault(vpn * PAGE_SIZE, access, true);
-    if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
-    let f = this.pages.get(vpn);
-    if (!f) {
-      const buf = new ArrayBuffer(PAGE_SIZE);
-      f = { bytes: new Uint8Array(buf), view: new DataView(buf) };
-      this.pages.set(vpn, f);
-    }
-    return f;
-  }
-  poke(addr: number, bytes: number[]): void {
-    bytes.forEach((b, k) => { const a = addr + k; (this.translate(Math.floor(a / PAGE_SIZE), 1).bytes)[a % PAGE_SIZE] = b; });
-  }
-  syscall(cpu: unknown): void {
-    this.syscalls++;
-    (cpu as Cpu).requestStop();
-  }
-}
+import { FlatPlatform } from './region-harness.js';
 
 function setup(code: number[], at = 0x10000): { cpu: Cpu; p: FlatPlatform } {
   const p = new FlatPlatform();

@@ -7,14 +7,15 @@ import assert from 'node:assert/strict';
 import { jit } from '../../src/engine/soft/block.js';
 import { Cpu, EXIT_LIMIT } from '../../src/engine/soft/cpu.js';
 import { getRflags } from '../../src/engine/soft/flags.js';
-import { ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform } from '../../src/engine/soft/mmu.js';
+import { ACCESS_EXEC, ACCESS_WRITE, PAGE_SIZE, pageFault, type PageFrame, type SoftPlatform } from '../../src/engine/soft/mmu.js';
 import { RAX, RBX, RCX, RDX, RSP } from '../../src/engine/soft/state.js';
 import { placeInWasm } from '../../src/engine/soft/wasm/region.js';
 import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src/memory/index.js';
 
 /**
  * Pages on demand in [0x1000, 0x100000) and 64 KiB either side of 4 GiB;
- * page 0x81 is read-only. With `memory`, frames come from that
+ * page 0x80 is not executable, page 0x81 read-only; a SYSCALL is counted
+ * and ends the run. With `memory`, frames come from that
  * WebAssembly.Memory and know their offset in it (as a machine's RAM does),
  * so regions compile to WebAssembly — except pages 0x90-0x9f, which stay
  * outside it (as RAM past wasm32's 4 GiB does) and must be reached through
@@ -22,11 +23,13 @@ import { reserveWasm, WASM_MAX_PAGES, wasmApi, type WasmMemory } from '../../src
  */
 export class FlatPlatform implements SoftPlatform {
   readonly pages = new Map<number, PageFrame>();
+  syscalls = 0;
   private chunk: Uint8Array | undefined;
   private used = 0;
   constructor(readonly memory?: WasmMemory) {}
   translate(vpn: number, access: number): PageFrame {
     if ((vpn < 1 || vpn >= 0x100) && (vpn < 0xffff0 || vpn >= 0x100010)) throw pageFault(vpn * PAGE_SIZE, access, false);
+    if (vpn === 0x80 && access === ACCESS_EXEC) throw pageFault(vpn * PAGE_SIZE, access, true);
     if (vpn === 0x81 && access === ACCESS_WRITE) throw pageFault(vpn * PAGE_SIZE, access, true);
     let f = this.pages.get(vpn);
     if (!f) {
@@ -49,8 +52,9 @@ export class FlatPlatform implements SoftPlatform {
   poke(addr: number, bytes: number[]): void {
     bytes.forEach((b, k) => { const a = addr + k; (this.translate(Math.floor(a / PAGE_SIZE), 1).bytes)[a % PAGE_SIZE] = b; });
   }
-  syscall(): void {
-    throw new Error('no system calls here');
+  syscall(cpu: unknown): void {
+    this.syscalls++;
+    (cpu as Cpu).requestStop();
   }
 }
 
@@ -106,3 +110,32 @@ export function runOn(after: boolean | number, wasm: boolean, code: number[], re
 
 /** The thresholds the compiled runs use: single-block regions, and regions that take in the blocks that already ran. */
 export const AFTERS = [0, 1, 3];
+
+/**
+ * Runs `body` with a Cpu over a FlatPlatform in a fresh WebAssembly.Memory
+ * holding `code` (address → bytes), RIP at the first address and RSP at
+ * 0x80000, every region compiling to wasm from its second arrival however
+ * many of its instructions call handlers; jit settings are restored after.
+ */
+export function onWasm(code: [number, number[]][], body: (cpu: Cpu, p: FlatPlatform) => void): void {
+  const saved = { after: jit.after, wasm: jit.wasm, share: jit.wasmCallShare };
+  jit.after = 1; jit.wasm = true; jit.wasmCallShare = Infinity;
+  try {
+    const p = new FlatPlatform(new wasmApi.Memory({ initial: 0, maximum: WASM_MAX_PAGES, shared: true }));
+    for (const [at, bytes] of code) p.poke(at, bytes);
+    const cpu = new Cpu(p);
+    assert.ok(placeInWasm(cpu, p.memory as WasmMemory));
+    cpu.rip = code[0]?.[0] ?? 0x10000;
+    cpu.setReg64(RSP, 0x80000n);
+    body(cpu, p);
+  } finally {
+    jit.after = saved.after; jit.wasm = saved.wasm; jit.wasmCallShare = saved.share;
+  }
+}
+
+/** Entries from the run loop into wasm regions while `cpu` runs `n` instructions (which must all retire). */
+export function entriesOver(cpu: Cpu, n: number): number {
+  const before = cpu.wasm?.entries ?? 0;
+  assert.equal(cpu.run(n), EXIT_LIMIT);
+  return (cpu.wasm?.entries ?? 0) - before;
+}
