@@ -17,6 +17,9 @@ import {
   VEC_GP, VEC_UD,
 } from './mmu.js';
 import { Op } from './op.js';
+import { CodeCache, CodePage } from './code-cache.js';
+
+export { CodeCache } from './code-cache.js';
 import { CpuState } from './state.js';
 import type { SystemState } from './system.js';
 
@@ -29,58 +32,6 @@ export const EXIT_HLT = 3; // HLT: the CPU sleeps until an interrupt (cpu.halted
 const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
 const TLB_MASK = TLB_SIZE - 1;
-
-/**
- * The decoded code of one page frame in one decoding mode: instructions by
- * page offset. A block's heat and compiled code live on the Op where it
- * starts (Op.heat, Op.block), not in per-page arrays beside this one: the
- * run loop then touches one sparse 32 KiB array per page instead of three,
- * and in branchy code those loads were cache misses (measured below).
- */
-class CodePage {
-  readonly ops: (Op | undefined)[] = new Array<Op | undefined>(PAGE_SIZE).fill(undefined);
-  /**
-   * The last instruction decoded across this page's end (offset `tailOff`),
-   * valid while the page that follows it is `tailPage`: the code of the frame
-   * mapped after it when it was decoded (a write to that frame, or another
-   * frame mapped there, makes it a different CodePage).
-   */
-  tailOp: Op | undefined = undefined;
-  tailOff = -1;
-  tailPage: CodePage | undefined = undefined;
-
-  constructor(readonly frame: PageFrame) {}
-
-  clear(): void {
-    this.ops.fill(undefined);
-    this.tailOp = undefined;
-    this.tailPage = undefined;
-    this.tailOff = -1;
-  }
-}
-
-/**
- * Decoded code shared by the vCPUs of one machine: per decoding mode, by
- * page frame (= physical page). A write through any alias on any vCPU drops
- * the frame's code everywhere (Linux patches its text on one CPU while the
- * others run it); each mode has its own pages, so an AP decoding its
- * trampoline in real mode never shares instructions with 64-bit code.
- */
-export class CodeCache {
-  /** Indexed by DecodeMode. */
-  readonly pages: Map<PageFrame, CodePage>[] = [new Map(), new Map(), new Map()];
-  readonly cpus: Cpu[] = [];
-
-  has(frame: PageFrame): boolean {
-    const p = this.pages;
-    return (p[0] as Map<PageFrame, CodePage>).has(frame) || (p[1] as Map<PageFrame, CodePage>).has(frame) || (p[2] as Map<PageFrame, CodePage>).has(frame);
-  }
-
-  /** Pages with decoded code, all modes. */
-  get size(): number {
-    return this.pages.reduce((n, m) => n + m.size, 0);
-  }
-}
 
 const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
 const NO_CODE = new CodePage(NO_FRAME);
