@@ -167,15 +167,21 @@ test('terminal: output under backpressure is held, in order, never dropped, neve
   const input = new PassThrough();
   const got: Buffer[] = [];
   let inFlight = 0;
+  // The stream holds its writes until the rounds below are over (then completes them 2 ms apart): a backlog must form
+  // however fast or slow the host runs the rounds.
+  let hold = true;
+  const held: (() => void)[] = [];
   const output = new Writable({
     highWaterMark: 16,
     write(chunk: Buffer, _enc, cb) {
       inFlight++;
-      setTimeout(() => {
+      const done = (): void => {
         got.push(chunk);
         inFlight--;
         cb();
-      }, 2);
+      };
+      if (hold) held.push(done);
+      else setTimeout(done, 2);
     },
   });
   const con = attachConsole({ input, output, serial: new SlowSerial(0), onQuit() {}, onCtrlAltDel() {} });
@@ -192,6 +198,8 @@ test('terminal: output under backpressure is held, in order, never dropped, neve
     assert.ok(inFlight <= 1, 'one write outstanding at a time while the stream pushes back');
   }
   assert.ok(con.pendingOutput > 0, 'a backlog formed');
+  hold = false;
+  for (const done of held.splice(0)) done();
   await con.close();
   assert.equal(con.pendingOutput, 0);
   assert.deepEqual([...Buffer.concat(got)], expected);
