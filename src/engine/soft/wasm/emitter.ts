@@ -7,7 +7,7 @@
  * records, conditions, and the ways out (to a block, out of the region, or
  * chained into the next one).
  */
-import { BASE_RIP } from '../decode/index.js';
+import { BASE_RIP, OP_GPR, OP_MEM } from '../decode/index.js';
 import { CHAIN_SETS, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
@@ -271,6 +271,25 @@ export class Emitter {
       c.i32(size).get(this.EA).op(W.f64ConvertI64S).get(this.X).op(W.i32WrapI64).get(this.X).i64(32, 0).op(W.i64ShrU).op(W.i32WrapI64);
       c.call(IMPORT_WRITE).set(this.STOP);
     });
+  }
+
+  /**
+   * Operand 1 of `op` when it is a GPR or a plain memory operand: its low
+   * `size` bytes, zero-extended, as an i64 on the stack; says which it was,
+   * or undefined (nothing emitted) for any other operand.
+   */
+  readRm(op: Op, size: number, s: number, e: number, k: number): 'memory' | 'register' | undefined {
+    const c = this.c;
+    if (op.kind1 === OP_MEM) {
+      if (!plainMem(op)) return undefined;
+      this.ea(op, e);
+      this.load(size, s, k);
+      return 'memory';
+    }
+    if (op.kind1 !== OP_GPR || op.reg1 >= 16) return undefined;
+    this.reg(op.reg1);
+    if (size < 8) c.i64n(size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff).op(W.i64And);
+    return 'register';
   }
 
   /** XMM register r as a v128 on the stack. */

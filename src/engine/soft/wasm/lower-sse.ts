@@ -176,9 +176,7 @@ function moveScalar(m: Emitter, op: Op, name: string, s: number, e: number, k: n
   if (x0) {
     // Into A: the low lane's value.
     if (x1) { m.xmm(op.reg1); c.simdLane(Simd.i64x2ExtractLane, 0); mask(); }
-    else if (k1 === OP_GPR && op.reg1 < 16) { m.reg(op.reg1); mask(); }
-    else if (mem1) { m.ea(op, e); m.load(size, s, k); }
-    else return undefined;
+    else if (m.readRm(op, size, s, e, k) === undefined) return undefined;
     c.set(m.A);
     m.setXmm(op.reg0, () => { c.v128(ZERO16).get(m.A).simdLane(Simd.i64x2ReplaceLane, 0); });
     if (mem1) m.stopCheck(e, k);
@@ -205,15 +203,9 @@ function bitScan(m: Emitter, op: Op, reverse: boolean, s: number, e: number, k: 
   const c = m.c;
   const size = op.size0;
   if ((size !== 4 && size !== 8) || op.kind0 !== OP_GPR || op.reg0 >= 16) return undefined;
-  const memory = op.kind1 === OP_MEM;
-  if (memory) {
-    if (!plainMem(op)) return undefined;
-    m.ea(op, e);
-    m.load(size, s, k);
-  } else if (op.kind1 === OP_GPR && op.reg1 < 16) {
-    m.reg(op.reg1);
-    if (size === 4) c.i64(-1, 0).op(W.i64And);
-  } else return undefined;
+  const from = m.readRm(op, size, s, e, k);
+  if (from === undefined) return undefined;
+  const memory = from === 'memory';
   c.set(m.A);
   c.get(m.A).op(W.i64Eqz).op(W.i32Eqz).set(m.R4);
   c.get(m.R4).open(W.if, 'found');

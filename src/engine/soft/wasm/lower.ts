@@ -239,15 +239,9 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
   const from = op.size1;
   if ((name === 'mov_movzx' || name === 'mov_movsx' || name === 'mov_movsxd') && op.kind0 === OP_GPR && op.reg0 < 16 &&
     (from === 1 || from === 2 || (from === 4 && name === 'mov_movsxd' && size === 8))) {
-    const memory = op.kind1 === OP_MEM;
-    if (memory) {
-      if (!plainMem(op)) return undefined;
-      m.ea(op, e);
-      m.load(from, s, k);
-    } else if (op.kind1 === OP_GPR && op.reg1 < 16) {
-      m.reg(op.reg1);
-      if (name === 'mov_movzx') c.i64(from === 1 ? 0xff : 0xffff, 0).op(W.i64And);
-    } else return undefined;
+    const from1 = m.readRm(op, from, s, e, k);
+    if (from1 === undefined) return undefined;
+    const memory = from1 === 'memory';
     if (name !== 'mov_movzx') c.op(from === 1 ? W.i64Extend8S : from === 2 ? W.i64Extend16S : W.i64Extend32S);
     if (size === 4) c.i64(-1, 0).op(W.i64And);
     c.set(m.A);
