@@ -373,7 +373,7 @@ export class Emitter {
   test(f: Known | undefined, cc: number): void {
     const base = cc & ~1;
     if (f !== undefined && (f.kind !== 'result' || base === 4 || base === 8 || base === 10)) this.condition(f, cc);
-    else this.c.i32(cc).call(IMPORT_COND);
+    else this.c.get(this.ST).i32(cc).call(IMPORT_COND);
   }
 
   /** Condition cc (0-15) of a known record, as an i32 on the stack. */
@@ -426,7 +426,7 @@ export const IMPORT_HANDLER = 0, IMPORT_COND = 1, IMPORT_READ = 2, IMPORT_WRITE 
 export const IMPORT_LOAD128 = 6, IMPORT_STORE128 = 7, IMPORTED_FUNCTIONS = 8;
 export const TYPES = [
   { params: [I32, I32, I32], results: [I32] }, // handler(k, s, e) -> leave
-  { params: [I32], results: [I32] }, // cond(cc)
+  { params: [I32, I32], results: [I32] }, // cond(st, cc) (cond.ts)
   { params: [I32, F64], results: [I32] }, // read(size, address) -> stop
   { params: [I32, F64, I32, I32], results: [I32] }, // write(size, address, lo, hi) -> stop
   { params: [I32, I32], results: [] }, // nonCanonical(s, hi)

@@ -51,6 +51,7 @@ import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../
 import { Code, encodeModule, F64, I32, Op as W } from './encode.js';
 import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
+import { condHelper, type CondFn } from './cond.js';
 
 export { REGISTER_BYTES, SCRATCH_BYTES } from './emitter.js';
 
@@ -72,6 +73,8 @@ interface ChainTable {
    * (V8 compiles it once, instead of one call site per region's export).
    */
   readonly dispatch: (slot: number, off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
+  /** The conditions regions cannot compute in their own code (cond.ts). */
+  readonly cond: CondFn;
 }
 
 /** A module whose one function tail-calls the region in a table slot with the rest of its arguments. */
@@ -120,7 +123,7 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
   let chains = chainTables.get(memory);
   if (chains === undefined) {
     const table = new wasmApi.Table({ element: 'anyfunc', initial: 0, maximum: CHAIN_SLOTS });
-    chains = { table, next: 0, epoch: 0, cpus: [], dispatch: dispatcher(table) };
+    chains = { table, next: 0, epoch: 0, cpus: [], dispatch: dispatcher(table), cond: condHelper(memory, importCond) };
     chainTables.set(memory, chains);
   }
   chains.cpus.push(cpu);
@@ -173,7 +176,8 @@ function pullFlags(c: Cpu, i32: Int32Array, st: number): void {
   c.lfResHi = i32[f + (S_LF_RES >> 2) + 1] as number;
 }
 
-function importCond(cc: number): number {
+/** A condition of the Cpu's flag record (or of a record cond.ts does not compute), for cond.ts. */
+function importCond(_st: number, cc: number): number {
   const c = ctx.c as Cpu;
   pullFlags(c, ctx.i32, ctx.st);
   return cond(c, cc) ? 1 : 0;
@@ -343,7 +347,7 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
     return 0;
   };
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
-    e: { h: handler, cond: importCond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
+    e: { h: handler, cond: state.chains.cond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
   const run = instance.exports.run;
   return new WasmRegion(run, register(state.chains, run), state);
