@@ -136,7 +136,6 @@ function alu_cmpxchg(c: Cpu, i: Op): void {
   const a = readReg(c, RAX, size);
   const ah = c.hi;
   const m = maskOf(size);
-  setArith(c, LF_SUB, size, a, ah, d, dh, (a - d) & m, size === 8 ? (ah - dh - ((a >>> 0) < (d >>> 0) ? 1 : 0)) | 0 : 0, 0);
   if (a === d && (size !== 8 || ah === dh)) {
     const s = rd(c, i, 1, size);
     writeBack(c, i, 0, size, s, c.hi);
@@ -146,6 +145,8 @@ function alu_cmpxchg(c: Cpu, i: Op): void {
     if (i.kind0 === OP_MEM) writeBack(c, i, 0, size, d, dh);
     writeReg(c, RAX, size, d, dh);
   }
+  // The flags of RAX - destination, once the write has not faulted.
+  setArith(c, LF_SUB, size, a, ah, d, dh, (a - d) & m, size === 8 ? (ah - dh - ((a >>> 0) < (d >>> 0) ? 1 : 0)) | 0 : 0, 0);
 }
 
 function alu_cmpxchg8b(c: Cpu, i: Op): void {

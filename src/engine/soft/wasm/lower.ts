@@ -8,6 +8,7 @@ import type { Op } from '../op.js';
 import { plain64 } from '../block.js';
 import { FLAG_AF, FLAG_CF, FLAG_OF, LF_ADC, LF_ADD, LF_CO, LF_DEC, LF_INC, LF_LOGIC, LF_SBB, LF_SUB } from '../state.js';
 import { I32, Op as W } from './encode.js';
+import { lowerMisc } from './lower-misc.js';
 import { lowerSse } from './lower-sse.js';
 import { ALU, type Emitter, IMPORT_CARRY_OVERFLOW, IMPORT_NONCANON, type Known, plainMem, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SRC } from './emitter.js';
 
@@ -142,6 +143,8 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
     m.setReg(op.reg0, () => { m.reg(op.reg0); c.i64n(-256).op(W.i64And).get(m.T).op(W.i64ExtendI32U).op(W.i64Or); });
     return 'keep';
   }
+  const misc = lowerMisc(m, op, name, s, e, k, known);
+  if (misc !== undefined) return misc;
   const more = lowerMore(m, op, name, s, e, k, known);
   if (more !== undefined) return more;
   const sse = lowerSse(m, op, name, s, e, k);

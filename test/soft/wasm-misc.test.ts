@@ -1,0 +1,70 @@
+/**
+ * The forms of wasm/lower-misc.ts against the interpreter and the JS
+ * regions: sign extensions of RAX into itself and into RDX, SETcc to
+ * memory, XCHG with memory and between registers, CMPXCHG on both of its
+ * paths, across operand values where the signs and halves matter; and a
+ * fault in each memory form, which must leave registers, flags and memory
+ * as they were. (Their flags, and INC/DEC of byte and word registers, are
+ * checked for every condition in block.test.ts.)
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { VEC_PF } from '../../src/engine/soft/mmu.js';
+import { RSI } from '../../src/engine/soft/state.js';
+import { AFTERS, le32, le64, runWith } from './region-harness.js';
+
+const VALUES = [0n, 0x80n, 0x7fn, 0x8000n, 0x80000000n, 0x7fffffffn, 0xffffffff80007f80n, 0x123456789abcdef0n, 0xfedcba9876543210n];
+
+test('CBW/CWDE/CDQE, CWD/CDQ/CQO, SETcc [m], XCHG and CMPXCHG: compiled code agrees with the interpreter', () => {
+  const movRax = (v: bigint): number[] => [0x48, 0xb8, ...le64(v)];
+  const addRcxRax = [0x48, 0x01, 0xc1], addRcxRdx = [0x48, 0x01, 0xd1];
+  for (const x of VALUES) {
+    for (const y of [0x8000n, x, 0xfedcba9876543210n]) {
+      // mov rsi, 0x40000; mov r9d, 3. Three passes of the body, then jmp $.
+      const code: number[] = [0x48, 0xbe, ...le64(0x40000n), 0x41, 0xb9, ...le32(3)];
+      const pass = code.length;
+      code.push(
+        ...movRax(x), 0x48, 0xbb, ...le64(y),
+        // cbw; cwde; cdqe; cwd; cdq; cqo, each from RAX = x, folded into RCX.
+        0x66, 0x98, ...addRcxRax, ...movRax(x), 0x98, ...addRcxRax, ...movRax(x), 0x48, 0x98, ...addRcxRax,
+        ...movRax(x), 0x66, 0x99, ...addRcxRdx, ...movRax(x), 0x99, ...addRcxRdx, ...movRax(x), 0x48, 0x99, ...addRcxRdx,
+        // cmp rax, rbx; setb [rsi]; setg [rsi + 1]
+        0x48, 0x39, 0xd8, 0x0f, 0x92, 0x06, 0x0f, 0x9f, 0x46, 0x01,
+        // mov [rsi + 8], rbx; xchg [rsi + 8], eax; xchg rbx, rax; xchg edx, ecx; mov [rsi + 16], rax
+        0x48, 0x89, 0x5e, 0x08, 0x87, 0x46, 0x08, 0x48, 0x93, 0x87, 0xca, 0x48, 0x89, 0x46, 0x10,
+        // cmpxchg [rsi + 8], ebx (twice: a miss loads EAX, then it matches); lock cmpxchg [rsi + 16], rcx (twice)
+        0x0f, 0xb1, 0x5e, 0x08, 0x0f, 0xb1, 0x5e, 0x08, 0xf0, 0x48, 0x0f, 0xb1, 0x4e, 0x10, 0xf0, 0x48, 0x0f, 0xb1, 0x4e, 0x10,
+        // add rcx, [rsi]; add rcx, [rsi + 8]; add rdx, [rsi + 16]
+        0x48, 0x03, 0x0e, 0x48, 0x03, 0x4e, 0x08, 0x48, 0x03, 0x56, 0x10,
+      );
+      code.push(0x41, 0xff, 0xc9, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
+      const what = `x ${x.toString(16)}, y ${y.toString(16)}`;
+      const a = runWith(false, code, [], 200);
+      assert.equal(a.rip, 0x10000 + code.length - 2, `${what}: ends at the final jmp $`);
+      for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 200, 200, `${what}, after ${after}`), a, `${what}, after ${after}`);
+    }
+  }
+});
+
+test('SETcc, XCHG and CMPXCHG that fault on a read-only page leave registers and the count as they were', () => {
+  // loop: mov eax, 0x1234 (b8 …); mov ebx, 0x5678 (bb …); cmp eax, ebx (39 d8); [before]; <form writing [rsi]>;
+  // add rsi, 0x400 (48 81 c6 00 04 00 00); jmp loop. RSI walks from 0x80000 into the read-only page 0x81000 in the
+  // fifth pass, after the loop has been compiled.
+  const forms: [string, number[], number[]][] = [
+    ['setb [rsi]', [], [0x0f, 0x92, 0x06]], ['xchg [rsi], eax', [], [0x87, 0x06]], ['xchg [rsi], rbx', [], [0x48, 0x87, 0x1e]],
+    // EAX differs from [rsi] (the unchanged value is written back), or matches it (xor eax, eax): either way the write faults.
+    ['cmpxchg [rsi], ebx', [], [0x0f, 0xb1, 0x1e]], ['lock cmpxchg [rsi], rbx', [], [0xf0, 0x48, 0x0f, 0xb1, 0x1e]],
+    ['cmpxchg [rsi], ebx, EAX matching', [0x31, 0xc0], [0x0f, 0xb1, 0x1e]],
+  ];
+  for (const [name, before, form] of forms) {
+    const head = [0xb8, ...le32(0x1234), 0xbb, ...le32(0x5678), 0x39, 0xd8, ...before];
+    const code = [...head, ...form, 0x48, 0x81, 0xc6, 0x00, 0x04, 0x00, 0x00];
+    code.push(0xeb, -(code.length + 2) & 0xff);
+    const perPass = 3 + before.length / 2 + 3, untilWrite = 3 + before.length / 2;
+    const regs: [number, bigint][] = [[RSI, 0x80000n]];
+    const a = runWith(false, code, regs, 100);
+    assert.deepEqual([a.vector, a.rip, a.icount], [VEC_PF, 0x10000 + head.length, 4 * perPass + untilWrite], `${name}: a page fault at the write in the fifth pass`);
+    assert.deepEqual(a.regs.slice(0, 2), [before.length > 0 ? 0n : 0x1234n, 0x5678n], `${name}: RAX and RBX as the pass set them`);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, 100, 100, `${name}, after ${after}`), a, `${name}, after ${after}`);
+  }
+});
