@@ -55,6 +55,8 @@ test('SETcc, XCHG and CMPXCHG that fault on a read-only page leave registers and
     // EAX differs from [rsi] (the unchanged value is written back), or matches it (xor eax, eax): either way the write faults.
     ['cmpxchg [rsi], ebx', [], [0x0f, 0xb1, 0x1e]], ['lock cmpxchg [rsi], rbx', [], [0xf0, 0x48, 0x0f, 0xb1, 0x1e]],
     ['cmpxchg [rsi], ebx, EAX matching', [0x31, 0xc0], [0x0f, 0xb1, 0x1e]],
+    // Byte and word read-modify-write (lower.ts lowerSmall).
+    ['and [rsi], eax', [], [0x21, 0x06]], ['and [rsi], al', [], [0x20, 0x06]], ['or word [rsi], 0x81', [], [0x66, 0x81, 0x0e, 0x81, 0x00]], ['sub byte [rsi], 3', [], [0x80, 0x2e, 0x03]],
   ];
   for (const [name, before, form] of forms) {
     const head = [0xb8, ...le32(0x1234), 0xbb, ...le32(0x5678), 0x39, 0xd8, ...before];

@@ -35,6 +35,8 @@ function binop(c: Cpu, i: Op, k: number): void {
   const sh = c.hi;
   const d = rd(c, i, 0, size);
   const dh = c.hi;
+  // A destination in memory that cannot be written faults before the flags change.
+  if (i.kind0 === OP_MEM && k !== K_CMP && k !== K_TEST) c.probeWrite(c.addr, size);
   let r: number;
   let rh = 0;
   if (size === 8) {
@@ -80,6 +82,7 @@ function incdec(c: Cpu, i: Op, dec: boolean): void {
   const cf = getCF(c);
   const d = rd(c, i, 0, size);
   const dh = c.hi;
+  if (i.kind0 === OP_MEM) c.probeWrite(c.addr, size);
   let r: number;
   let rh = 0;
   if (size === 8) {
@@ -96,6 +99,7 @@ function alu_neg(c: Cpu, i: Op): void {
   const size = i.size0;
   const s = rd(c, i, 0, size);
   const sh = c.hi;
+  if (i.kind0 === OP_MEM) c.probeWrite(c.addr, size);
   let r: number;
   let rh = 0;
   if (size === 8) { r = (-s) | 0; rh = (~sh + (s === 0 ? 1 : 0)) | 0; }

@@ -441,7 +441,7 @@ function lowerMore(m: Emitter, op: Op, name: string, s: number, e: number, k: nu
  * Byte and word forms (fast.ts aluSmall and movMem at sizes 1 and 2):
  * operands travel zero-extended, a register keeps the bits above the size.
  * MOV between registers, memory and immediates; ADD/SUB/CMP/AND/OR/XOR/TEST
- * with register, immediate and memory operands. Registers are the low byte
+ * with register, immediate and memory operands (read-modify-write on memory). Registers are the low byte
  * or word of GPR 0-15 (AH-BH decode as 16-19 and take their handler).
  */
 function lowerSmall(m: Emitter, op: Op, name: string, size: 1 | 2, s: number, e: number, k: number): Known | 'keep' | undefined {
@@ -475,14 +475,20 @@ function lowerSmall(m: Emitter, op: Op, name: string, size: 1 | 2, s: number, e:
   const alu = ALU[name];
   if (alu === undefined) return undefined;
   const { writes, kind } = alu;
-  // Operand shapes: r, r/imm/[m]; or [m], r/imm for CMP and TEST (the memory operand read first).
-  if (!((reg0 && (reg1 || k1 === OP_IMM || mem1)) || (mem0 && !writes && (reg1 || k1 === OP_IMM)))) return undefined;
+  // Operand shapes: r, r/imm/[m]; or [m], r/imm (the memory operand read first; written back by all but CMP and TEST).
+  if (!((reg0 && (reg1 || k1 === OP_IMM || mem1)) || (mem0 && (reg1 || k1 === OP_IMM)))) return undefined;
   const memory = mem0 || mem1;
   if (memory) m.ea(op, e);
   value(0); c.set(m.D4);
   value(1); c.set(m.S4);
   c.get(m.D4).get(m.S4).op(alu.o32).i32(mask).op(W.i32And).set(m.R4);
-  if (writes) writeReg(op.reg0, () => c.get(m.R4));
+  // The record only once a memory destination's store has not faulted.
+  if (writes && mem0) {
+    // A stop the read asked for outlives the store's own access.
+    c.get(m.STOP).set(m.V32);
+    m.store(size, s, k, () => c.get(m.R4).op(W.i64ExtendI32U));
+    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+  } else if (writes) writeReg(op.reg0, () => c.get(m.R4));
   m.recordOf(kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC, size, kind === 'logic' ? -1 : m.D4, kind === 'logic' ? -1 : m.S4, m.R4, 0);
   // Conditions read the operands shifted up so the size's sign bit is bit 31 (the i32 comparisons then hold).
   const sh = 32 - 8 * size;
