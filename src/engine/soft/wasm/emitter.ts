@@ -430,7 +430,7 @@ export const TYPES = [
   { params: [I32, F64], results: [I32] }, // read(size, address) -> stop
   { params: [I32, F64, I32, I32], results: [I32] }, // write(size, address, lo, hi) -> stop
   { params: [I32, I32], results: [] }, // nonCanonical(s, hi)
-  { params: [I32], results: [] }, // carryOverflow(bits): CF and OF (bit 11) merged into the Cpu's flags
+  { params: [I32, I32, I32], results: [] }, // carryOverflow(st, mask, bits): CF and/or OF (bit 11) into the flag record (cond.ts)
   { params: [I32, I32, F64, I32, I32, I32], results: [I32] }, // run(off, budget, base, st, tlb, done) -> retired, done included
   { params: [F64, I32], results: [I32] }, // load128(address, xmm) / store128(address, xmm) -> stop
 ] as const;

@@ -3,16 +3,16 @@
  * move, stack and branch forms): sign extensions of RAX (CBW/CWDE/CDQE,
  * CWD/CDQ/CQO), SETcc to memory, XCHG and CMPXCHG with a memory operand
  * (the lock-protected exchanges of stdio and malloc), INC/DEC of byte and
- * word registers. Each returns what `lower` does, or undefined to leave the
+ * word registers, BT with an immediate or register bit offset. Each returns what `lower` does, or undefined to leave the
  * instruction to its handler.
  */
-import { OP_GPR, OP_MEM } from '../decode/index.js';
+import { OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { LF_DEC, LF_INC, RAX, RDX } from '../state.js';
+import { FLAG_CF, LF_DEC, LF_INC, RAX, RDX } from '../state.js';
 import { Op as W } from './encode.js';
-import { type Emitter, type Known, plainMem } from './emitter.js';
+import { type Emitter, IMPORT_CARRY_OVERFLOW, type Known, plainMem } from './emitter.js';
 
-export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number, k: number, known: Known | undefined): Known | 'keep' | undefined {
+export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number, k: number, known: Known | undefined): Known | 'keep' | 'forget' | undefined {
   const c = m.c;
   if (name === 'mov_cbw') {
     // RAX from the half below it, sign-extended: AX = AL, EAX = AX (upper half cleared), RAX = EAX.
@@ -83,6 +83,19 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     m.record('sub', size);
     m.stopCheck(e, k);
     return { kind: 'sub', size };
+  }
+  if (name === 'bit_bt' && wide && (op.kind1 === OP_IMM || reg1) && (mem0 || (op.kind0 === OP_GPR && op.reg0 < 16)) &&
+    !(mem0 && op.kind1 !== OP_IMM)) {
+    // CF = the bit (offset mod the operand size; a register offset into memory addresses other bytes: the handler's);
+    // the other flags stay as the record has them, which becomes an LF_CO record (cond.ts co).
+    const bits = size * 8;
+    if (op.kind1 === OP_IMM) c.i64(op.imm & (bits - 1), 0).set(m.B);
+    else { m.reg(op.reg1); c.i64(bits - 1, 0).op(W.i64And).set(m.B); }
+    if (mem0) { m.ea(op, e); m.load(size, s, k); } else m.reg(op.reg0);
+    c.get(m.B).op(W.i64ShrU).op(W.i32WrapI64).i32(1).op(W.i32And).set(m.V32);
+    c.get(m.ST).i32(FLAG_CF).get(m.V32).call(IMPORT_CARRY_OVERFLOW);
+    if (mem0) m.stopCheck(e, k);
+    return 'forget';
   }
   if ((name === 'alu_inc' || name === 'alu_dec') && op.nops === 1 && op.kind0 === OP_GPR && op.reg0 < 16 && (size === 1 || size === 2)) {
     // As the 32- and 64-bit forms (lower.ts), on the low byte or word; the bits above it are kept.

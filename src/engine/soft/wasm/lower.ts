@@ -360,7 +360,7 @@ function lowerMore(m: Emitter, op: Op, name: string, s: number, e: number, k: nu
     c.i32(11).op(W.i32Shl).get(m.T).op(W.i32Or).set(m.T);
     m.setReg(op.reg0, () => c.get(m.A));
     if (known === undefined) {
-      c.get(m.T).call(IMPORT_CARRY_OVERFLOW);
+      c.get(m.ST).i32(FLAG_CF | FLAG_OF).get(m.T).call(IMPORT_CARRY_OVERFLOW);
       return 'forget';
     }
     // The stored record becomes LF_CO: ZF, SF and PF still from its result; AF kept; CF and OF the rotate's.

@@ -46,12 +46,11 @@ import { type Block, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { load128, store128 } from '../ops/sse.js';
-import { FLAG_CF, FLAG_OF } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, Op as W } from './encode.js';
 import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
-import { condHelper, type CondFn } from './cond.js';
+import { flagHelper, type FlagHelper } from './cond.js';
 
 export { REGISTER_BYTES, SCRATCH_BYTES } from './emitter.js';
 
@@ -73,8 +72,8 @@ interface ChainTable {
    * (V8 compiles it once, instead of one call site per region's export).
    */
   readonly dispatch: (slot: number, off: number, budget: number, base: number, st: number, tlb: number, done: number) => number;
-  /** The conditions regions cannot compute in their own code (cond.ts). */
-  readonly cond: CondFn;
+  /** Conditions, and CF/OF merges, of a record stored in the scratch block (cond.ts). */
+  readonly flags: FlagHelper;
 }
 
 /** A module whose one function tail-calls the region in a table slot with the rest of its arguments. */
@@ -123,7 +122,7 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
   let chains = chainTables.get(memory);
   if (chains === undefined) {
     const table = new wasmApi.Table({ element: 'anyfunc', initial: 0, maximum: CHAIN_SLOTS });
-    chains = { table, next: 0, epoch: 0, cpus: [], dispatch: dispatcher(table), cond: condHelper(memory, importCond) };
+    chains = { table, next: 0, epoch: 0, cpus: [], dispatch: dispatcher(table), flags: flagHelper(memory, { cond: importCond, co: importCarryOverflow }) };
     chainTables.set(memory, chains);
   }
   chains.cpus.push(cpu);
@@ -220,11 +219,11 @@ function importStore128(a: number, r: number): number {
   return c.stopRequested !== 0 ? 1 : 0;
 }
 
-/** A rotate's CF and OF (bit 11) into a flag record only the Cpu knows. */
-function importCarryOverflow(bits: number): void {
+/** CF and/or OF (bit 11) of `mask` into a flag record only the Cpu knows (or one cond.ts does not compute), for cond.ts. */
+function importCarryOverflow(_st: number, mask: number, bits: number): void {
   const c = ctx.c as Cpu;
   pullFlags(c, ctx.i32, ctx.st);
-  setCarryOverflow(c, FLAG_CF | FLAG_OF, bits);
+  setCarryOverflow(c, mask, bits);
 }
 
 /** A branch target whose high half is not canonical: #GP at the branch (offset `s`). */
@@ -347,7 +346,7 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
     return 0;
   };
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
-    e: { h: handler, cond: state.chains.cond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: importCarryOverflow, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
+    e: { h: handler, cond: state.chains.flags.cond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: state.chains.flags.co, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
   const run = instance.exports.run;
   return new WasmRegion(run, register(state.chains, run), state);
