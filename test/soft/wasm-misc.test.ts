@@ -9,8 +9,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VEC_PF } from '../../src/engine/soft/mmu.js';
-import { RSI } from '../../src/engine/soft/state.js';
+import { VEC_DE, VEC_PF } from '../../src/engine/soft/mmu.js';
+import { RBX, RSI } from '../../src/engine/soft/state.js';
 import { AFTERS, le32, le64, runWith } from './region-harness.js';
 
 const VALUES = [0n, 0x80n, 0x7fn, 0x8000n, 0x80000000n, 0x7fffffffn, 0xffffffff80007f80n, 0x123456789abcdef0n, 0xfedcba9876543210n];
@@ -68,5 +68,48 @@ test('SETcc, XCHG and CMPXCHG that fault on a read-only page leave registers and
     assert.deepEqual([a.vector, a.rip, a.icount], [VEC_PF, 0x10000 + head.length, 4 * perPass + untilWrite], `${name}: a page fault at the write in the fifth pass`);
     assert.deepEqual(a.regs.slice(0, 2), [before.length > 0 ? 0n : 0x1234n, 0x5678n], `${name}: RAX and RBX as the pass set them`);
     for (const after of AFTERS) assert.deepEqual(runWith(after, code, regs, 100, 100, `${name}, after ${after}`), a, `${name}, after ${after}`);
+  }
+});
+
+test('MUL and DIV at 32 and 64 bits: compiled code agrees with the interpreter, the rare dividends included', () => {
+  const movRax = (v: bigint): number[] => [0x48, 0xb8, ...le64(v)];
+  const fold = [0x48, 0x83, 0xd1, 0x00, 0x48, 0x01, 0xc1, 0x48, 0x01, 0xd1]; // adc rcx, 0 (CF); add rcx, rax; add rcx, rdx
+  for (const x of VALUES) {
+    for (const y of [1n, 3n, 0x80000000n, 0xffffffffn, 0x100000001n, 0xfedcba9876543210n, x | 1n]) {
+      // mov rsi, 0x40000; mov r9d, 3. Three passes of the body, then jmp $.
+      const code: number[] = [0x48, 0xbe, ...le64(0x40000n), 0x41, 0xb9, ...le32(3)];
+      const pass = code.length;
+      code.push(
+        0x48, 0xbb, ...le64(y), 0x48, 0x89, 0x1e, // mov rbx, y; mov [rsi], rbx
+        // mul rbx; mul ebx; mul qword [rsi]; mul dword [rsi]
+        ...movRax(x), 0x48, 0xf7, 0xe3, ...fold, ...movRax(x), 0xf7, 0xe3, ...fold,
+        ...movRax(x), 0x48, 0xf7, 0x26, ...fold, ...movRax(x), 0xf7, 0x26, ...fold,
+        // xor edx, edx; div ebx; div rbx; mov edx, 1; div qword [rsi] (a 128-bit dividend: the handler's, or #DE past the first pass)
+        0x31, 0xd2, ...movRax(x), 0xf7, 0xf3, ...fold, 0x31, 0xd2, ...movRax(x), 0x48, 0xf7, 0xf3, ...fold,
+        // edx < ebx: mov edx, ebx; shr edx, 1; div ebx (a quotient of 33 bits past 32 when EBX is 1: #DE)
+        0x89, 0xda, 0xd1, 0xea, ...movRax(x), 0xf7, 0xf3, ...fold,
+      );
+      code.push(0x41, 0xff, 0xc9, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
+      const what = `x ${x.toString(16)}, y ${y.toString(16)}`;
+      const a = runWith(false, code, [], 300);
+      for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 300, 300, `${what}, after ${after}`), a, `${what}, after ${after}`);
+    }
+  }
+});
+
+test('DIV by 0 and DIV whose quotient does not fit raise #DE from compiled code with registers and the count as they were', () => {
+  // loop: mov eax, 7 (b8 …); mov edx, d (ba …); <div>; dec ebx (ff cb); jmp loop. EBX = 3 runs down to 2, 1, 0.
+  const cases: [string, number[], number, number][] = [
+    ['div ebx by 0', [0xf7, 0xf3], 0, 3], ['div rbx by 0', [0x48, 0xf7, 0xf3], 0, 3],
+    // EDX = 2 fits under EBX = 3 only (the 64-bit form divides 2:7 by 3 on the handler's 128-bit path first).
+    ['div ebx, quotient too large', [0xf7, 0xf3], 2, 1], ['div rbx, quotient too large', [0x48, 0xf7, 0xf3], 2, 1],
+  ];
+  for (const [name, div, d, passes] of cases) {
+    const code = [0xb8, ...le32(7), 0xba, ...le32(d), ...div, 0xff, 0xcb];
+    code.push(0xeb, -(code.length + 2) & 0xff);
+    const a = runWith(false, code, [[RBX, 3n]], 100);
+    assert.deepEqual([a.vector, a.rip, a.icount], [VEC_DE, 0x10000 + 10, 5 * passes + 2], `${name}: #DE at the DIV`);
+    assert.deepEqual([a.regs[0], a.regs[3]], [7n, BigInt(d)], `${name}: RAX and RDX as they were`);
+    for (const after of AFTERS) assert.deepEqual(runWith(after, code, [[RBX, 3n]], 100, 100, `${name}, after ${after}`), a, `${name}, after ${after}`);
   }
 });

@@ -90,6 +90,8 @@ export class Emitter {
   readonly V: number;
   /** Handler calls: the ops, by the index the import receives. */
   readonly calls: Op[] = [];
+  /** How many of them are the rare paths of lowered instructions (viaHandler). */
+  slowPaths = 0;
 
   constructor(readonly index: Map<number, number>) {
     const c = this.c;
@@ -241,6 +243,35 @@ export class Emitter {
     c.else('hit');
     miss();
     c.close('hit');
+  }
+
+  /**
+   * Calls the handler of `op` (page offsets `s` and `e`, the block's `k`th
+   * instruction) through the import, which sets RIP and the next RIP and
+   * pulls the flag record first; leaves its i32 result (1: leave the
+   * region) on the stack.
+   */
+  callHandler(op: Op, s: number, e: number, k: number): void {
+    const call = this.calls.length;
+    this.calls.push(op);
+    this.scratchI32(S_AT, () => this.c.i32(-1));
+    this.scratchI32(S_RETIRED, () => this.c.get(this.N).i32(k).op(W.i32Add));
+    this.c.i32(call).i32(s).i32(e).call(IMPORT_HANDLER);
+  }
+
+  /**
+   * The rare path of a lowered instruction (a divide error, say): its
+   * handler does the whole instruction and the region leaves after it.
+   */
+  viaHandler(op: Op, s: number, e: number, k: number): void {
+    const c = this.c;
+    this.slowPaths++;
+    this.callHandler(op, s, e, k);
+    c.open(W.if, 'left');
+    this.scratchI32(S_EXIT_KIND, () => c.i32(1));
+    c.get(this.N).i32(k + 1).op(W.i32Add).op(W.return);
+    c.close('left');
+    this.exitTo(e, () => c.get(this.N).i32(k + 1).op(W.i32Add), false);
   }
 
   /** Records the fault point before a call into the engine: RIP at offset `s`, `k` instructions of the block retired. */

@@ -3,12 +3,13 @@
  * move, stack and branch forms): sign extensions of RAX (CBW/CWDE/CDQE,
  * CWD/CDQ/CQO), SETcc to memory, XCHG and CMPXCHG with a memory operand
  * (the lock-protected exchanges of stdio and malloc), INC/DEC of byte and
- * word registers, BT with an immediate or register bit offset. Each returns what `lower` does, or undefined to leave the
+ * word registers, BT with an immediate or register bit offset, MUL and DIV
+ * at 32 and 64 bits. Each returns what `lower` does, or undefined to leave the
  * instruction to its handler.
  */
 import { OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { FLAG_CF, LF_DEC, LF_INC, RAX, RDX } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_CO, LF_DEC, LF_INC, RAX, RDX } from '../state.js';
 import { Op as W } from './encode.js';
 import { type Emitter, IMPORT_CARRY_OVERFLOW, type Known, plainMem } from './emitter.js';
 
@@ -97,6 +98,14 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     if (mem0) m.stopCheck(e, k);
     return 'forget';
   }
+  if ((name === 'mul_mul' || name === 'mul_div') && wide && op.nops === 1 && (mem0 || (op.kind0 === OP_GPR && op.reg0 < 16))) {
+    // The source into B (zero-extended to the size).
+    if (mem0) { m.ea(op, e); m.load(size, s, k); } else { m.reg(op.reg0); fit(); }
+    c.set(m.B);
+    const got = name === 'mul_mul' ? mul(m, size, m.B) : div(m, op, size, s, e, k);
+    if (mem0) m.stopCheck(e, k);
+    return got;
+  }
   if ((name === 'alu_inc' || name === 'alu_dec') && op.nops === 1 && op.kind0 === OP_GPR && op.reg0 < 16 && (size === 1 || size === 2)) {
     // As the 32- and 64-bit forms (lower.ts), on the low byte or word; the bits above it are kept.
     const dec = name === 'alu_dec';
@@ -113,4 +122,62 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     return { kind: 'result', size };
   }
   return undefined;
+}
+
+/**
+ * MUL of RAX (EAX) by the i64 local `src`: RDX:RAX (EDX:EAX) = the
+ * unsigned product; an LF_CO record of the low half, CF = OF = a non-zero
+ * high half. The 64-bit high half is summed from the four 32-bit partial
+ * products.
+ */
+function mul(m: Emitter, size: 4 | 8, src: number): Known {
+  const c = m.c;
+  const lo32 = (l: number): void => { c.get(l).i64(-1, 0).op(W.i64And); };
+  const hi32 = (l: number): void => { c.get(l).i64(32, 0).op(W.i64ShrU); };
+  m.reg(RAX);
+  if (size === 4) {
+    c.i64(-1, 0).op(W.i64And).get(src).op(W.i64Mul).set(m.A);
+    lo32(m.A); c.set(m.R8);
+    hi32(m.A); c.set(m.X);
+  } else {
+    c.set(m.A);
+    c.get(m.A).get(src).op(W.i64Mul).set(m.R8);
+    // a = a1:a0, b = b1:b0; mid = hi(a0 b0) + lo(a0 b1) + lo(a1 b0); high = a1 b1 + hi(a0 b1) + hi(a1 b0) + hi(mid).
+    const [a0, a1, b0, b1] = [(): void => lo32(m.A), (): void => hi32(m.A), (): void => lo32(src), (): void => hi32(src)];
+    a0(); b1(); c.op(W.i64Mul).set(m.D8);
+    a1(); b0(); c.op(W.i64Mul).set(m.S8);
+    a0(); b0(); c.op(W.i64Mul).i64(32, 0).op(W.i64ShrU);
+    lo32(m.D8); c.op(W.i64Add); lo32(m.S8); c.op(W.i64Add).i64(32, 0).op(W.i64ShrU);
+    a1(); b1(); c.op(W.i64Mul).op(W.i64Add);
+    hi32(m.D8); c.op(W.i64Add); hi32(m.S8); c.op(W.i64Add).set(m.X);
+  }
+  m.setReg(RAX, () => c.get(m.R8));
+  m.setReg(RDX, () => c.get(m.X));
+  if (size === 4) c.get(m.R8).op(W.i32WrapI64).set(m.R4);
+  const [r] = size === 8 ? [m.R8] : [m.R4];
+  m.recordOf(LF_CO, size, -1, -1, r, () => { c.get(m.X).op(W.i64Eqz).op(W.i32Eqz).i32(FLAG_CF | FLAG_OF).op(W.i32Mul); });
+  return { kind: 'result', size, co: true };
+}
+
+/**
+ * DIV of RDX:RAX (EDX:EAX) by the i64 local B: the quotient in RAX, the
+ * remainder in RDX; flags kept. A divisor of 0 or a quotient too large for
+ * RAX (or, at 64 bits, any RDX but 0: a 128-bit dividend) goes to the
+ * handler, which raises #DE or divides.
+ */
+function div(m: Emitter, op: Op, size: 4 | 8, s: number, e: number, k: number): 'keep' {
+  const c = m.c;
+  m.reg(RDX);
+  if (size === 4) c.i64(-1, 0).op(W.i64And);
+  c.set(m.X);
+  c.get(m.B).op(W.i64Eqz).get(m.X);
+  if (size === 4) c.get(m.B).op(W.i64GeU); else c.i64(0, 0).op(W.i64Ne);
+  c.op(W.i32Or).open(W.if, 'rare');
+  m.viaHandler(op, s, e, k);
+  c.close('rare');
+  // The dividend: EDX:EAX, or RAX alone.
+  if (size === 4) { c.get(m.X).i64(32, 0).op(W.i64Shl); m.reg(RAX); c.i64(-1, 0).op(W.i64And).op(W.i64Or).set(m.A); } else { m.reg(RAX); c.set(m.A); }
+  m.setReg(RAX, () => c.get(m.A).get(m.B).op(W.i64DivU));
+  m.setReg(RDX, () => c.get(m.A).get(m.B).op(W.i64RemU));
+  return 'keep';
 }

@@ -48,7 +48,7 @@ import { checkCanonicalTarget } from '../ops/branch.js';
 import { load128, store128 } from '../ops/sse.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, Op as W } from './encode.js';
-import { Emitter, IMPORT_HANDLER, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
+import { Emitter, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
 import { flagHelper, type FlagHelper } from './cond.js';
 
@@ -284,11 +284,7 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
       if (got !== undefined) { known = got; continue; }
       // The handler, with RIP and the next RIP set and the flag record pulled (the import does both).
       known = undefined;
-      const call = m.calls.length;
-      m.calls.push(op);
-      m.scratchI32(S_AT, () => c.i32(-1));
-      m.scratchI32(S_RETIRED, () => c.get(m.N).i32(k).op(W.i32Add));
-      c.i32(call).i32(s).i32(e).call(IMPORT_HANDLER);
+      m.callHandler(op, s, e, k);
       const last = k === n - 1 && op.endsBlock;
       if (last) {
         // A branch without a lowering: the import has set RIP wherever the handler sent control.
@@ -312,7 +308,7 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
   m.chainTail();
   // A region that would mostly call handlers runs faster as JS, where V8 inlines them: leave it to block.ts.
   const total = r.blocks.reduce((a, b) => a + b.ops.length, 0);
-  if (m.calls.length > total * jit.wasmCallShare) return undefined;
+  if (m.calls.length - m.slowPaths > total * jit.wasmCallShare) return undefined;
   const bytes = encodeModule({
     types: TYPES,
     imports: [
