@@ -160,10 +160,12 @@ export class Emitter {
     c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 12).get(this.ST).mem(W.i32Load, S_GEN).op(W.i32Eq).op(W.i32And);
     c.get(this.STOP).op(W.i32Eqz).op(W.i32And);
     c.open(W.if, 'chained');
-    c.get(this.T).i32(PAGE_SIZE - 1).op(W.i32And).get(this.BUDGET);
+    // The entry's word: the slot (bits 0-15), the index + 1 of the block there (16 and up), passed on above the page offset.
+    c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 8).set(this.V32);
+    c.get(this.T).i32(PAGE_SIZE - 1).op(W.i32And).get(this.V32).i32(-0x10000).op(W.i32And).op(W.i32Or).get(this.BUDGET);
     c.get(this.TARGET).i64n(-PAGE_SIZE).op(W.i64And).op(W.f64ConvertI64S);
     c.get(this.ST).get(this.TLB).get(this.N);
-    c.get(this.FA).mem(W.i32Load, TLB_CHAIN_AT + 8);
+    c.get(this.V32).i32(0xffff).op(W.i32And);
     c.callIndirect(TYPE_RUN, 0, true);
     c.close('chained');
     c.get(this.ST).get(this.TARGET).op(W.f64ConvertI64S).mem(W.f64Store, S_TARGET);

@@ -91,6 +91,7 @@ function dispatcher(table: WasmTable): ChainTable['dispatch'] {
 }
 
 /** Slots of a chain table before it is emptied. */
+// (At most 0x10000: a chain-cache entry keeps the slot in 16 bits.)
 const CHAIN_SLOTS = 16384;
 const chainTables = new WeakMap<WasmMemory, ChainTable>();
 
@@ -250,8 +251,10 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
   c.open(W.block, 'chain');
   // Dispatch on page offset OFF: at entry, and after a RET or an indirect branch (dynamicGoto). Not a block: leave.
   c.open(W.loop, 'entry');
-  c.i32(-1).set(m.PC);
+  // An entry that names its block (bits 16 and up of OFF: the block's index + 1, from the chain cache) skips the search.
+  c.get(m.OFF).i32(16).op(W.i32ShrU).i32(1).op(W.i32Sub).tee(m.PC).i32(0).op(W.i32LtS).open(W.if, 'find');
   r.blocks.forEach((b, k) => { c.get(m.OFF).i32(b.start).op(W.i32Eq).open(W.if, 'is').i32(k).set(m.PC).close('is'); });
+  c.close('find');
   c.get(m.PC).i32(0).op(W.i32LtS).open(W.if, 'none');
   // A branch to this page outside the region: another region may start there. (Never at entry, which would come back here.)
   c.get(m.DYN).open(W.if, 'dyn');
@@ -345,13 +348,14 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
     e: { h: handler, cond: state.chains.flags.cond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: state.chains.flags.co, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
   const run = instance.exports.run;
-  return new WasmRegion(run, register(state.chains, run), state);
+  return new WasmRegion(run, register(state.chains, run), state, index);
 }
 
 /** A region compiled here: its function, its slot in the chain table (while `epoch` is the table's). */
 export class WasmRegion {
   epoch: number;
-  constructor(readonly run: unknown, public slot: number, readonly state: WasmState) {
+  /** `index`: the region's blocks by page offset. */
+  constructor(readonly run: unknown, public slot: number, readonly state: WasmState, readonly index: ReadonlyMap<number, number>) {
     this.epoch = state.chains.epoch;
   }
 }
@@ -382,11 +386,13 @@ export function enterWasm(cpu: Cpu, w: WasmRegion, budget: number, base: number)
     i32[p] = lo;
     i32[p + 1] = hi;
   }
-  i32[p + 2] = w.slot;
+  // The slot, and the index + 1 of the block entered (an entry chained here goes straight to it).
+  const entry = ((w.index.get(rip - base) ?? -1) + 1) << 16;
+  i32[p + 2] = w.slot | entry;
   i32[p + 3] = i32[(st + S_GEN) >> 2] as number;
   let n: number;
   try {
-    n = chains.dispatch(w.slot, rip - base, budget, base, st, tlb, 0);
+    n = chains.dispatch(w.slot, (rip - base) | entry, budget, base, st, tlb, 0);
   } catch (e) {
     pullFlags(cpu, i32, st);
     const at = i32[(st + S_AT) >> 2] as number;
