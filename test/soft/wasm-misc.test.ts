@@ -113,3 +113,42 @@ test('DIV by 0 and DIV whose quotient does not fit raise #DE from compiled code 
     for (const after of AFTERS) assert.deepEqual(runWith(after, code, [[RBX, 3n]], 100, 100, `${name}, after ${after}`), a, `${name}, after ${after}`);
   }
 });
+
+test('MOVS and STOS, with and without REP: compiled code agrees with the interpreter on counts, overlaps, page crossings and DF', () => {
+  const mov64 = (op: number, v: number): number[] => [0x48, op, ...le64(BigInt(v))];
+  // Fill [0x40000, 0x42200) with its address's low byte: xor ecx, ecx; fill: mov [rcx + 0x40000], cl; inc ecx; cmp ecx, 0x2200; jb fill.
+  const fill = [0x31, 0xc9, 0x88, 0x89, ...le32(0x40000), 0xff, 0xc1, 0x81, 0xf9, ...le32(0x2200), 0x72, 0xf0];
+  // [name, RSI, RDI, RCX, instruction bytes, DF set]
+  const cases: [string, number, number, number, number[], boolean][] = [
+    ['rep movsb, RCX 0', 0x40010, 0x41010, 0, [0xf3, 0xa4], false],
+    ['rep movsb, RCX 1', 0x40011, 0x41011, 1, [0xf3, 0xa4], false],
+    ['rep movsb, 100 bytes', 0x40123, 0x41321, 100, [0xf3, 0xa4], false],
+    ['rep movsb into the next page', 0x40100, 0x41f80, 300, [0xf3, 0xa4], false],
+    ['rep movsb from the page before', 0x40f80, 0x41a00, 300, [0xf3, 0xa4], false],
+    ['rep movsb past the yield point', 0x40000, 0x40000 + 0x1100, 5000, [0xf3, 0xa4], false],
+    ['rep movsb onto its own next byte (repeats the first)', 0x40200, 0x40201, 50, [0xf3, 0xa4], false],
+    ['rep movsb onto its own previous byte', 0x40301, 0x40300, 50, [0xf3, 0xa4], false],
+    ['rep movsq', 0x40400, 0x41400, 10, [0xf3, 0x48, 0xa5], false],
+    ['movsd', 0x40500, 0x41500, 7, [0xa5], false],
+    ['movsb', 0x40501, 0x41501, 7, [0xa4], false],
+    ['rep stosb', 0, 0x41600, 77, [0xf3, 0xaa], false],
+    ['stosb', 0, 0x41700, 7, [0xaa], false],
+    ['std; rep movsb', 0x40820, 0x41820, 20, [0xf3, 0xa4], true],
+    ['std; rep stosb', 0, 0x41920, 20, [0xf3, 0xaa], true],
+  ];
+  const code: number[] = [0x41, 0xb9, ...le32(3)];
+  const pass = code.length;
+  code.push(...fill, 0x31, 0xdb, 0x31, 0xd2); // xor ebx, ebx; xor edx, edx
+  for (const [, rsi, rdi, rcx, instr, df] of cases) {
+    code.push(...mov64(0xbe, rsi), ...mov64(0xbf, rdi), ...mov64(0xb9, rcx), 0xb0, rdi & 0xff, ...(df ? [0xfd] : []), ...instr, ...(df ? [0xfc] : []));
+    // add rbx, rsi; add rdx, rdi; add rbx, rcx; then add rbx, [a] for qwords around the destination.
+    code.push(0x48, 0x01, 0xf3, 0x48, 0x01, 0xfa, 0x48, 0x01, 0xcb);
+    for (const a of [rdi - 8, rdi, rdi + 8, rdi + Math.max(0, rcx - 8), rdi + rcx]) code.push(0x48, 0x03, 0x1c, 0x25, ...le32(a));
+    // jmp +0: each case starts a block (after a REP that yields, the rest of its block runs interpreted).
+    code.push(0xeb, 0x00);
+  }
+  code.push(0x41, 0xff, 0xc9, 0x0f, 0x85, ...le32(pass - (code.length + 9)), 0xeb, 0xfe);
+  const a = runWith(false, code, [], 200_000);
+  assert.equal(a.rip, 0x10000 + code.length - 2, 'ends at the final jmp $');
+  for (const after of AFTERS) assert.deepEqual(runWith(after, code, [], 200_000, 200_000, `after ${after}`), a, `after ${after}`);
+});

@@ -36,6 +36,7 @@ export const S_LF_RES = S + 56; // i64
 export const S_VALUE = S + 64; // i64: a value read through the engine
 export const S_BASE = S + 72; // f64: page base of the region running (regions chain into one another)
 export const S_GEN = S + 80; // i32: the Cpu's code generation (Cpu.codeGeneration)
+export const S_DF = S + 84; // i32: RFLAGS.DF, as the engine last left it (set at every entry and after every handler)
 export const S_SEG = S + 128; // 6 × f64: the segment bases (CpuState.segBase)
 /** The XMM file after the scratch block (CpuState.placeXmm): register r at st + X + 16r, 16-byte aligned. */
 export const X = REGISTER_BYTES + SCRATCH_BYTES;
@@ -274,6 +275,25 @@ export class Emitter {
     c.get(this.N).i32(k + 1).op(W.i32Add).op(W.return);
     c.close('left');
     this.exitTo(e, () => c.get(this.N).i32(k + 1).op(W.i32Add), false);
+  }
+
+  /**
+   * The frame address (i32, in local `out`) of the `len` bytes (i64 local,
+   * at least 1) at the linear address in i64 local `ea`, when the TLB maps
+   * them all in one page for reading or writing; else -1.
+   */
+  rangeFrame(write: boolean, ea: number, len: number, out: number): void {
+    const c = this.c;
+    c.get(ea).i64(12, 0).op(W.i64ShrS).op(W.i32WrapI64).i32(TLB_SIZE - 1).op(W.i32And).set(this.T);
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, write ? T_WTAGW : T_RTAGW);
+    c.get(ea).get(len).op(W.i64Add).i64(1, 0).op(W.i64Sub).i64(12, 0).op(W.i64ShrS).op(W.i64Eq);
+    c.open(W.if, 'mapped', I32);
+    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, write ? T_WOFF : T_ROFF);
+    c.get(ea).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).op(W.i32Add);
+    c.else('mapped');
+    c.i32(-1);
+    c.close('mapped');
+    c.set(out);
   }
 
   /** Records the fault point before a call into the engine: RIP at offset `s`, `k` instructions of the block retired. */

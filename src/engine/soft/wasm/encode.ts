@@ -251,6 +251,18 @@ export class Code {
     return this;
   }
 
+  /** memory.copy (dst, src, n on the stack) within memory 0: as memmove. */
+  memoryCopy(): this {
+    this.bytes.byte(0xfc).u32(10).byte(0).byte(0);
+    return this;
+  }
+
+  /** memory.fill (dst, byte, n on the stack) of memory 0. */
+  memoryFill(): this {
+    this.bytes.byte(0xfc).u32(11).byte(0);
+    return this;
+  }
+
   /** i8x16.shuffle: result byte k is byte lanes[k] of the two operands (0-15 the first, 16-31 the second). */
   shuffle(lanes: readonly number[]): this {
     if (lanes.length !== 16 || lanes.some((l) => !Number.isInteger(l) || l < 0 || l > 31)) throw new EncodeError(`a shuffle takes 16 lanes in 0-31: ${lanes.join(',')}`);

@@ -4,14 +4,14 @@
  * CWD/CDQ/CQO), SETcc to memory, XCHG and CMPXCHG with a memory operand
  * (the lock-protected exchanges of stdio and malloc), INC/DEC of byte and
  * word registers, BT with an immediate or register bit offset, MUL and DIV
- * at 32 and 64 bits. Each returns what `lower` does, or undefined to leave the
+ * at 32 and 64 bits, MOVS and STOS (glibc's and the kernel's short copies). Each returns what `lower` does, or undefined to leave the
  * instruction to its handler.
  */
-import { OP_GPR, OP_IMM, OP_MEM } from '../decode/index.js';
+import { OP_GPR, OP_IMM, OP_MEM, PFX_REP, PFX_REPNE } from '../decode/index.js';
 import type { Op } from '../op.js';
-import { FLAG_CF, FLAG_OF, LF_CO, LF_DEC, LF_INC, RAX, RDX } from '../state.js';
+import { FLAG_CF, FLAG_OF, LF_CO, LF_DEC, LF_INC, RAX, RCX, RDI, RDX, RSI, SEG_FS, SEG_GS } from '../state.js';
 import { Op as W } from './encode.js';
-import { type Emitter, IMPORT_CARRY_OVERFLOW, type Known, plainMem } from './emitter.js';
+import { type Emitter, IMPORT_CARRY_OVERFLOW, type Known, plainMem, S_DF } from './emitter.js';
 
 export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number, k: number, known: Known | undefined): Known | 'keep' | 'forget' | undefined {
   const c = m.c;
@@ -42,6 +42,10 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     m.store(1, s, k, () => { c.get(m.V32).op(W.i64ExtendI32U); });
     m.stopCheck(e, k);
     return 'keep';
+  }
+  if ((name === 'str_movs' || name === 'str_stos') && op.asize === 8 && op.segment !== SEG_FS && op.segment !== SEG_GS) {
+    const movs = name === 'str_movs';
+    if (movs || op.size0 === 1) return strings(m, op, movs, s, e, k);
   }
   const size = op.size0;
   const wide = size === 4 || size === 8;
@@ -179,5 +183,48 @@ function div(m: Emitter, op: Op, size: 4 | 8, s: number, e: number, k: number): 
   if (size === 4) { c.get(m.X).i64(32, 0).op(W.i64Shl); m.reg(RAX); c.i64(-1, 0).op(W.i64And).op(W.i64Or).set(m.A); } else { m.reg(RAX); c.set(m.A); }
   m.setReg(RAX, () => c.get(m.A).get(m.B).op(W.i64DivU));
   m.setReg(RDX, () => c.get(m.A).get(m.B).op(W.i64RemU));
+  return 'keep';
+}
+
+/**
+ * MOVS (any size) and STOS (bytes), with or without REP, 64-bit addresses:
+ * with DF clear, at most 4,096 elements (the handler's yield point), and
+ * source and destination each within one page the TLB maps, one
+ * memory.copy or memory.fill; RSI and RDI move past them and RCX becomes 0.
+ * A copy onto the bytes just after its source (which x86 repeats byte by
+ * byte where memory.copy moves the whole), and every other case, is the
+ * handler's.
+ */
+function strings(m: Emitter, op: Op, movs: boolean, s: number, e: number, k: number): 'keep' {
+  const c = m.c;
+  const size = op.size0;
+  const rep = (op.prefixes & (PFX_REP | PFX_REPNE)) !== 0;
+  // A: elements; B: bytes; FA: destination frame; V32: source frame.
+  if (rep) m.reg(RCX); else c.i64(1, 0);
+  c.set(m.A);
+  c.get(m.A).op(W.i64Eqz).op(W.i32Eqz).open(W.if, 'some');
+  c.get(m.ST).mem(W.i32Load, S_DF).get(m.A).i64(4096, 0).op(W.i64GtU).op(W.i32Or).open(W.if, 'rare');
+  m.viaHandler(op, s, e, k);
+  c.close('rare');
+  c.get(m.A).i64(Math.log2(size), 0).op(W.i64Shl).set(m.B);
+  m.reg(RDI); c.set(m.EA);
+  m.rangeFrame(true, m.EA, m.B, m.FA);
+  if (movs) {
+    m.reg(RSI); c.set(m.X);
+    m.rangeFrame(false, m.X, m.B, m.V32);
+  }
+  c.get(m.FA).i32(0).op(W.i32LtS);
+  // (Unsigned: V32 - FA below B is a destination inside the source's bytes after its start.)
+  if (movs) c.get(m.V32).i32(0).op(W.i32LtS).op(W.i32Or).get(m.FA).get(m.V32).op(W.i32Sub).get(m.B).op(W.i32WrapI64).op(W.i32LtU).get(m.FA).get(m.V32).op(W.i32Ne).op(W.i32And).op(W.i32Or);
+  c.open(W.if, 'unmapped');
+  m.viaHandler(op, s, e, k);
+  c.close('unmapped');
+  c.get(m.FA);
+  if (movs) c.get(m.V32).get(m.B).op(W.i32WrapI64).memoryCopy();
+  else { m.reg(RAX); c.op(W.i32WrapI64).get(m.B).op(W.i32WrapI64).memoryFill(); }
+  m.setReg(RDI, () => c.get(m.EA).get(m.B).op(W.i64Add));
+  if (movs) m.setReg(RSI, () => c.get(m.X).get(m.B).op(W.i64Add));
+  if (rep) m.setReg(RCX, () => c.i64(0, 0));
+  c.close('some');
   return 'keep';
 }

@@ -46,9 +46,10 @@ import { type Block, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
 import { checkCanonicalTarget } from '../ops/branch.js';
 import { load128, store128 } from '../ops/sse.js';
+import { FLAG_DF } from '../state.js';
 import { reserveWasm, wasmApi, type WasmMemory, type WasmTable } from '../../../memory/index.js';
 import { Code, encodeModule, F64, I32, Op as W } from './encode.js';
-import { Emitter, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
+import { Emitter, IMPORTED_FUNCTIONS, type Known, S_AT, S_BASE, S_DF, S_DIRTY, S_EXIT_KIND, S_GEN, S_LF_AUX, S_LF_DST, S_LF_OP, S_LF_RES, S_LF_SIZE, S_LF_SRC, S_RETIRED, S_SEG, S_TARGET, S_VALUE, TYPE_RUN, TYPES, X, XMM_BYTES } from './emitter.js';
 import { lower } from './lower.js';
 import { flagHelper, type FlagHelper } from './cond.js';
 
@@ -338,6 +339,7 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
     cpu.rip = base + s;
     cpu.nextRip = base + e;
     op.fn(cpu, op);
+    ctx.i32[(ctx.st + S_DF) >> 2] = cpu.flagsBase & FLAG_DF;
     if (cpu.nextRip !== base + e || cpu.stopRequested !== 0 || op.endsBlock) {
       cpu.rip = cpu.nextRip;
       return 1;
@@ -390,6 +392,8 @@ export function enterWasm(cpu: Cpu, w: WasmRegion, budget: number, base: number)
   const entry = ((w.index.get(rip - base) ?? -1) + 1) << 16;
   i32[p + 2] = w.slot | entry;
   i32[p + 3] = i32[(st + S_GEN) >> 2] as number;
+  // DF for the string forms; only a handler changes it while wasm runs.
+  i32[(st + S_DF) >> 2] = cpu.flagsBase & FLAG_DF;
   let n: number;
   try {
     n = chains.dispatch(w.slot, (rip - base) | entry, budget, base, st, tlb, 0);
