@@ -271,8 +271,7 @@ export class Emitter {
     this.slowPaths++;
     this.callHandler(op, s, e, k);
     c.open(W.if, 'left');
-    this.scratchI32(S_EXIT_KIND, () => c.i32(1));
-    c.get(this.N).i32(k + 1).op(W.i32Add).op(W.return);
+    this.leaveAfterHandler(k);
     c.close('left');
     this.exitTo(e, () => c.get(this.N).i32(k + 1).op(W.i32Add), false);
   }
@@ -311,6 +310,21 @@ export class Emitter {
       c.i32(size).get(this.EA).op(W.f64ConvertI64S).call(IMPORT_READ).set(this.STOP);
       c.get(this.ST).mem(W.i64Load, S_VALUE);
     });
+  }
+
+  /** `store` after a read by the same instruction: a stop the read asked for outlives the store's own access. */
+  storeAfterRead(size: number, s: number, k: number, value: () => void): void {
+    const c = this.c;
+    c.get(this.STOP).set(this.V32);
+    this.store(size, s, k, value);
+    c.get(this.STOP).get(this.V32).op(W.i32Or).set(this.STOP);
+  }
+
+  /** Leaves the region after a handler ran the block's `k`th instruction (it set RIP): exit kind 1, k + 1 retired. */
+  leaveAfterHandler(k: number): void {
+    const c = this.c;
+    this.scratchI32(S_EXIT_KIND, () => c.i32(1));
+    c.get(this.N).i32(k + 1).op(W.i32Add).op(W.return);
   }
 
   /** Stores the low `size` bytes of the i64 `value` leaves at EA. */

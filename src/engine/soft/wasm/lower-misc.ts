@@ -64,10 +64,7 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     // The memory's value first, then the register's stored there; the register only once both accesses are done.
     m.ea(op, e);
     m.load(size, s, k); c.set(m.A);
-    // A stop the read asked for outlives the store's own access.
-    c.get(m.STOP).set(m.V32);
-    m.store(size, s, k, () => c.get(m.B));
-    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+    m.storeAfterRead(size, s, k, () => c.get(m.B));
     m.setReg(op.reg1, () => c.get(m.A));
     m.stopCheck(e, k);
     return 'keep';
@@ -78,9 +75,7 @@ export function lowerMisc(m: Emitter, op: Op, name: string, s: number, e: number
     m.reg(RAX); fit(); c.set(m.A);
     m.ea(op, e);
     m.load(size, s, k); c.set(m.B);
-    c.get(m.STOP).set(m.V32);
-    m.store(size, s, k, () => { m.reg(op.reg1); c.get(m.B).get(m.A).get(m.B).op(W.i64Eq).op(W.select); });
-    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+    m.storeAfterRead(size, s, k, () => { m.reg(op.reg1); c.get(m.B).get(m.A).get(m.B).op(W.i64Eq).op(W.select); });
     m.arith(size, W.i64Sub, W.i32Sub);
     c.get(m.A).get(m.B).op(W.i64Ne).open(W.if, 'differ');
     m.setReg(RAX, () => c.get(m.B));

@@ -67,11 +67,8 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
     // The target is checked before anything is pushed: #GP leaves RSP as it was.
     canonical(m, s, k);
     if (name === 'flow_call') {
-      // A stop the target's read asked for outlives the push's own access.
-      c.get(m.STOP).set(m.V32);
       c.get(m.ST).mem(W.i64Load, 8 * 4).i64(8, 0).op(W.i64Sub).set(m.EA);
-      m.store(8, s, k, () => { c.get(m.BASE).f64(e).op(W.f64Add).op(W.i64TruncF64S); });
-      c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+      m.storeAfterRead(8, s, k, () => { c.get(m.BASE).f64(e).op(W.f64Add).op(W.i64TruncF64S); });
       m.setReg(4, () => c.get(m.EA));
     }
     m.dynamicGoto(m.A, retiredHere);
@@ -92,10 +89,8 @@ export function lower(m: Emitter, op: Op, s: number, e: number, k: number, known
       m.load(8, s, k);
       c.set(m.A);
     }
-    c.get(m.STOP).set(m.V32);
     c.get(m.ST).mem(W.i64Load, 8 * 4).i64(8, 0).op(W.i64Sub).set(m.EA);
-    m.store(8, s, k, () => c.get(m.A));
-    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+    m.storeAfterRead(8, s, k, () => c.get(m.A));
     m.setReg(4, () => c.get(m.EA));
     m.stopCheck(e, k);
     return 'keep';
@@ -484,10 +479,7 @@ function lowerSmall(m: Emitter, op: Op, name: string, size: 1 | 2, s: number, e:
   c.get(m.D4).get(m.S4).op(alu.o32).i32(mask).op(W.i32And).set(m.R4);
   // The record only once a memory destination's store has not faulted.
   if (writes && mem0) {
-    // A stop the read asked for outlives the store's own access.
-    c.get(m.STOP).set(m.V32);
-    m.store(size, s, k, () => c.get(m.R4).op(W.i64ExtendI32U));
-    c.get(m.STOP).get(m.V32).op(W.i32Or).set(m.STOP);
+    m.storeAfterRead(size, s, k, () => c.get(m.R4).op(W.i64ExtendI32U));
   } else if (writes) writeReg(op.reg0, () => c.get(m.R4));
   m.recordOf(kind === 'add' ? LF_ADD : kind === 'sub' ? LF_SUB : LF_LOGIC, size, kind === 'logic' ? -1 : m.D4, kind === 'logic' ? -1 : m.S4, m.R4, 0);
   // Conditions read the operands shifted up so the size's sign bit is bit 31 (the i32 comparisons then hold).

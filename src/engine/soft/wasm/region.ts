@@ -293,14 +293,12 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
       if (last) {
         // A branch without a lowering: the import has set RIP wherever the handler sent control.
         c.op(W.drop);
-        m.scratchI32(S_EXIT_KIND, () => c.i32(1));
-        c.get(m.N).i32(k + 1).op(W.i32Add).op(W.return);
+        m.leaveAfterHandler(k);
         ended = true;
         break;
       }
       c.open(W.if, 'left');
-      m.scratchI32(S_EXIT_KIND, () => c.i32(1));
-      c.get(m.N).i32(k + 1).op(W.i32Add).op(W.return);
+      m.leaveAfterHandler(k);
       c.close('left');
     }
     if (!ended) m.goTo(b.ends[n - 1] as number, () => c.get(m.N).i32(n).op(W.i32Add), bk + 1);
