@@ -96,6 +96,10 @@ export function endsBlock(op: Op): boolean {
 export const JIT_AFTER_DEFAULT = 65000;
 /** Default of `jit.wasmAfter` (measured: README, the WebAssembly tier). */
 export const WASM_AFTER_DEFAULT = 4000;
+/** Default of `jit.wasmBatch` (measured: README, the WebAssembly tier). */
+export const WASM_BATCH_DEFAULT = 64;
+/** Default of `jit.wasmBatchMs` (measured: README, the WebAssembly tier). */
+export const WASM_BATCH_MS_DEFAULT = 40;
 /** Upper bound of TYPEVISOR_SOFT_JIT_AFTER (the documented range; heat was a 16-bit counter when it was set). */
 const JIT_AFTER_MAX = 65534;
 
@@ -122,7 +126,24 @@ export const jit = {
    * one. A region that would stay JS waits for `after`.
    */
   wasmAfter: jitAfterFromEnv(process.env.TYPEVISOR_SOFT_WASM_AFTER, WASM_AFTER_DEFAULT),
+  /**
+   * Regions per WebAssembly module at most, when a Cpu defers their
+   * instantiation (cpu.ts deferWasm; TYPEVISOR_SOFT_WASM_BATCH, 1 to 1024).
+   */
+  wasmBatch: wasmBatchFromEnv(process.env.TYPEVISOR_SOFT_WASM_BATCH, WASM_BATCH_DEFAULT, 1, 1024),
+  /**
+   * Milliseconds a deferred region waits for others to join its module
+   * (TYPEVISOR_SOFT_WASM_BATCH_MS, 0 to 1000; 0: every slice's regions
+   * are a module of their own). Meanwhile its blocks are interpreted.
+   */
+  wasmBatchMs: wasmBatchFromEnv(process.env.TYPEVISOR_SOFT_WASM_BATCH_MS, WASM_BATCH_MS_DEFAULT, 0, 1000),
 };
+
+/** The batching settings, as the JIT thresholds read theirs: a value that is not an integer in [min, max] keeps the default. */
+function wasmBatchFromEnv(v: string | undefined, fallback: number, min: number, max: number): number {
+  const n = Number(v);
+  return v !== undefined && v !== '' && Number.isInteger(n) && n >= min && n <= max ? n : fallback;
+}
 
 function jitAfterFromEnv(v: string | undefined, fallback = JIT_AFTER_DEFAULT): number {
   if (v === undefined || v === '') return fallback;

@@ -11,7 +11,7 @@ import { getRflags } from './flags.js';
 import { FORM_HANDLERS, HANDLER_TABLE, missingHandler } from './handlers.js';
 import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js';
 import { specialize } from './ops/fast.js';
-import { compileWasmRegion, enterWasm, type WasmState } from './wasm/region.js';
+import { compileWasmRegion, enterWasm, flushWasm, type WasmState } from './wasm/region.js';
 import {
   ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_SIZE,
   VEC_GP, VEC_UD,
@@ -111,6 +111,12 @@ export class Cpu extends CpuState {
    * RAM (engine.ts placeInWasm): regions then compile to WebAssembly.
    */
   wasm: WasmState | undefined = undefined;
+  /**
+   * Regions compiled to WebAssembly wait to be instantiated together, up to
+   * `jit.wasmBatch` of them, until `flushWasm()` (the engine's, after each
+   * slice); false: each is instantiated as it is compiled.
+   */
+  deferWasm = false;
   /**
    * The code generation (element 0): whatever may change which code a
    * linear address runs — a TLB flush, dropped decoded code, a new decoding
@@ -398,6 +404,12 @@ export class Cpu extends CpuState {
     return this.stopRequested === STOP_REQUESTED ? EXIT_STOP : EXIT_LIMIT;
   }
 
+  /** Instantiates the regions compiled to WebAssembly that wait for it (`deferWasm`). */
+  flushWasm(): void {
+    const w = this.wasm;
+    if (w !== undefined && w.pending.length > 0 && performance.now() - w.pendingSince >= jit.wasmBatchMs) flushWasm(w);
+  }
+
   /**
    * Control arrived at page offset `ix` (rip) often enough: compile the block
    * starting there, or remember that it is not worth it (block.ts). Decodes
@@ -416,8 +428,9 @@ export class Cpu extends CpuState {
     }));
     const w = this.wasm !== undefined && jit.wasm ? compileWasmRegion(region, this.wasm) : undefined;
     if (w !== undefined) {
+      // Until flushWasm instantiates it (region.fn set), its blocks run here one instruction at a time.
       region.wasm = w;
-      region.fn = (c, budget, base) => enterWasm(c, w, budget, base);
+      if (!this.deferWasm || w.state.pending.length >= jit.wasmBatch) flushWasm(w.state);
     } else {
       // Not for WebAssembly: a JS region only once the block is as hot as jit.after asks (h - 1 arrivals counted so far).
       const h = first.heat;
@@ -429,7 +442,7 @@ export class Cpu extends CpuState {
       heldBack.delete(first);
       region.fn = compileRegion(region);
     }
-    if (region.fn === undefined) {
+    if (region.fn === undefined && region.wasm === undefined) {
       first.block = NO_BLOCK;
       return;
     }

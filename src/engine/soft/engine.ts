@@ -169,7 +169,8 @@ export class SoftVm implements EngineVm {
       const cpu = new Cpu(platform);
       // Registers and TLBs beside the RAM in its WebAssembly.Memory (WasmMemoryBacking): regions then compile to WebAssembly.
       const wasm = config.memory.regions[0]?.wasm?.memory;
-      if (wasm !== undefined) placeInWasm(cpu, wasm);
+      // Regions compiled within a slice are instantiated together at its end (one module: cpu.ts deferWasm).
+      if (wasm !== undefined && placeInWasm(cpu, wasm)) cpu.deferWasm = true;
       cpu.joinCodeCache(code);
       if (options.log) cpu.log = options.log;
       mmu.cpu = cpu;
@@ -299,6 +300,7 @@ export class SoftVm implements EngineVm {
         }
         if (this.stop !== undefined) break;
       }
+      for (const v of this.vcpus) v.cpu.flushWasm();
     } catch (e) {
       this.internalError(e);
     }

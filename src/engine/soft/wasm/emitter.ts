@@ -89,12 +89,15 @@ export class Emitter {
   readonly DYN: number;
   /** A v128 temporary (an SSE source operand). */
   readonly V: number;
-  /** Handler calls: the ops, by the index the import receives. */
-  readonly calls: Op[] = [];
-  /** How many of them are the rare paths of lowered instructions (viaHandler). */
+  /** How many handler calls are the rare paths of lowered instructions (viaHandler). */
   slowPaths = 0;
 
-  constructor(readonly index: Map<number, number>) {
+  /**
+   * `index`: the region's blocks by page offset; `calls`: the handler calls
+   * of the module the function joins, by the index the import receives
+   * (this function's are pushed on).
+   */
+  constructor(readonly index: Map<number, number>, readonly calls: Op[] = []) {
     const c = this.c;
     const l = (t: ValType): number => c.local(t);
     this.PC = l(I32); this.N = l(I32); this.STOP = l(I32);

@@ -104,6 +104,16 @@ export interface WasmState {
   readonly chains: ChainTable;
   /** Entries into compiled regions from the run loop (the others chained). */
   entries: number;
+  /** Modules instantiated (`flushWasm`), each holding one or more regions. */
+  modules: number;
+  /** Regions compiled since the last `flushWasm`, to be instantiated as one module. */
+  pending: WasmRegion[];
+  /** When the first of them was compiled (performance.now()). */
+  pendingSince: number;
+  /** Their functions' code, in the same order. */
+  codes: Code[];
+  /** Their handler calls, by the index the module's handler import receives. */
+  calls: Op[];
 }
 
 /**
@@ -128,7 +138,7 @@ export function placeInWasm(cpu: Cpu, memory: WasmMemory): boolean {
     chainTables.set(memory, chains);
   }
   chains.cpus.push(cpu);
-  cpu.wasm = { memory, i32: new Int32Array(area.buffer), f64: new Float64Array(area.buffer), chains, entries: 0 };
+  cpu.wasm = { memory, i32: new Int32Array(area.buffer), f64: new Float64Array(area.buffer), chains, entries: 0, modules: 0, pending: [], pendingSince: 0, codes: [], calls: [] };
   return true;
 }
 
@@ -237,14 +247,16 @@ function importNonCanonical(s: number, hi: number): void {
 
 /**
  * Compiles region `r` to a wasm function over `state`'s memory, or returns
- * undefined when it is not 64-bit code or would mostly call handlers.
- * `enterWasm` runs it.
+ * undefined when it is not 64-bit code or would mostly call handlers. The
+ * function joins `state.pending`; `flushWasm` instantiates them, after
+ * which `r.fn` is set and `enterWasm` runs it.
  */
 export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | undefined {
   if (r.blocks[0]?.ops[0]?.mode !== MODE_64) return undefined;
   const index = new Map<number, number>();
   r.blocks.forEach((b, k) => index.set(b.start, k));
-  const m = new Emitter(index);
+  const before = state.calls.length;
+  const m = new Emitter(index, state.calls);
   const c = m.c;
   const nb = r.blocks.length;
   c.get(m.ST).get(m.BASE).mem(W.f64Store, S_BASE);
@@ -310,7 +322,34 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
   m.chainTail();
   // A region that would mostly call handlers runs faster as JS, where V8 inlines them: leave it to block.ts.
   const total = r.blocks.reduce((a, b) => a + b.ops.length, 0);
-  if (m.calls.length - m.slowPaths > total * jit.wasmCallShare) return undefined;
+  if (state.calls.length - before - m.slowPaths > total * jit.wasmCallShare) {
+    state.calls.length = before;
+    return undefined;
+  }
+  const w = new WasmRegion(r, state, index);
+  if (state.pending.length === 0) state.pendingSince = performance.now();
+  state.pending.push(w);
+  state.codes.push(c);
+  return w;
+}
+
+/**
+ * Instantiates the regions `compileWasmRegion` left pending as one module,
+ * gives each a slot in the chain table and makes its block enter it.
+ *
+ * One module for many regions because a chained entry into another module
+ * costs far more than one within a module: a chain of tail calls through
+ * 400 one-function modules ran at ~150 ns per call, through the same 400
+ * functions in one module at ~10 ns, in groups of ten at ~20 ns (README,
+ * "Tenth round"; code and instance locality in V8).
+ */
+export function flushWasm(state: WasmState): void {
+  const regions = state.pending;
+  if (regions.length === 0) return;
+  const { codes, calls } = state;
+  state.pending = [];
+  state.codes = [];
+  state.calls = [];
   const bytes = encodeModule({
     types: TYPES,
     imports: [
@@ -325,10 +364,9 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
       { module: 'e', name: 'mem', kind: 'memory', min: 0, max: 65536, shared: true },
       { module: 'e', name: 'chain', kind: 'table', min: 0 },
     ],
-    functions: [{ type: TYPE_RUN, code: c }],
-    exports: [{ name: 'run', func: IMPORTED_FUNCTIONS }],
+    functions: codes.map((code) => ({ type: TYPE_RUN, code })),
+    exports: regions.map((_, k) => ({ name: `r${k}`, func: IMPORTED_FUNCTIONS + k })),
   });
-  const calls = m.calls;
   const handler = (k: number, s: number, e: number): number => {
     const cpu = ctx.c as Cpu;
     const base = runningBase();
@@ -347,16 +385,24 @@ export function compileWasmRegion(r: Block, state: WasmState): WasmRegion | unde
   const instance = new wasmApi.Instance(new wasmApi.Module(bytes), {
     e: { h: handler, cond: state.chains.flags.cond, rd: importRead, wr: importWrite, nc: importNonCanonical, co: state.chains.flags.co, l16: importLoad128, s16: importStore128, mem: state.memory, chain: state.chains.table },
   });
-  const run = instance.exports.run;
-  return new WasmRegion(run, register(state.chains, run), state, index);
+  state.modules++;
+  regions.forEach((w, k) => { w.ready(instance.exports[`r${k}`]); });
 }
 
-/** A region compiled here: its function, its slot in the chain table (while `epoch` is the table's). */
+/** A region compiled here: its function, its slot in the chain table (while `epoch` is the table's); both from `flushWasm`. */
 export class WasmRegion {
-  epoch: number;
+  run: unknown = undefined;
+  slot = -1;
+  epoch = -1;
   /** `index`: the region's blocks by page offset. */
-  constructor(readonly run: unknown, public slot: number, readonly state: WasmState, readonly index: ReadonlyMap<number, number>) {
-    this.epoch = state.chains.epoch;
+  constructor(readonly region: Block, readonly state: WasmState, readonly index: ReadonlyMap<number, number>) {}
+
+  /** The region's function is instantiated: take a slot, and let the run loop enter it. */
+  ready(run: unknown): void {
+    this.run = run;
+    this.slot = register(this.state.chains, run);
+    this.epoch = this.state.chains.epoch;
+    this.region.fn = (c, budget, base) => enterWasm(c, this, budget, base);
   }
 }
 
