@@ -13,7 +13,7 @@ import { Block, compileRegion, discoverRegion, endsBlock, jit } from './block.js
 import { specialize } from './ops/fast.js';
 import { compileWasmRegion, enterWasm, flushWasm, type WasmState } from './wasm/region.js';
 import {
-  ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_SIZE,
+  ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, CpuException, hex, PAGE_MASK, PAGE_SIZE, type PageFrame, type SoftPlatform, TLB_ENTRIES, TLB_SIZE,
   VEC_GP, VEC_UD,
 } from './mmu.js';
 import { Op } from './op.js';
@@ -52,20 +52,31 @@ function tagW(a: Int32Array, t: number, vpn: number, wasm: number | undefined): 
   a[2 * t + 1] = Math.floor(vpn / 4294967296) | 0;
 }
 
+/** Swaps the two ways of set `t` of one TLB (tags, frames, wasm offsets and tags). */
+function swapWays(tag: Float64Array, view: DataView[], bytes: Uint8Array[], off: Int32Array, tw: Int32Array, t: number): void {
+  const u = t + TLB_SIZE;
+  const g = tag[t] as number, v = view[t] as DataView, b = bytes[t] as Uint8Array, o = off[t] as number;
+  const lo = tw[2 * t] as number, hi = tw[2 * t + 1] as number;
+  tag[t] = tag[u] as number; view[t] = view[u] as DataView; bytes[t] = bytes[u] as Uint8Array; off[t] = off[u] as number;
+  tw[2 * t] = tw[2 * u] as number; tw[2 * t + 1] = tw[2 * u + 1] as number;
+  tag[u] = g; view[u] = v; bytes[u] = b; off[u] = o;
+  tw[2 * u] = lo; tw[2 * u + 1] = hi;
+}
+
 /** One privilege level's read, write and fetch TLBs, while the other level's are in use (Cpu.switchPrivilege). */
 class TlbSet {
-  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
-  rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
-  wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
+  rView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
+  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
+  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
+  wView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
+  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
   xTag = new Float64Array(TLB_SIZE).fill(NaN);
   xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
-  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
-  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
-  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
-  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
+  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
+  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
+  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
+  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
 }
 
 /**
@@ -77,7 +88,7 @@ class TlbSet {
  */
 export const CHAIN_SETS = 2048;
 /** Where the chain cache starts in a privilege level's placed block. */
-export const TLB_CHAIN_AT = TLB_SIZE * (8 + 8 + 4 + 4 + 8 + 8);
+export const TLB_CHAIN_AT = TLB_ENTRIES * (8 + 8 + 4 + 4 + 8 + 8);
 /** Bytes of one privilege level's block in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff, the chain cache. */
 const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_SETS * 32;
 /** What Cpu.placeTlb needs: both privilege levels. */
@@ -142,27 +153,27 @@ export class Cpu extends CpuState {
   // number (NaN = empty). Public for compiled regions, whose memory
   // templates test them inline (ops/inline.ts memory access); only cpu.ts
   // fills, empties or swaps them.
-  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
-  rView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
-  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_SIZE).fill(NaN);
-  wView: DataView[] = new Array<DataView>(TLB_SIZE).fill(NO_FRAME.view);
-  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_SIZE).fill(NO_FRAME.bytes);
+  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
+  rView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
+  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
+  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
+  wView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
+  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
   /**
    * Per read/write entry: the offset of its frame in the machine's
    * WebAssembly.Memory (PageFrame.wasm), or -1 (MMIO, RAM outside it, no
    * machine): where code compiled to WebAssembly finds a hit.
    */
-  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
-  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_SIZE).fill(-1);
+  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
+  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
   /**
    * Per read/write entry, what compiled wasm compares: the tag as an i64, or
    * one that matches nothing when the frame is not in the WebAssembly.Memory
    * (so a hit needs no other check). Kept in step with rTag/wTag wherever
    * those change.
    */
-  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
-  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_SIZE).fill(NO_TAG_HI);
+  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
+  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
   // The fetch TLB: tag and decoded code page.
   private xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
@@ -211,9 +222,9 @@ export class Cpu extends CpuState {
   /** Drops write-TLB entries of `bytes`, both privilege levels', so writes to it take the slow path (SMC detection). */
   private forgetWritable(bytes: Uint8Array): void {
     const wb = this.wBytes;
-    for (let k = 0; k < TLB_SIZE; k++) if (wb[k] === bytes) { this.wTag[k] = NaN; this.wTagW[2 * k + 1] = NO_TAG_HI; }
+    for (let k = 0; k < TLB_ENTRIES; k++) if (wb[k] === bytes) { this.wTag[k] = NaN; this.wTagW[2 * k + 1] = NO_TAG_HI; }
     const o = this.other;
-    for (let k = 0; k < TLB_SIZE; k++) if (o.wBytes[k] === bytes) { o.wTag[k] = NaN; o.wTagW[2 * k + 1] = NO_TAG_HI; }
+    for (let k = 0; k < TLB_ENTRIES; k++) if (o.wBytes[k] === bytes) { o.wTag[k] = NaN; o.wTagW[2 * k + 1] = NO_TAG_HI; }
   }
 
   /** Forgets the fetch TLBs (decoded code they point at was dropped). */
@@ -229,8 +240,8 @@ export class Cpu extends CpuState {
    * `area` (TLB_AREA_BYTES, 8-byte aligned), keeping their entries: the soft
    * engine puts them in the machine's WebAssembly.Memory, beside the RAM the
    * offsets point into. Layout per level (current level first): rTag and
-   * wTag (f64 × TLB_SIZE each), rOff and wOff (i32 × TLB_SIZE each), rTagW
-   * and wTagW (i64 × TLB_SIZE each), then the level's chain cache
+   * wTag (f64 × TLB_ENTRIES each), rOff and wOff (i32 × TLB_ENTRIES each),
+   * rTagW and wTagW (i64 × TLB_ENTRIES each), then the level's chain cache
    * (TLB_CHAIN_AT), which the wasm tier keeps.
    */
   placeTlb(area: Uint8Array): void {
@@ -238,17 +249,17 @@ export class Cpu extends CpuState {
     const place = (at: number, set: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array; rTagW: Int32Array; wTagW: Int32Array }): void => {
       const o = area.byteOffset + at, b = area.buffer;
       const f64 = (k: number, from: Float64Array): Float64Array => {
-        const v = new Float64Array(b, o + k * TLB_SIZE * 8, TLB_SIZE);
+        const v = new Float64Array(b, o + k * TLB_ENTRIES * 8, TLB_ENTRIES);
         v.set(from);
         return v;
       };
       const i32 = (k: number, from: Int32Array): Int32Array => {
-        const v = new Int32Array(b, o + 16 * TLB_SIZE + k * TLB_SIZE * 4, TLB_SIZE);
+        const v = new Int32Array(b, o + 16 * TLB_ENTRIES + k * TLB_ENTRIES * 4, TLB_ENTRIES);
         v.set(from);
         return v;
       };
       const i64 = (k: number, from: Int32Array): Int32Array => {
-        const v = new Int32Array(b, o + 24 * TLB_SIZE + k * TLB_SIZE * 8, 2 * TLB_SIZE);
+        const v = new Int32Array(b, o + 24 * TLB_ENTRIES + k * TLB_ENTRIES * 8, 2 * TLB_ENTRIES);
         v.set(from);
         return v;
       };
@@ -572,13 +583,14 @@ export class Cpu extends CpuState {
   /** Forgets the translations and decoded code of page `vpn`. */
   invalidatePage(vpn: number): void {
     const t = vpn & TLB_MASK;
-    if (this.rTag[t] === vpn) { this.rTag[t] = NaN; this.rTagW[2 * t + 1] = NO_TAG_HI; }
-    if (this.wTag[t] === vpn) { this.wTag[t] = NaN; this.wTagW[2 * t + 1] = NO_TAG_HI; }
+    for (const set of [this, this.other]) {
+      for (const k of [t, t + TLB_SIZE]) {
+        if (set.rTag[k] === vpn) { set.rTag[k] = NaN; set.rTagW[2 * k + 1] = NO_TAG_HI; }
+        if (set.wTag[k] === vpn) { set.wTag[k] = NaN; set.wTagW[2 * k + 1] = NO_TAG_HI; }
+      }
+    }
     if (this.xTag[t] === vpn) this.xTag[t] = NaN;
-    const o = this.other;
-    if (o.rTag[t] === vpn) { o.rTag[t] = NaN; o.rTagW[2 * t + 1] = NO_TAG_HI; }
-    if (o.wTag[t] === vpn) { o.wTag[t] = NaN; o.wTagW[2 * t + 1] = NO_TAG_HI; }
-    if (o.xTag[t] === vpn) o.xTag[t] = NaN;
+    if (this.other.xTag[t] === vpn) this.other.xTag[t] = NaN;
     const frame = this.codeFrameOf.get(vpn);
     if (frame !== undefined) {
       this.codeFrameOf.delete(vpn);
@@ -646,10 +658,17 @@ export class Cpu extends CpuState {
   /** Fills the read TLB for `a`; -1 for an MMIO page (never cached: every access reaches the device). */
   private rFill(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    // In way 1: swap it into way 0, where the inline checks look.
+    if (this.rTag[t + TLB_SIZE] === vpn) {
+      swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, t);
+      return t;
+    }
     this.faultAddr = a;
     const f = this.platform.translate(vpn, ACCESS_READ);
     if (f.mmio !== undefined) return -1;
-    const t = vpn & TLB_MASK;
+    // Way 0's entry moves to way 1 (and way 1's leaves).
+    swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, t);
     this.rTag[t] = vpn;
     this.rView[t] = f.view;
     this.rBytes[t] = f.bytes;
@@ -660,12 +679,18 @@ export class Cpu extends CpuState {
 
   private wFill(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    // (An entry in either way was checked for decoded code when it was filled; forgetWritable drops both since.)
+    if (this.wTag[t + TLB_SIZE] === vpn) {
+      swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, t);
+      return t;
+    }
     this.faultAddr = a;
     const f = this.platform.translate(vpn, ACCESS_WRITE);
     if (f.mmio !== undefined) return -1;
     // Self-modifying code: forget what was decoded from this page.
     if (this.codeCache.has(f)) this.dropCode(f);
-    const t = vpn & TLB_MASK;
+    swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, t);
     this.wTag[t] = vpn;
     this.wView[t] = f.view;
     this.wBytes[t] = f.bytes;

@@ -14,8 +14,17 @@
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 export const PAGE_MASK = PAGE_SIZE - 1;
-/** Entries per TLB (cpu.ts; direct-mapped by page number): large enough that the kernel's working set rarely conflicts, small enough to flush on CR3 writes. */
+/**
+ * Sets per read or write TLB (cpu.ts), indexed by the low bits of the page
+ * number, of two ways each (TLB_ENTRIES in all; way 1 of set t at entry
+ * t + TLB_SIZE): large enough for the kernel's working set, small enough to
+ * flush on CR3 writes. Direct-mapped, two of a process's hot pages whose
+ * numbers (randomised at each exec) shared their low 10 bits evicted each
+ * other at every access: in about one boot in three the shell loop then
+ * took up to a million page walks a second.
+ */
 export const TLB_SIZE = 1024;
+export const TLB_ENTRIES = 2 * TLB_SIZE;
 
 /** Kinds of access, as bits (translate() gets exactly one). */
 export const ACCESS_READ = 1;

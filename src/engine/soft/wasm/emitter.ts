@@ -10,7 +10,7 @@
 import { BASE_RIP, OP_GPR, OP_MEM } from '../decode/index.js';
 import { CHAIN_SETS, TLB_CHAIN_AT } from '../cpu.js';
 import type { Op } from '../op.js';
-import { PAGE_SIZE, TLB_SIZE } from '../mmu.js';
+import { PAGE_SIZE, TLB_ENTRIES, TLB_SIZE } from '../mmu.js';
 import { LF_ADD, LF_LOGIC, LF_SUB, SEG_FS, SEG_GS, XMM_LANES } from '../state.js';
 import { Code, F64, I32, I64, Op as W, Simd, V128, type ValType } from './encode.js';
 
@@ -43,8 +43,12 @@ export const X = REGISTER_BYTES + SCRATCH_BYTES;
 export const XMM_BYTES = XMM_LANES * 4;
 /** The XMM register a 16-byte load the TLB could not serve lands in (sse.ts's scratch register). */
 export const XMM_SCRATCH = 16;
-/** TLB block layout (cpu.ts placeTlb): rTag, wTag (f64, the engine's), rOff, wOff (i32), rTagW, wTagW (i64, compared here). */
-export const T_ROFF = TLB_SIZE * 16, T_WOFF = TLB_SIZE * 20, T_RTAGW = TLB_SIZE * 24, T_WTAGW = TLB_SIZE * 32;
+/**
+ * TLB block layout (cpu.ts placeTlb): rTag, wTag (f64, the engine's), rOff,
+ * wOff (i32), rTagW, wTagW (i64, compared here), each TLB_ENTRIES long: way
+ * 0 of every set, then way 1.
+ */
+export const T_ROFF = TLB_ENTRIES * 16, T_WOFF = TLB_ENTRIES * 20, T_RTAGW = TLB_ENTRIES * 24, T_WTAGW = TLB_ENTRIES * 32;
 
 /** A two-operand ALU form: the record it leaves, whether it writes its destination, its wasm operators. */
 export interface AluForm { kind: 'add' | 'sub' | 'logic'; writes: boolean; o64: number; o32: number }
@@ -230,24 +234,34 @@ export class Emitter {
   /**
    * Leaves on the stack the frame address (i32) of EA for an access of
    * `size` bytes, or runs `miss` (which leaves what the hit path would,
-   * `result` typed) when the TLB cannot serve it. One comparison: the entry
-   * of EA's page against the page of the access's last byte, which differs
-   * when the access crosses into the next page; a frame outside the wasm
-   * memory has a tag that matches nothing (cpu.ts tagW).
+   * `result` typed) when the TLB cannot serve it. One comparison per way:
+   * the entry of EA's page against the page of the access's last byte,
+   * which differs when the access crosses into the next page; a frame
+   * outside the wasm memory has a tag that matches nothing (cpu.ts tagW).
+   * Way 0 first, where the engine keeps the entry it used last.
    */
   private tlb(size: number, write: boolean, result: number, hit: () => void, miss: () => void): void {
     const c = this.c;
+    const tags = write ? T_WTAGW : T_RTAGW, offs = write ? T_WOFF : T_ROFF;
     c.get(this.EA).i64(12, 0).op(W.i64ShrS).op(W.i32WrapI64).i32(TLB_SIZE - 1).op(W.i32And).set(this.T);
-    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, write ? T_WTAGW : T_RTAGW);
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, tags);
     c.get(this.EA);
     if (size > 1) c.i64(size - 1, 0).op(W.i64Add);
-    c.i64(12, 0).op(W.i64ShrS).op(W.i64Eq);
+    c.i64(12, 0).op(W.i64ShrS).tee(this.VPN).op(W.i64Eq);
     c.open(W.if, 'hit', result);
-    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, write ? T_WOFF : T_ROFF);
+    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, offs);
     c.get(this.EA).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).op(W.i32Add);
     hit();
     c.else('hit');
+    // The set's other way (the engine keeps the entry it used last in way 0).
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, tags + 8 * TLB_SIZE).get(this.VPN).op(W.i64Eq);
+    c.open(W.if, 'way1', result);
+    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, offs + 4 * TLB_SIZE);
+    c.get(this.EA).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).op(W.i32Add);
+    hit();
+    c.else('way1');
     miss();
+    c.close('way1');
     c.close('hit');
   }
 
@@ -286,11 +300,15 @@ export class Emitter {
    */
   rangeFrame(write: boolean, ea: number, len: number, out: number): void {
     const c = this.c;
+    const tags = write ? T_WTAGW : T_RTAGW, offs = write ? T_WOFF : T_ROFF;
     c.get(ea).i64(12, 0).op(W.i64ShrS).op(W.i32WrapI64).i32(TLB_SIZE - 1).op(W.i32And).set(this.T);
-    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, write ? T_WTAGW : T_RTAGW);
-    c.get(ea).get(len).op(W.i64Add).i64(1, 0).op(W.i64Sub).i64(12, 0).op(W.i64ShrS).op(W.i64Eq);
+    c.get(ea).get(len).op(W.i64Add).i64(1, 0).op(W.i64Sub).i64(12, 0).op(W.i64ShrS).set(this.VPN);
+    // Way 0, else way 1: T becomes the entry that holds the page, if either does.
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, tags).get(this.VPN).op(W.i64Ne);
+    c.open(W.if, 'way1').get(this.T).i32(TLB_SIZE).op(W.i32Add).set(this.T).close('way1');
+    c.get(this.TLB).get(this.T).i32(3).op(W.i32Shl).op(W.i32Add).mem(W.i64Load, tags).get(this.VPN).op(W.i64Eq);
     c.open(W.if, 'mapped', I32);
-    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, write ? T_WOFF : T_ROFF);
+    c.get(this.TLB).get(this.T).i32(2).op(W.i32Shl).op(W.i32Add).mem(W.i32Load, offs);
     c.get(ea).op(W.i32WrapI64).i32(PAGE_SIZE - 1).op(W.i32And).op(W.i32Add);
     c.else('mapped');
     c.i32(-1);
