@@ -95,7 +95,7 @@ export function endsBlock(op: Op): boolean {
 /** Arrivals at a block start before its region is compiled, default. */
 export const JIT_AFTER_DEFAULT = 65000;
 /** Default of `jit.wasmAfter` (measured: README, the WebAssembly tier). */
-export const WASM_AFTER_DEFAULT = 4000;
+export const WASM_AFTER_DEFAULT = 1000;
 /** Default of `jit.wasmBatch` (measured: README, the WebAssembly tier). */
 export const WASM_BATCH_DEFAULT = 64;
 /** Default of `jit.wasmBatchMs` (measured: README, the WebAssembly tier). */
