@@ -276,3 +276,62 @@ test('REP string instructions yield every 4096 elements and resume where they st
   assert.equal(bytes.slice(0, 10_000).every((b) => b === 0x5a), true);
   assert.equal(bytes[10_000], 0);
 });
+
+test('REP MOVS and STOS a page at a time: the bytes and registers an element-by-element model gives, overlaps, MMIO-free faults and all', () => {
+  // A byte-level model: memory as a Map of linear address -> byte, element order as x86 specifies.
+  const RSI = 6, RDI = 7;
+  interface Case { name: string; code: number[]; size: number; rsi: number; rdi: number; rcx: number; rax: bigint; movs: boolean }
+  const cases: Case[] = [];
+  for (const [size, movs, code] of [[1, false, [0xf3, 0xaa]], [2, false, [0xf3, 0x66, 0xab]], [4, false, [0xf3, 0xab]], [8, false, [0xf3, 0x48, 0xab]],
+    [1, true, [0xf3, 0xa4]], [2, true, [0xf3, 0x66, 0xa5]], [4, true, [0xf3, 0xa5]], [8, true, [0xf3, 0x48, 0xa5]]] as const) {
+    const name = `rep ${movs ? 'movs' : 'stos'}${['', 'b', 'w', '', 'd', '', '', '', 'q'][size]}`;
+    for (const rax of [0n, 0x1122334455667788n, 0xa5a5a5a5a5a5a5a5n]) {
+      // Page-crossing source and destination at odd offsets; a count past the yield point.
+      cases.push({ name: `${name}, crossing pages`, code: [...code], size, rsi: 0x20ffd, rdi: 0x30ff3, rcx: 5000, rax, movs });
+      if (!movs) continue;
+      // Forward overlap (x86 repeats the first elements), backward overlap, and an exact alias.
+      cases.push({ name: `${name}, onto its source + 3`, code: [...code], size, rsi: 0x20f00, rdi: 0x20f03, rcx: 700, rax, movs });
+      cases.push({ name: `${name}, onto its source - 5`, code: [...code], size, rsi: 0x20f05, rdi: 0x20f00, rcx: 700, rax, movs });
+      cases.push({ name: `${name}, onto itself`, code: [...code], size, rsi: 0x20f00, rdi: 0x20f00, rcx: 300, rax, movs });
+    }
+  }
+  for (const k of cases) {
+    const { cpu, p } = setup(k.code);
+    // A source pattern over pages 0x20-0x23.
+    const mem = new Map<number, number>();
+    for (let a = 0x20000; a < 0x24000; a++) {
+      const v = (a * 7 + (a >> 8)) & 0xff;
+      (p.translate(a >> 12, 2).bytes)[a & 0xfff] = v;
+      mem.set(a, v);
+    }
+    let si = k.rsi, di = k.rdi;
+    for (let n = 0; n < k.rcx; n++) {
+      // The whole element is read before any of it is written.
+      const element = Array.from({ length: k.size }, (_, b) => k.movs ? mem.get(si + b) ?? 0 : Number((k.rax >> BigInt(8 * b)) & 0xffn));
+      element.forEach((v, b) => mem.set(di + b, v));
+      si += k.size; di += k.size;
+    }
+    cpu.setReg64(RSI, BigInt(k.rsi));
+    cpu.setReg64(RDI, BigInt(k.rdi));
+    cpu.setReg64(RCX, BigInt(k.rcx));
+    cpu.setReg64(RAX, k.rax);
+    while (cpu.rip === 0x10000) assert.equal(cpu.run(1), EXIT_LIMIT, k.name);
+    const what = `${k.name}, RAX ${k.rax.toString(16)}`;
+    assert.deepEqual([cpu.reg64(RCX), cpu.reg64(RDI), cpu.reg64(RSI)], [0n, BigInt(di), BigInt(k.movs ? si : k.rsi)], `${what}: registers`);
+    for (const [a, v] of mem) assert.equal((p.translate(Math.floor(a / PAGE_SIZE), 1).bytes)[a % PAGE_SIZE], v, `${what}: byte at 0x${a.toString(16)}`);
+  }
+});
+
+test('REP MOVS into a read-only page: the elements before it are done, RCX, RSI and RDI say so, the page is untouched', () => {
+  // rep movsq from 0x20000 to 0x80ff0 (page 0x81 is read-only): two elements fit before it.
+  const { cpu, p } = setup([0xf3, 0x48, 0xa5]);
+  for (let a = 0; a < 64; a++) (p.translate(0x20, 2).bytes)[a] = a + 1;
+  cpu.setReg64(6, 0x20000n);
+  cpu.setReg64(7, 0x80ff0n);
+  cpu.setReg64(RCX, 8n);
+  assert.equal(cpu.run(1), EXIT_EXCEPTION);
+  assert.equal(cpu.exception?.vector, VEC_PF);
+  assert.deepEqual([cpu.reg64(RCX), cpu.reg64(6), cpu.reg64(7), cpu.rip], [6n, 0x20010n, 0x81000n, 0x10000]);
+  assert.deepEqual(Array.from(p.translate(0x80, 1).bytes.subarray(0xff0)), Array.from({ length: 16 }, (_, k) => k + 1));
+  assert.ok(p.translate(0x81, 1).bytes.every((b) => b === 0), 'nothing written past the fault');
+});

@@ -881,6 +881,24 @@ export class Cpu extends CpuState {
     this.platform.mmio?.((f.mmio ?? 0) + (a & PAGE_MASK), this.mmioBuf.subarray(0, size), true);
   }
 
+  /** The frame behind linear `a` for reading, through the TLB (filling it, faulting as a read would); undefined for MMIO. */
+  readFrame(a: number): Uint8Array | undefined {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    if (this.rTag[t] === vpn) return this.rBytes[t];
+    const k = this.rFill(a);
+    return k < 0 ? undefined : this.rBytes[k];
+  }
+
+  /** The frame behind linear `a` for writing (decoded code there dropped, as for any write); undefined for MMIO. */
+  writeFrame(a: number): Uint8Array | undefined {
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const t = vpn & TLB_MASK;
+    if (this.wTag[t] === vpn) return this.wBytes[t];
+    const k = this.wFill(a);
+    return k < 0 ? undefined : this.wBytes[k];
+  }
+
   /**
    * Faults before a multi-part write changes anything (writes are
    * all-or-nothing). Pages already in the write TLB are writable: no

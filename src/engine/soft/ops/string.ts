@@ -13,6 +13,7 @@ import type { Cpu } from '../cpu.js';
 import type { Op } from '../op.js';
 import { maskOf, readMem, readReg, writeMem, writeReg } from '../operands.js';
 import { FLAG_DF, LF_SUB, RAX, RCX, RDI, RSI } from '../state.js';
+import { PAGE_MASK, PAGE_SIZE } from '../mmu.js';
 import { setArith } from './alu.js';
 import type { HandlerMap } from './types.js';
 import { T32 } from '../operands.js';
@@ -48,6 +49,14 @@ function str(c: Cpu, i: Op, kind: number): void {
   const accHi = c.hi;
   let budget = rep ? REP_BUDGET : 1;
   try {
+    // Forward MOVS and STOS with 64-bit addresses: a page's worth of elements at a time on the frames' bytes.
+    if (rep && step > 0 && asize === 8 && (kind === MOVS || kind === STOS)) {
+      while (n > 0 && budget > 0) {
+        const k = bulk(c, kind, size, srcBase + si, di, Math.min(n, budget), acc, accHi);
+        if (k === 0) break;
+        si += k * size; di += k * size; n -= k; budget -= k;
+      }
+    }
     while (n > 0) {
       if (budget-- === 0) {
         // Yield: execute this instruction again for the remaining elements.
@@ -90,6 +99,48 @@ function str(c: Cpu, i: Op, kind: number): void {
       else writeReg(c, RCX, asize, n, 0);
     }
   }
+}
+
+/**
+ * Up to `max` elements of a forward MOVS (from linear `src`) or STOS (of
+ * acc:accHi) to linear `dst`, as far as the source and destination pages
+ * both reach, on the frames' bytes; returns how many were done (0: the
+ * next element straddles a page, a page is MMIO, or the copy runs forward
+ * into its own source, which x86 repeats element by element: the caller
+ * goes on one element at a time). Faults before writing anything.
+ */
+function bulk(c: Cpu, kind: number, size: number, src: number, dst: number, max: number, acc: number, accHi: number): number {
+  const dOff = dst & PAGE_MASK;
+  let k = Math.min(max, Math.floor((PAGE_SIZE - dOff) / size));
+  let from: Uint8Array | undefined;
+  let sOff = 0;
+  if (kind === MOVS) {
+    sOff = src & PAGE_MASK;
+    k = Math.min(k, Math.floor((PAGE_SIZE - sOff) / size));
+    if (k === 0) return 0;
+    from = c.readFrame(src);
+    if (from === undefined) return 0;
+  }
+  if (k === 0) return 0;
+  const to = c.writeFrame(dst);
+  if (to === undefined) return 0;
+  const len = k * size;
+  if (from !== undefined) {
+    const a = from.byteOffset + sOff, b = to.byteOffset + dOff;
+    if (from.buffer === to.buffer && b > a && b < a + len) return 0;
+    to.set(from.subarray(sOff, sOff + len), dOff);
+  } else if (size === 1 || (acc === 0 && (size < 8 || accHi === 0))) to.fill(acc & 0xff, dOff, dOff + len);
+  else {
+    const v = new DataView(to.buffer, to.byteOffset + dOff, len);
+    for (let j = 0; j < len; j += size) {
+      if (size === 2) v.setUint16(j, acc, true);
+      else {
+        v.setInt32(j, acc, true);
+        if (size === 8) v.setInt32(j + 4, accHi, true);
+      }
+    }
+  }
+  return k;
 }
 
 export const STRING: HandlerMap = {
