@@ -94,11 +94,11 @@ export function endsBlock(op: Op): boolean {
 
 /** Arrivals at a block start before its region is compiled, default. */
 export const JIT_AFTER_DEFAULT = 65000;
-/** Default of `jit.wasmAfter` (measured: README, the WebAssembly tier). */
+/** Default of `jit.wasmAfter` (measured: README, "Tenth round"; 4,000 before modules were shared). */
 export const WASM_AFTER_DEFAULT = 1000;
-/** Default of `jit.wasmBatch` (measured: README, the WebAssembly tier). */
+/** Default of `jit.wasmBatch` (README, "Tenth round"). */
 export const WASM_BATCH_DEFAULT = 64;
-/** Default of `jit.wasmBatchMs` (measured: README, the WebAssembly tier). */
+/** Default of `jit.wasmBatchMs` (measured: README, "Tenth round"). */
 export const WASM_BATCH_MS_DEFAULT = 40;
 /** Upper bound of TYPEVISOR_SOFT_JIT_AFTER (the documented range; heat was a 16-bit counter when it was set). */
 const JIT_AFTER_MAX = 65534;
