@@ -583,3 +583,61 @@ test('engine errors: fetching instructions from MMIO ends the VM with engine-err
   assert.match(m.stop.message, /vCPU 0 at 0xfee00000: .*instruction fetch from MMIO \(physical 0xfee00000\)/);
   assert.equal(m.stop.regs?.rip, 0xfee00000n);
 });
+
+test('CR3 writes keep global translations (CR4.PGE), drop the others; a CR4.PGE toggle and INVLPG drop global ones too; the loop reading them compiled', async (t) => {
+  const g = 0x50000, n = 0x51000;
+  const pte = (page: number): number => 0x4000 + (page >>> 12) * 8;
+  // One subroutine reads g and n RCX times and stores what its last pass saw at RDI. A first long call compiles its
+  // loop to wasm (and waits out the batching window), so that the later calls run it compiled from the first access.
+  const readBoth = (at: number): string => `mov $${at}, %edi; mov $1000, %ecx; call read_both`;
+  const m = await runAsm(t, `
+    jmp start
+  read_both:
+  1:
+    mov ${g}, %eax
+    mov ${n}, %edx
+    dec %ecx
+    jnz 1b
+    mov %eax, (%rdi)
+    mov %edx, 4(%rdi)
+    ret
+  start:
+    mov %cr4, %rax
+    or $0x80, %rax
+    mov %rax, %cr4                        # CR4.PGE
+    movq $${0x61000 | 0x103}, ${pte(g)}   # g: global, frame 0x61000
+    movq $${0x62000 | 3}, ${pte(n)}       # n: not global, frame 0x62000
+    invlpg ${g}
+    invlpg ${n}
+    mov $${DATA + 32}, %edi
+    mov $5000000, %ecx
+    call read_both
+    ${readBoth(DATA)}
+    movq $${0x63000 | 0x103}, ${pte(g)}   # both repointed, no INVLPG
+    movq $${0x64000 | 3}, ${pte(n)}
+    mov %cr3, %rax
+    mov %rax, %cr3
+    ${readBoth(DATA + 8)}
+    mov %cr4, %rax
+    and $~0x80, %rax
+    mov %rax, %cr4
+    or $0x80, %rax
+    mov %rax, %cr4
+    ${readBoth(DATA + 16)}
+    movq $${0x61000 | 0x103}, ${pte(g)}
+    invlpg ${g}
+    ${readBoth(DATA + 24)}
+    ${exit(0x47)}`, {
+    setup: (mem) => {
+      for (const [at, v] of [[0x61000, 0xa1], [0x62000, 0xb1], [0x63000, 0xa2], [0x64000, 0xb2]] as const) mem.write(at, Uint8Array.of(v, 0, 0, 0));
+    },
+  });
+  if (!m) return;
+  assert.deepEqual(m.marks, [0x47]);
+  assert.ok((m.vm.vcpus[0]?.cpu.wasm?.entries ?? 0) > 0, 'the loops ran compiled');
+  const seen = (at: number): [bigint, bigint] => [m.u64(at) & 0xffn, (m.u64(at) >> 32n) & 0xffn];
+  assert.deepEqual(seen(DATA), [0xa1n, 0xb1n], 'both frames as mapped');
+  assert.deepEqual(seen(DATA + 8), [0xa1n, 0xb2n], 'after a CR3 write: the global translation kept, the other walked again');
+  assert.deepEqual(seen(DATA + 16), [0xa2n, 0xb2n], 'after CR4.PGE off and on: the global one walked again too');
+  assert.deepEqual(seen(DATA + 24), [0xa1n, 0xb2n], 'INVLPG of a global page');
+});

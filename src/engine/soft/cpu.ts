@@ -52,9 +52,21 @@ function tagW(a: Int32Array, t: number, vpn: number, wasm: number | undefined): 
   a[2 * t + 1] = Math.floor(vpn / 4294967296) | 0;
 }
 
-/** Swaps the two ways of set `t` of one TLB (tags, frames, wasm offsets and tags). */
-function swapWays(tag: Float64Array, view: DataView[], bytes: Uint8Array[], off: Int32Array, tw: Int32Array, t: number): void {
+/** Empties the entries of one TLB (tags, and wasm tags when it has them) not marked global. */
+function dropNonGlobal(tag: Float64Array, tw: Int32Array | undefined, global: Uint8Array): void {
+  for (let k = 0; k < global.length; k++) {
+    if (global[k] !== 0) continue;
+    tag[k] = NaN;
+    if (tw !== undefined) tw[2 * k + 1] = NO_TAG_HI;
+  }
+}
+
+/** Swaps the two ways of set `t` of one TLB (tags, frames, wasm offsets and tags, global marks). */
+function swapWays(tag: Float64Array, view: DataView[], bytes: Uint8Array[], off: Int32Array, tw: Int32Array, global: Uint8Array, t: number): void {
   const u = t + TLB_SIZE;
+  const gl = global[t] as number;
+  global[t] = global[u] as number;
+  global[u] = gl;
   const g = tag[t] as number, v = view[t] as DataView, b = bytes[t] as Uint8Array, o = off[t] as number;
   const lo = tw[2 * t] as number, hi = tw[2 * t + 1] as number;
   tag[t] = tag[u] as number; view[t] = view[u] as DataView; bytes[t] = bytes[u] as Uint8Array; off[t] = off[u] as number;
@@ -73,6 +85,9 @@ class TlbSet {
   wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
   xTag = new Float64Array(TLB_SIZE).fill(NaN);
   xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  rGlobal = new Uint8Array(TLB_ENTRIES);
+  wGlobal = new Uint8Array(TLB_ENTRIES);
+  xGlobal = new Uint8Array(TLB_SIZE);
   rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
   wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
   rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
@@ -177,6 +192,16 @@ export class Cpu extends CpuState {
   // The fetch TLB: tag and decoded code page.
   private xTag = new Float64Array(TLB_SIZE).fill(NaN);
   private xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
+  /** Per read, write and fetch entry: 1 when its translation is global (kept across CR3 writes: flushNonGlobal). */
+  private rGlobal = new Uint8Array(TLB_ENTRIES);
+  private wGlobal = new Uint8Array(TLB_ENTRIES);
+  private xGlobal = new Uint8Array(TLB_SIZE);
+  /**
+   * Set by the platform's translate(): the translation it returned is
+   * global (the leaf entry's G bit with CR4.PGE set); false otherwise, and
+   * for platforms that never set it.
+   */
+  translatedGlobal = false;
   /**
    * The other privilege level's TLBs (user when running at CPL 0-2,
    * supervisor at CPL 3). An entry holds a translation checked for one of
@@ -284,6 +309,9 @@ export class Cpu extends CpuState {
     const wTag = this.wTag, wView = this.wView, wBytes = this.wBytes;
     const xTag = this.xTag, xCode = this.xCode;
     const rOff = this.rOff, wOff = this.wOff, rTagW = this.rTagW, wTagW = this.wTagW;
+    const rGlobal = this.rGlobal, wGlobal = this.wGlobal, xGlobal = this.xGlobal;
+    this.rGlobal = o.rGlobal; this.wGlobal = o.wGlobal; this.xGlobal = o.xGlobal;
+    o.rGlobal = rGlobal; o.wGlobal = wGlobal; o.xGlobal = xGlobal;
     this.rTag = o.rTag; this.rView = o.rView; this.rBytes = o.rBytes;
     this.wTag = o.wTag; this.wView = o.wView; this.wBytes = o.wBytes;
     this.xTag = o.xTag; this.xCode = o.xCode;
@@ -485,7 +513,9 @@ export class Cpu extends CpuState {
   /** The decoded-instruction page for `vpn`, checking execute permission. */
   private codePage(vpn: number, faultAddr = this.rip): CodePage {
     this.faultAddr = faultAddr;
+    this.translatedGlobal = false;
     const frame = this.platform.translate(vpn, ACCESS_EXEC);
+    const global = this.translatedGlobal;
     if (frame.mmio !== undefined) throw new Error(`instruction fetch from MMIO (physical 0x${hex(frame.mmio)}) at 0x${hex(vpn * PAGE_SIZE)}`);
     let ops = this.code.get(frame);
     if (ops === undefined) {
@@ -498,6 +528,7 @@ export class Cpu extends CpuState {
     const t = vpn & TLB_MASK;
     this.xTag[t] = vpn;
     this.xCode[t] = ops;
+    this.xGlobal[t] = global ? 1 : 0;
     return ops;
   }
 
@@ -623,6 +654,24 @@ export class Cpu extends CpuState {
     this.codeDropped();
   }
 
+  /**
+   * A CR3 write: forgets every translation but the global ones (SDM Vol.
+   * 3A, 4.10.4.1), both privilege levels'. Kernel pages (global under Linux)
+   * then survive a context switch; the code generation moves on all the
+   * same (chained regions are looked up again).
+   */
+  flushNonGlobal(): void {
+    const o = this.other;
+    dropNonGlobal(this.rTag, this.rTagW, this.rGlobal);
+    dropNonGlobal(this.wTag, this.wTagW, this.wGlobal);
+    dropNonGlobal(this.xTag, undefined, this.xGlobal);
+    dropNonGlobal(o.rTag, o.rTagW, o.rGlobal);
+    dropNonGlobal(o.wTag, o.wTagW, o.wGlobal);
+    dropNonGlobal(o.xTag, undefined, o.xGlobal);
+    this.newCodeGeneration();
+    this.codeDropped();
+  }
+
   /** Empties both privilege levels' read and write TLBs. */
   private forgetTranslations(): void {
     for (const set of [this, this.other]) {
@@ -661,14 +710,16 @@ export class Cpu extends CpuState {
     const t = vpn & TLB_MASK;
     // In way 1: swap it into way 0, where the inline checks look.
     if (this.rTag[t + TLB_SIZE] === vpn) {
-      swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, t);
+      swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, this.rGlobal, t);
       return t;
     }
     this.faultAddr = a;
+    this.translatedGlobal = false;
     const f = this.platform.translate(vpn, ACCESS_READ);
     if (f.mmio !== undefined) return -1;
     // Way 0's entry moves to way 1 (and way 1's leaves).
-    swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, t);
+    swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, this.rGlobal, t);
+    this.rGlobal[t] = this.translatedGlobal ? 1 : 0;
     this.rTag[t] = vpn;
     this.rView[t] = f.view;
     this.rBytes[t] = f.bytes;
@@ -682,15 +733,18 @@ export class Cpu extends CpuState {
     const t = vpn & TLB_MASK;
     // (An entry in either way was checked for decoded code when it was filled; forgetWritable drops both since.)
     if (this.wTag[t + TLB_SIZE] === vpn) {
-      swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, t);
+      swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, this.wGlobal, t);
       return t;
     }
     this.faultAddr = a;
+    this.translatedGlobal = false;
     const f = this.platform.translate(vpn, ACCESS_WRITE);
     if (f.mmio !== undefined) return -1;
+    const global = this.translatedGlobal;
     // Self-modifying code: forget what was decoded from this page.
     if (this.codeCache.has(f)) this.dropCode(f);
-    swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, t);
+    swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, this.wGlobal, t);
+    this.wGlobal[t] = global ? 1 : 0;
     this.wTag[t] = vpn;
     this.wView[t] = f.view;
     this.wBytes[t] = f.bytes;

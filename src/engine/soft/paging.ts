@@ -5,15 +5,16 @@
  *
  * The CPU's TLB (cpu.ts) caches what translate() returns per access kind, so
  * the walker runs only on a miss; it sets accessed/dirty bits as hardware
- * does at that moment. Global pages need no special case: the TLB may always
- * drop more than the architecture requires, and every CR3 write drops all.
+ * does at that moment. A leaf with G set (CR4.PGE on) marks the translation
+ * global for the CPU (Cpu.translatedGlobal), whose TLB keeps it across CR3
+ * writes (Cpu.flushNonGlobal).
  */
 import type { GuestMemory } from '../../memory/index.js';
 import type { Cpu } from './cpu.js';
 import {
   ACCESS_EXEC, ACCESS_WRITE, CpuException, hex, PAGE_SIZE, type PageFrame, PF_FETCH, PF_PRESENT, PF_USER, PF_WRITE, VEC_GP, VEC_PF,
 } from './mmu.js';
-import { CR0_PG, CR4_PAE, EFER_LMA, EFER_NXE } from './state.js';
+import { CR0_PG, CR4_PAE, CR4_PGE, EFER_LMA, EFER_NXE } from './state.js';
 
 /** CR0.WP: supervisor writes honour read-only pages (SDM Vol. 3A, 2.5). */
 export const CR0_WP = 1 << 16;
@@ -28,6 +29,8 @@ export const PTE_A = 1 << 5;
 export const PTE_D = 1 << 6;
 /** Page size: a 1 GiB page in a PDPTE, 2 MiB in a PDE. */
 export const PTE_PS = 1 << 7;
+/** Global: the translation outlives CR3 writes while CR4.PGE is set (in a leaf entry). */
+export const PTE_G = 1 << 8;
 
 const T32 = 4294967296;
 /** Canonical linear page numbers are in [-2^35, 2^35) (48-bit addresses). */
@@ -147,6 +150,7 @@ export class MachineMmu {
         }
         const set = PTE_A | (write ? PTE_D : 0);
         if ((lo & set) !== set) frame.view.setInt32(off, lo | set, true);
+        c.translatedGlobal = (lo & PTE_G) !== 0 && (c.cr4 & CR4_PGE) !== 0;
         const base = ((lo & 0xfffff000) >>> 0) + (hi & 0xfffff) * T32;
         // A large page: the bits below its size come from the linear address.
         return Math.floor(base / PAGE_SIZE / span) * span + (v % span);

@@ -70,6 +70,7 @@ export const CR0_ET = 1 << 4;
 export const CR0_NE = 1 << 5;
 export const CR0_PG = 1 << 31;
 export const CR4_PAE = 1 << 5;
+export const CR4_PGE = 1 << 7;
 export const CR4_OSFXSR = 1 << 9;
 export const CR4_OSXMMEXCPT = 1 << 10;
 export const EFER_SCE = 1 << 0;

@@ -133,7 +133,7 @@ function writeCr(c: Cpu, i: Op, n: number, lo: number, hi: number): void {
     case 2: c.cr2 = hi >= 0x80000000 ? v - 2 ** 64 : v; return;
     case 3:
       c.cr3 = (hi & 0xfffff) * T32 + ((lo & ~0xfff) >>> 0);
-      c.flushTlb();
+      c.flushNonGlobal();
       return;
     case 4: {
       if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0) gp(c, i, `CR4 bits 0x${(lo & ~CR4_SUPPORTED).toString(16)} not supported`);
