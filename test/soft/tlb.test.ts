@@ -132,3 +132,20 @@ test('a CR3 write keeps the global entry of a set and drops the other, whichever
     });
   }
 });
+
+test('a CR3 write after more fills than the list of filled sets holds still drops every non-global entry', () => {
+  onWasm([[0x10000, [0xeb, 0xfe]]], (cpu, p) => {
+    // Pages 0x1-0xff and 0x100000-0x10000f (sets 0-0xff, 271 fills: more than flushNonGlobal lists), then
+    // 0xffff0-0xfffff (sets 0x3f0-0x3ff, filled only after the list is full).
+    const pages = [...Array.from({ length: 0xff }, (_, k) => k + 1), ...Array.from({ length: 16 }, (_, k) => 0x100000 + k),
+      ...Array.from({ length: 16 }, (_, k) => 0xffff0 + k)];
+    for (const vpn of pages) cpu.read64(vpn * PAGE_SIZE);
+    for (const vpn of pages) {
+      const bytes = new Uint8Array(PAGE_SIZE);
+      bytes[0] = vpn & 0xff;
+      p.pages.set(vpn, { bytes, view: new DataView(bytes.buffer), mmio: undefined, wasm: undefined });
+    }
+    cpu.flushNonGlobal();
+    for (const vpn of pages) assert.equal(cpu.read64(vpn * PAGE_SIZE), vpn & 0xff, `page 0x${vpn.toString(16)} walked again`);
+  });
+});

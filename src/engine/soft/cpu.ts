@@ -54,12 +54,18 @@ function tagW(a: Int32Array, t: number, vpn: number, wasm: number | undefined): 
 
 /** Empties the entries of one TLB (tags, and wasm tags when it has them) not marked global. */
 function dropNonGlobal(tag: Float64Array, tw: Int32Array | undefined, global: Uint8Array): void {
-  for (let k = 0; k < global.length; k++) {
-    if (global[k] !== 0) continue;
-    tag[k] = NaN;
-    if (tw !== undefined) tw[2 * k + 1] = NO_TAG_HI;
-  }
+  for (let k = 0; k < global.length; k++) dropNonGlobalAt(tag, tw, global, k);
 }
+
+/** Empties entry `k` of one TLB unless it is marked global. */
+function dropNonGlobalAt(tag: Float64Array, tw: Int32Array | undefined, global: Uint8Array, k: number): void {
+  if (global[k] !== 0) return;
+  tag[k] = NaN;
+  if (tw !== undefined) tw[2 * k + 1] = NO_TAG_HI;
+}
+
+/** Sets flushNonGlobal lists; past this many it scans every entry instead. */
+const FILLED_SETS = 256;
 
 /** Swaps the two ways of set `t` of one TLB (tags, frames, wasm offsets and tags, global marks). */
 function swapWays(tag: Float64Array, view: DataView[], bytes: Uint8Array[], off: Int32Array, tw: Int32Array, global: Uint8Array, t: number): void {
@@ -202,6 +208,10 @@ export class Cpu extends CpuState {
    * for platforms that never set it.
    */
   translatedGlobal = false;
+  /** Sets that took a non-global entry since the last CR3 write (read, write or fetch; either privilege level). */
+  private readonly filledSets = new Int32Array(FILLED_SETS);
+  /** How many of filledSets are listed; FILLED_SETS + 1 when more were filled than it holds. */
+  private filledCount = 0;
   /**
    * The other privilege level's TLBs (user when running at CPL 0-2,
    * supervisor at CPL 3). An entry holds a translation checked for one of
@@ -529,6 +539,7 @@ export class Cpu extends CpuState {
     this.xTag[t] = vpn;
     this.xCode[t] = ops;
     this.xGlobal[t] = global ? 1 : 0;
+    if (!global) this.filledNonGlobal(t);
     return ops;
   }
 
@@ -662,14 +673,39 @@ export class Cpu extends CpuState {
    */
   flushNonGlobal(): void {
     const o = this.other;
-    dropNonGlobal(this.rTag, this.rTagW, this.rGlobal);
-    dropNonGlobal(this.wTag, this.wTagW, this.wGlobal);
-    dropNonGlobal(this.xTag, undefined, this.xGlobal);
-    dropNonGlobal(o.rTag, o.rTagW, o.rGlobal);
-    dropNonGlobal(o.wTag, o.wTagW, o.wGlobal);
-    dropNonGlobal(o.xTag, undefined, o.xGlobal);
+    const n = this.filledCount;
+    this.filledCount = 0;
+    if (n > FILLED_SETS) {
+      dropNonGlobal(this.rTag, this.rTagW, this.rGlobal);
+      dropNonGlobal(this.wTag, this.wTagW, this.wGlobal);
+      dropNonGlobal(this.xTag, undefined, this.xGlobal);
+      dropNonGlobal(o.rTag, o.rTagW, o.rGlobal);
+      dropNonGlobal(o.wTag, o.wTagW, o.wGlobal);
+      dropNonGlobal(o.xTag, undefined, o.xGlobal);
+    } else {
+      // Only the sets that took a non-global entry since the last CR3 write can hold one (Linux switches often: this
+      // visits tens of sets where the scan above visits 10,240 entries).
+      for (let k = 0; k < n; k++) {
+        const t = this.filledSets[k] as number;
+        for (const u of [t, t + TLB_SIZE]) {
+          dropNonGlobalAt(this.rTag, this.rTagW, this.rGlobal, u);
+          dropNonGlobalAt(this.wTag, this.wTagW, this.wGlobal, u);
+          dropNonGlobalAt(o.rTag, o.rTagW, o.rGlobal, u);
+          dropNonGlobalAt(o.wTag, o.wTagW, o.wGlobal, u);
+        }
+        dropNonGlobalAt(this.xTag, undefined, this.xGlobal, t);
+        dropNonGlobalAt(o.xTag, undefined, o.xGlobal, t);
+      }
+    }
     this.newCodeGeneration();
     this.codeDropped();
+  }
+
+  /** Lists set `t` as holding a non-global entry (flushNonGlobal), or notes that the list overflowed. */
+  private filledNonGlobal(t: number): void {
+    const n = this.filledCount;
+    if (n < FILLED_SETS) this.filledSets[n] = t;
+    if (n <= FILLED_SETS) this.filledCount = n + 1;
   }
 
   /** Empties both privilege levels' read and write TLBs. */
@@ -720,6 +756,7 @@ export class Cpu extends CpuState {
     // Way 0's entry moves to way 1 (and way 1's leaves).
     swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, this.rGlobal, t);
     this.rGlobal[t] = this.translatedGlobal ? 1 : 0;
+    if (!this.translatedGlobal) this.filledNonGlobal(t);
     this.rTag[t] = vpn;
     this.rView[t] = f.view;
     this.rBytes[t] = f.bytes;
@@ -745,6 +782,7 @@ export class Cpu extends CpuState {
     if (this.codeCache.has(f)) this.dropCode(f);
     swapWays(this.wTag, this.wView, this.wBytes, this.wOff, this.wTagW, this.wGlobal, t);
     this.wGlobal[t] = global ? 1 : 0;
+    if (!global) this.filledNonGlobal(t);
     this.wTag[t] = vpn;
     this.wView[t] = f.view;
     this.wBytes[t] = f.bytes;
