@@ -593,9 +593,11 @@ test('CR3 writes keep global translations (CR4.PGE), drop the others; a CR4.PGE 
   const m = await runAsm(t, `
     jmp start
   read_both:
+    mov $${g}, %esi
+    mov $${n}, %ebx
   1:
-    mov ${g}, %eax
-    mov ${n}, %edx
+    mov (%rsi), %eax
+    mov (%rbx), %edx
     dec %ecx
     jnz 1b
     mov %eax, (%rdi)
