@@ -18,6 +18,10 @@ import {
 } from './mmu.js';
 import { Op } from './op.js';
 import { CodeCache, CodePage } from './code-cache.js';
+import {
+  dropNonGlobal, dropNonGlobalAt, dropPageAt, FILLED_SETS, NO_CODE, NO_FRAME, NO_TAG_HI, placeLevel, swapWays, tagW, TLB_AREA_BYTES,
+  TLB_PLACED_BYTES, TlbSet,
+} from './tlb.js';
 
 export { CodeCache } from './code-cache.js';
 import { CpuState } from './state.js';
@@ -33,87 +37,6 @@ const STOP_REQUESTED = 1;
 const STOP_REFETCH = 2;
 const TLB_MASK = TLB_SIZE - 1;
 
-const NO_FRAME: PageFrame = { bytes: new Uint8Array(PAGE_SIZE), view: new DataView(new ArrayBuffer(PAGE_SIZE)) };
-const NO_CODE = new CodePage(NO_FRAME);
-
-/**
- * High half of a wasm tag that matches no page: virtual page numbers of
- * canonical addresses lie within ±2^35, so their high halves within ±8.
- */
-const NO_TAG_HI = 0x7fffffff;
-
-/** The wasm tag of entry t: `vpn` as a little-endian i64 (two int32s), or none when the frame is not in wasm memory. */
-function tagW(a: Int32Array, t: number, vpn: number, wasm: number | undefined): void {
-  if (wasm === undefined) {
-    a[2 * t + 1] = NO_TAG_HI;
-    return;
-  }
-  a[2 * t] = vpn | 0;
-  a[2 * t + 1] = Math.floor(vpn / 4294967296) | 0;
-}
-
-/** Empties the entries of one TLB (tags, and wasm tags when it has them) not marked global. */
-function dropNonGlobal(tag: Float64Array, tw: Int32Array | undefined, global: Uint8Array): void {
-  for (let k = 0; k < global.length; k++) dropNonGlobalAt(tag, tw, global, k);
-}
-
-/** Empties entry `k` of one TLB unless it is marked global. */
-function dropNonGlobalAt(tag: Float64Array, tw: Int32Array | undefined, global: Uint8Array, k: number): void {
-  if (global[k] !== 0) return;
-  tag[k] = NaN;
-  if (tw !== undefined) tw[2 * k + 1] = NO_TAG_HI;
-}
-
-/** Sets flushNonGlobal lists; past this many it scans every entry instead. */
-const FILLED_SETS = 256;
-
-/** Swaps the two ways of set `t` of one TLB (tags, frames, wasm offsets and tags, global marks). */
-function swapWays(tag: Float64Array, view: DataView[], bytes: Uint8Array[], off: Int32Array, tw: Int32Array, global: Uint8Array, t: number): void {
-  const u = t + TLB_SIZE;
-  const gl = global[t] as number;
-  global[t] = global[u] as number;
-  global[u] = gl;
-  const g = tag[t] as number, v = view[t] as DataView, b = bytes[t] as Uint8Array, o = off[t] as number;
-  const lo = tw[2 * t] as number, hi = tw[2 * t + 1] as number;
-  tag[t] = tag[u] as number; view[t] = view[u] as DataView; bytes[t] = bytes[u] as Uint8Array; off[t] = off[u] as number;
-  tw[2 * t] = tw[2 * u] as number; tw[2 * t + 1] = tw[2 * u + 1] as number;
-  tag[u] = g; view[u] = v; bytes[u] = b; off[u] = o;
-  tw[2 * u] = lo; tw[2 * u + 1] = hi;
-}
-
-/** One privilege level's read, write and fetch TLBs, while the other level's are in use (Cpu.switchPrivilege). */
-class TlbSet {
-  rTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
-  rView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
-  rBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
-  wTag: Float64Array<ArrayBufferLike> = new Float64Array(TLB_ENTRIES).fill(NaN);
-  wView: DataView[] = new Array<DataView>(TLB_ENTRIES).fill(NO_FRAME.view);
-  wBytes: Uint8Array[] = new Array<Uint8Array>(TLB_ENTRIES).fill(NO_FRAME.bytes);
-  xTag = new Float64Array(TLB_SIZE).fill(NaN);
-  xCode: CodePage[] = new Array<CodePage>(TLB_SIZE).fill(NO_CODE);
-  rGlobal = new Uint8Array(TLB_ENTRIES);
-  wGlobal = new Uint8Array(TLB_ENTRIES);
-  xGlobal = new Uint8Array(TLB_SIZE);
-  rOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
-  wOff: Int32Array<ArrayBufferLike> = new Int32Array(TLB_ENTRIES).fill(-1);
-  rTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
-  wTagW: Int32Array<ArrayBufferLike> = new Int32Array(2 * TLB_ENTRIES).fill(NO_TAG_HI);
-}
-
-/**
- * Sets of one privilege level's chain cache (wasm/region.ts): linear
- * address → compiled region, two ways of 16 bytes each (i64 address, i32
- * table slot, i32 generation), right after the level's placed TLB arrays.
- * A loop through a few hundred functions thrashed a direct-mapped cache of
- * 1,024 entries (pairs of targets evicting each other on every pass).
- */
-export const CHAIN_SETS = 2048;
-/** Where the chain cache starts in a privilege level's placed block. */
-export const TLB_CHAIN_AT = TLB_ENTRIES * (8 + 8 + 4 + 4 + 8 + 8);
-/** Bytes of one privilege level's block in shared memory (Cpu.placeTlb): rTag, wTag, rOff, wOff, the chain cache. */
-const TLB_PLACED_BYTES = TLB_CHAIN_AT + CHAIN_SETS * 32;
-/** What Cpu.placeTlb needs: both privilege levels. */
-export const TLB_AREA_BYTES = 2 * TLB_PLACED_BYTES;
 /** Block starts whose region stays JS, waiting for jit.after arrivals (they reached jit.wasmAfter first). */
 const heldBack = new WeakSet<Op>();
 /** Marks a block start not worth compiling: its instructions run one at a time. */
@@ -272,41 +195,14 @@ export class Cpu extends CpuState {
 
   /**
    * Moves both privilege levels' read/write TLB tags and frame offsets into
-   * `area` (TLB_AREA_BYTES, 8-byte aligned), keeping their entries: the soft
-   * engine puts them in the machine's WebAssembly.Memory, beside the RAM the
-   * offsets point into. Layout per level (current level first): rTag and
-   * wTag (f64 × TLB_ENTRIES each), rOff and wOff (i32 × TLB_ENTRIES each),
-   * rTagW and wTagW (i64 × TLB_ENTRIES each), then the level's chain cache
-   * (TLB_CHAIN_AT), which the wasm tier keeps.
+   * `area` (TLB_AREA_BYTES, 8-byte aligned; layout: tlb.ts placeLevel), keeping
+   * their entries: the soft engine puts them in the machine's
+   * WebAssembly.Memory, beside the RAM the offsets point into.
    */
   placeTlb(area: Uint8Array): void {
     if (area.byteLength < TLB_AREA_BYTES || area.byteOffset % 8 !== 0) throw new RangeError(`a TLB area is ${TLB_AREA_BYTES} bytes, 8-byte aligned`);
-    const place = (at: number, set: { rTag: Float64Array; wTag: Float64Array; rOff: Int32Array; wOff: Int32Array; rTagW: Int32Array; wTagW: Int32Array }): void => {
-      const o = area.byteOffset + at, b = area.buffer;
-      const f64 = (k: number, from: Float64Array): Float64Array => {
-        const v = new Float64Array(b, o + k * TLB_ENTRIES * 8, TLB_ENTRIES);
-        v.set(from);
-        return v;
-      };
-      const i32 = (k: number, from: Int32Array): Int32Array => {
-        const v = new Int32Array(b, o + 16 * TLB_ENTRIES + k * TLB_ENTRIES * 4, TLB_ENTRIES);
-        v.set(from);
-        return v;
-      };
-      const i64 = (k: number, from: Int32Array): Int32Array => {
-        const v = new Int32Array(b, o + 24 * TLB_ENTRIES + k * TLB_ENTRIES * 8, 2 * TLB_ENTRIES);
-        v.set(from);
-        return v;
-      };
-      set.rTag = f64(0, set.rTag);
-      set.wTag = f64(1, set.wTag);
-      set.rOff = i32(0, set.rOff);
-      set.wOff = i32(1, set.wOff);
-      set.rTagW = i64(0, set.rTagW);
-      set.wTagW = i64(1, set.wTagW);
-    };
-    place(0, this);
-    place(TLB_PLACED_BYTES, this.other);
+    placeLevel(area, 0, this);
+    placeLevel(area, TLB_PLACED_BYTES, this.other);
   }
 
   /**
@@ -523,8 +419,7 @@ export class Cpu extends CpuState {
   /** The decoded-instruction page for `vpn`, checking execute permission. */
   private codePage(vpn: number, faultAddr = this.rip): CodePage {
     this.faultAddr = faultAddr;
-    this.translatedGlobal = false;
-    const frame = this.platform.translate(vpn, ACCESS_EXEC);
+    const frame = this.translate(vpn, ACCESS_EXEC);
     const global = this.translatedGlobal;
     if (frame.mmio !== undefined) throw new Error(`instruction fetch from MMIO (physical 0x${hex(frame.mmio)}) at 0x${hex(vpn * PAGE_SIZE)}`);
     let ops = this.code.get(frame);
@@ -624,12 +519,12 @@ export class Cpu extends CpuState {
 
   /** Forgets the translations and decoded code of page `vpn`. */
   invalidatePage(vpn: number): void {
-    const t = vpn & TLB_MASK;
-    for (const set of [this, this.other]) {
-      for (const k of [t, t + TLB_SIZE]) {
-        if (set.rTag[k] === vpn) { set.rTag[k] = NaN; set.rTagW[2 * k + 1] = NO_TAG_HI; }
-        if (set.wTag[k] === vpn) { set.wTag[k] = NaN; set.wTagW[2 * k + 1] = NO_TAG_HI; }
-      }
+    const t = vpn & TLB_MASK, o = this.other;
+    for (let k = t; k < TLB_ENTRIES; k += TLB_SIZE) {
+      dropPageAt(this.rTag, this.rTagW, k, vpn);
+      dropPageAt(this.wTag, this.wTagW, k, vpn);
+      dropPageAt(o.rTag, o.rTagW, k, vpn);
+      dropPageAt(o.wTag, o.wTagW, k, vpn);
     }
     if (this.xTag[t] === vpn) this.xTag[t] = NaN;
     if (this.other.xTag[t] === vpn) this.other.xTag[t] = NaN;
@@ -687,7 +582,7 @@ export class Cpu extends CpuState {
       // visits tens of sets where the scan above visits 10,240 entries).
       for (let k = 0; k < n; k++) {
         const t = this.filledSets[k] as number;
-        for (const u of [t, t + TLB_SIZE]) {
+        for (let u = t; u < TLB_ENTRIES; u += TLB_SIZE) {
           dropNonGlobalAt(this.rTag, this.rTagW, this.rGlobal, u);
           dropNonGlobalAt(this.wTag, this.wTagW, this.wGlobal, u);
           dropNonGlobalAt(o.rTag, o.rTagW, o.rGlobal, u);
@@ -740,6 +635,12 @@ export class Cpu extends CpuState {
 
   // ---- Memory access: linear address `a` is a signed canonical number ----
 
+  /** The platform's translation of page `vpn` for a TLB fill, with `translatedGlobal` saying whether it is global. */
+  private translate(vpn: number, access: number): PageFrame {
+    this.translatedGlobal = false;
+    return this.platform.translate(vpn, access);
+  }
+
   /** Fills the read TLB for `a`; -1 for an MMIO page (never cached: every access reaches the device). */
   private rFill(a: number): number {
     const vpn = Math.floor(a / PAGE_SIZE);
@@ -750,8 +651,7 @@ export class Cpu extends CpuState {
       return t;
     }
     this.faultAddr = a;
-    this.translatedGlobal = false;
-    const f = this.platform.translate(vpn, ACCESS_READ);
+    const f = this.translate(vpn, ACCESS_READ);
     if (f.mmio !== undefined) return -1;
     // Way 0's entry moves to way 1 (and way 1's leaves).
     swapWays(this.rTag, this.rView, this.rBytes, this.rOff, this.rTagW, this.rGlobal, t);
@@ -774,8 +674,7 @@ export class Cpu extends CpuState {
       return t;
     }
     this.faultAddr = a;
-    this.translatedGlobal = false;
-    const f = this.platform.translate(vpn, ACCESS_WRITE);
+    const f = this.translate(vpn, ACCESS_WRITE);
     if (f.mmio !== undefined) return -1;
     const global = this.translatedGlobal;
     // Self-modifying code: forget what was decoded from this page.

@@ -8,7 +8,7 @@
  * chained into the next one).
  */
 import { BASE_RIP, OP_GPR, OP_MEM } from '../decode/index.js';
-import { CHAIN_SETS, TLB_CHAIN_AT } from '../cpu.js';
+import { CHAIN_SETS, TLB_CHAIN_AT } from '../tlb.js';
 import type { Op } from '../op.js';
 import { PAGE_SIZE, TLB_ENTRIES, TLB_SIZE } from '../mmu.js';
 import { LF_ADD, LF_LOGIC, LF_SUB, SEG_FS, SEG_GS, XMM_LANES } from '../state.js';

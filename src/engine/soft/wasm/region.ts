@@ -40,7 +40,8 @@
  * moves the Cpu's code generation on, which empties every cache at once.
  */
 import { MODE_64 } from '../decode/index.js';
-import { CHAIN_SETS, type Cpu, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../cpu.js';
+import type { Cpu } from '../cpu.js';
+import { CHAIN_SETS, TLB_AREA_BYTES, TLB_CHAIN_AT } from '../tlb.js';
 import type { Op } from '../op.js';
 import { type Block, jit } from '../block.js';
 import { cond, setCarryOverflow } from '../flags.js';
